@@ -1,0 +1,78 @@
+"""The eyelid model: four linear shapes per eye that move the lid margins.
+
+Each lid margin is the chain of seven mesh vertices between the eye corners
+(`mesh_indices.UPPER_LID`, `LOWER_LID`); vertex i of the upper lid faces vertex i of
+the lower lid. With U_i and L_i their template positions, the shapes are
+
+    upper closure:  dU_i = (L_i - U_i)                  1 = closed onto the lower lid
+    upper shape:    dU_i = (L_i - U_i) * sin(2 pi s_i)  moves the lid's peak along the eye
+    lower closure:  dL_i = (U_i - L_i)                  1 = raised onto the upper lid
+    lower shape:    dL_i = (U_i - L_i) * sin(2 pi s_i)
+
+with s_i = (i + 1) / 8 running from the lateral to the medial corner. Closure is
+therefore the fraction of the template's opening covered by that lid at each point, so
+it reads directly as a blink (upper closure near 1) or a retraction (below 0, the lid
+above its template position, as in thyroid eye disease); the shape term captures a lid
+whose highest point sits off-centre (lateral flare, or the medial peak of some ptoses).
+Corners stay put: they are canthal tendon attachments, not lid.
+
+Skin next to a margin follows it with a weight falling off with distance, so a closing
+lid drags its skin as in life instead of tearing the mesh.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .mesh_indices import EYE_CORNERS, LOWER_LID, UPPER_LID
+
+N_LID_SHAPES = 8
+LID_SHAPE_NAMES = tuple(
+    f"lid_{eye}_{lid}_{kind}"
+    for eye in ("r", "l")
+    for lid in ("upper", "lower")
+    for kind in ("closure", "shape")
+)
+# How far (mm) and how strongly the skin above / below a margin follows it.
+_SKIN_REACH_MM = {"upper": 9.0, "lower": 5.0}
+_SKIN_GAIN = {"upper": 0.7, "lower": 0.5}
+
+
+def lid_blendshapes(mean: np.ndarray) -> np.ndarray:
+    """(8, N, 3) displacement fields, ordered as LID_SHAPE_NAMES, for template `mean` (N, 3) mm."""
+    n = mean.shape[0]
+    shapes = np.zeros((N_LID_SHAPES, n, 3))
+    s = np.arange(1, 8) / 8.0
+    profile = np.sin(2 * np.pi * s)[:, None]
+    margin = set(np.concatenate([UPPER_LID.ravel(), LOWER_LID.ravel(), EYE_CORNERS.ravel()]).tolist())
+    others = np.array([v for v in range(n) if v not in margin])
+    for e in range(2):
+        upper, lower = mean[UPPER_LID[e]], mean[LOWER_LID[e]]
+        for j, (lid, idx, delta) in enumerate(
+            (("upper", UPPER_LID[e], lower - upper), ("lower", LOWER_LID[e], upper - lower))
+        ):
+            closure, shape = shapes[4 * e + 2 * j], shapes[4 * e + 2 * j + 1]
+            closure[idx] = delta
+            shape[idx] = delta * profile
+            _drag_skin(mean, others, idx, lid, (closure, shape))
+    return shapes
+
+
+def _drag_skin(
+    mean: np.ndarray, others: np.ndarray, idx: np.ndarray, lid: str, fields: tuple[np.ndarray, ...]
+) -> None:
+    """Give skin vertices on the outer side of a margin a share of its nearest margin vertex's motion.
+
+    Weight w = gain * (1 - dist / reach)^2 for vertices within `reach` mm and on the
+    lid's side (above an upper lid, below a lower lid).
+    """
+    margin_pos = mean[idx]
+    d = np.linalg.norm(mean[others][:, None, :] - margin_pos[None, :, :], axis=2)
+    nearest = d.argmin(axis=1)
+    dist = d[np.arange(len(others)), nearest]
+    dy = mean[others, 1] - margin_pos[nearest, 1]
+    outside = dy < 0 if lid == "upper" else dy > 0
+    reach = _SKIN_REACH_MM[lid]
+    sel = outside & (dist < reach)
+    w = _SKIN_GAIN[lid] * (1.0 - dist[sel] / reach) ** 2
+    for field in fields:
+        field[others[sel]] = w[:, None] * field[idx[nearest[sel]]]
