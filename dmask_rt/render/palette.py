@@ -1,0 +1,19 @@
+"""The avatar's fixed colours (8-bit RGB), identical for every patient.
+
+Nothing here derives from input pixels: the rendered frame carries no patient colour.
+"""
+from __future__ import annotations
+
+BACKGROUND_RGB = (128, 140, 156)     # calm mid grey-blue, also the placeholder's ground
+PLACEHOLDER_TEXT_RGB = (236, 239, 243)
+SKIN_RGB = (214, 178, 158)           # one neutral skin tone
+SOCKET_RGB = (150, 78, 88)           # dark pink seen in the eye opening around the eyeball
+MOUTH_RGB = (66, 28, 34)             # mouth interior
+SCLERA_RGB = (240, 237, 230)
+IRIS_RGB = (70, 112, 138)            # blue-grey: high contrast against the black pupil
+PUPIL_RGB = (8, 8, 10)
+
+
+def unit_rgb(rgb: tuple[int, int, int]) -> tuple[float, float, float]:
+    """8-bit RGB -> floats in [0, 1] for shader uniforms."""
+    return (rgb[0] / 255.0, rgb[1] / 255.0, rgb[2] / 255.0)

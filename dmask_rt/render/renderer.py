@@ -1,0 +1,302 @@
+"""Offscreen OpenGL renderer of the avatar: shaded face, eyeballs behind the lids.
+
+Per frame, in one framebuffer the size of the input frame:
+  1. clear the colour to the background and the depth to 0.0 (nothing can pass);
+  2. paint each eye opening (a triangle fan of its lid-margin ring) dark pink, writing
+     depth 1.0 so only there can the eyeballs pass the depth test; paint the mouth
+     opening dark, leaving depth 0.0;
+  3. draw both eyeballs with the depth test: they appear only inside the eye openings;
+  4. clear only the depth buffer and draw the face surface over everything, so the
+     lid margins cover the eyeball exactly where they are, and the face occludes
+     itself when the head turns. A closed lid (collapsed ring) leaves no opening, so
+     the eye disappears as in a blink.
+The projection is flipped vertically, so the framebuffer read back bottom row first
+already is the image top row first: no flip copy.
+
+Timing sketch (640x480, a ~900-triangle face, measured numbers in the project report):
+
+    import time, numpy as np
+    r = AvatarRenderer(640, 480, topology)
+    ts = []
+    for _ in range(300):
+        t = time.perf_counter(); r.render(camera, vertices, eyes); ts.append(time.perf_counter() - t)
+    print(np.median(ts) * 1e3, np.percentile(ts, 99) * 1e3)
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib import resources
+from types import TracebackType
+
+import moderngl
+import numpy as np
+
+from dmask_rt.model.camera import Camera
+from dmask_rt.render import palette
+from dmask_rt.render.normals import VertexNormals
+from dmask_rt.render.sphere import uv_sphere
+from dmask_rt.render.topology import FaceTopology
+
+# Key light from the upper left of the camera (OpenCV frame: -y is up, -z towards the camera).
+LIGHT_DIR = tuple(np.array([-0.35, -0.55, -1.0]) / np.linalg.norm([-0.35, -0.55, -1.0]))
+FACE_AMBIENT = 0.35
+FACE_SPECULAR = 0.05
+FACE_SHININESS = 20.0
+EYE_AMBIENT = 0.6       # eyes stay bright whatever the light: the clinician looks at them
+
+
+@dataclass(frozen=True)
+class EyeballPose:
+    """Placement of one eyeball.
+
+    center:   (3,) eyeball centre in the camera frame, mm.
+    rotation: (3, 3) maps eyeball-local directions to the camera frame; local -z is the
+              gaze axis (identity = looking straight at the camera).
+    """
+
+    center: np.ndarray
+    rotation: np.ndarray
+
+
+def _create_context() -> moderngl.Context:
+    """A headless GL context: EGL (works on Mesa llvmpipe), else the platform default."""
+    try:
+        return moderngl.create_standalone_context(backend="egl")
+    except Exception:
+        return moderngl.create_standalone_context()
+
+
+def _program(ctx: moderngl.Context, name: str) -> moderngl.Program:
+    """Compile shaders/<name>.vert.glsl + shaders/<name>.frag.glsl (package data)."""
+    shaders = resources.files("dmask_rt.render") / "shaders"
+    return ctx.program(
+        vertex_shader=(shaders / f"{name}.vert.glsl").read_text(),
+        fragment_shader=(shaders / f"{name}.frag.glsl").read_text(),
+    )
+
+
+def _fan_triangles(ring_sizes: list[int]) -> np.ndarray:
+    """Triangle fans over consecutive blocks [centroid, ring...]: (sum n, 3) int32."""
+    tris, base = [], 0
+    for n in ring_sizes:
+        i = np.arange(n)
+        tris.append(np.stack([np.full(n, base), base + 1 + i, base + 1 + (i + 1) % n], axis=1))
+        base += n + 1
+    return np.concatenate(tris).astype(np.int32)
+
+
+class AvatarRenderer:
+    """Renders the avatar face and eyeballs to an RGB image of the input frame's size.
+
+    Owns one standalone GL context; use from one thread at a time (the context is made
+    current for each call, so several renderers or threads may take turns).
+    """
+
+    def __init__(
+        self,
+        width: int,
+        height: int,
+        topology: FaceTopology,
+        eyeball_radius: float = 12.0,
+        iris_radius: float = 5.85,
+        pupil_radius: float = 2.0,
+    ) -> None:
+        if not 0.0 < pupil_radius < iris_radius < eyeball_radius:
+            raise ValueError("need 0 < pupil_radius < iris_radius < eyeball_radius")
+        self._topology = topology
+        self._ctx = _create_context()
+        self._fbo: moderngl.Framebuffer | None = None
+        self._size = (0, 0)
+        self._n_vertices = 0
+        self._normals: VertexNormals | None = None
+        self._face_vao: moderngl.VertexArray | None = None
+        self._face_pos: moderngl.Buffer | None = None
+        self._face_nrm: moderngl.Buffer | None = None
+        with self._ctx:
+            self._face_prog = _program(self._ctx, "face")
+            self._eye_prog = _program(self._ctx, "eyeball")
+            self._fill_prog = _program(self._ctx, "fill")
+            self._set_constant_uniforms(eyeball_radius, iris_radius, pupil_radius)
+            self._face_ibo = self._ctx.buffer(topology.triangles.tobytes())
+
+            sphere_points, sphere_tris = uv_sphere()
+            self._sphere_vbo = self._ctx.buffer(sphere_points.tobytes())
+            self._sphere_ibo = self._ctx.buffer(sphere_tris.tobytes())
+            self._eye_vao = self._ctx.vertex_array(
+                self._eye_prog, [(self._sphere_vbo, "3f", "a_dir")], self._sphere_ibo, 4
+            )
+
+            # Fill vertices: per ring, its centroid then its ring vertices.
+            self._rings = [topology.eye_rings[0], topology.eye_rings[1], topology.mouth_ring]
+            sizes = [len(r) for r in self._rings]
+            self._fill_pos = np.zeros((sum(sizes) + len(sizes), 3), np.float32)
+            self._fill_vbo = self._ctx.buffer(reserve=self._fill_pos.nbytes)
+            self._fill_ibo = self._ctx.buffer(_fan_triangles(sizes).tobytes())
+            self._fill_vao = self._ctx.vertex_array(
+                self._fill_prog, [(self._fill_vbo, "3f", "a_pos")], self._fill_ibo, 4
+            )
+            self._eye_fill_indices = 3 * (sizes[0] + sizes[1])   # first index of the mouth fan
+            self._mouth_fill_indices = 3 * sizes[2]
+        self.resize(width, height)
+
+    def _set_constant_uniforms(self, eyeball_radius: float, iris_radius: float, pupil_radius: float) -> None:
+        """Colours, light and eyeball geometry: fixed for the renderer's life."""
+        face, eye = self._face_prog, self._eye_prog
+        face["u_skin"].value = palette.unit_rgb(palette.SKIN_RGB)
+        face["u_light_dir"].value = LIGHT_DIR
+        face["u_ambient"].value = FACE_AMBIENT
+        face["u_specular"].value = FACE_SPECULAR
+        face["u_shininess"].value = FACE_SHININESS
+        eye["u_light_dir"].value = LIGHT_DIR
+        eye["u_ambient"].value = EYE_AMBIENT
+        eye["u_sclera"].value = palette.unit_rgb(palette.SCLERA_RGB)
+        eye["u_iris"].value = palette.unit_rgb(palette.IRIS_RGB)
+        eye["u_pupil"].value = palette.unit_rgb(palette.PUPIL_RGB)
+        eye["u_radius"].value = eyeball_radius
+        eye["u_pupil_angle"].value = float(np.arcsin(pupil_radius / eyeball_radius))
+        eye["u_iris_angle"].value = float(np.arcsin(iris_radius / eyeball_radius))
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(width, height) of the framebuffer."""
+        return self._size
+
+    def resize(self, width: int, height: int) -> None:
+        """Replace the framebuffer with one of width x height (no-op if unchanged)."""
+        width, height = int(width), int(height)
+        if width <= 0 or height <= 0:
+            raise ValueError(f"frame size must be positive, got {width}x{height}")
+        if (width, height) == self._size:
+            return
+        with self._ctx:
+            self._release_framebuffer()
+            self._color_rb = self._ctx.renderbuffer((width, height), components=4)
+            self._depth_rb = self._ctx.depth_renderbuffer((width, height))
+            self._fbo = self._ctx.framebuffer([self._color_rb], self._depth_rb)
+        self._size = (width, height)
+
+    def _release_framebuffer(self) -> None:
+        if self._fbo is not None:
+            for obj in (self._fbo, self._color_rb, self._depth_rb):
+                obj.release()
+            self._fbo = None
+
+    def _ensure_face_buffers(self, n_vertices: int) -> None:
+        """(Re)allocate the per-frame vertex and normal buffers for n_vertices."""
+        if n_vertices == self._n_vertices:
+            return
+        if self._face_vao is not None:
+            for obj in (self._face_vao, self._face_pos, self._face_nrm):
+                obj.release()
+        self._face_pos = self._ctx.buffer(reserve=12 * n_vertices)
+        self._face_nrm = self._ctx.buffer(reserve=12 * n_vertices)
+        self._face_vao = self._ctx.vertex_array(
+            self._face_prog,
+            [(self._face_pos, "3f", "a_pos"), (self._face_nrm, "3f", "a_normal")],
+            self._face_ibo,
+            4,
+        )
+        self._normals = VertexNormals(self._topology.triangles, n_vertices)
+        self._n_vertices = n_vertices
+
+    def _update_fills(self, vertices: np.ndarray) -> None:
+        """Write each ring's centroid and ring vertices into the fill vertex buffer."""
+        start = 0
+        for ring in self._rings:
+            pts = vertices[ring]
+            self._fill_pos[start] = pts.mean(axis=0)
+            self._fill_pos[start + 1 : start + 1 + len(ring)] = pts
+            start += len(ring) + 1
+        self._fill_vbo.write(self._fill_pos)
+
+    def render(
+        self, camera: Camera, vertices: np.ndarray, eyes: tuple[EyeballPose, EyeballPose]
+    ) -> np.ndarray:
+        """Draw the avatar seen by `camera`: (height, width, 3) uint8 RGB, top row first.
+
+        vertices: (N, 3) face vertices in the camera frame, mm. eyes: (right, left)
+        eyeball poses. If the camera's image size differs from the framebuffer, the
+        framebuffer is resized first (the input resolution can change mid-stream).
+        """
+        if self._fbo is None:
+            raise RuntimeError("renderer was released")
+        v = np.ascontiguousarray(vertices, dtype=np.float32)
+        if v.ndim != 2 or v.shape[1] != 3 or len(v) < self._topology.min_vertex_count:
+            raise ValueError(
+                f"vertices must be (N>={self._topology.min_vertex_count}, 3), got {v.shape}"
+            )
+        if len(eyes) != 2:
+            raise ValueError("eyes must be (right, left)")
+        self.resize(camera.width, camera.height)
+
+        # Negated y row: the image renders upside down in GL terms, i.e. top row first in memory.
+        proj = camera.gl_projection()
+        proj[1] *= -1.0
+        proj_bytes = proj.T.astype(np.float32).tobytes()   # GLSL matrices are column-major
+        centers = np.array([e.center for e in eyes], np.float32)
+        rotations = np.array([np.asarray(e.rotation).T for e in eyes], np.float32)
+
+        ctx, fbo = self._ctx, self._fbo
+        with ctx:
+            self._ensure_face_buffers(len(v))
+            self._face_pos.write(v)
+            self._face_nrm.write(self._normals(v))
+            self._update_fills(v)
+            for prog in (self._face_prog, self._eye_prog, self._fill_prog):
+                prog["u_proj"].write(proj_bytes)
+            self._eye_prog["u_center"].write(centers)
+            self._eye_prog["u_rotation"].write(rotations)
+
+            fbo.use()
+            fbo.clear(*palette.unit_rgb(palette.BACKGROUND_RGB), 1.0, depth=0.0)
+            ctx.enable_only(moderngl.DEPTH_TEST)
+
+            ctx.depth_func = "1"   # always: the fills set the depth mask for the eyeballs
+            self._fill_prog["u_color"].value = palette.unit_rgb(palette.SOCKET_RGB)
+            self._fill_prog["u_depth"].value = 1.0
+            self._fill_vao.render(moderngl.TRIANGLES, vertices=self._eye_fill_indices)
+            self._fill_prog["u_color"].value = palette.unit_rgb(palette.MOUTH_RGB)
+            self._fill_prog["u_depth"].value = 0.0
+            self._fill_vao.render(
+                moderngl.TRIANGLES, vertices=self._mouth_fill_indices, first=self._eye_fill_indices
+            )
+
+            ctx.depth_func = "<"
+            self._eye_vao.render(moderngl.TRIANGLES, instances=2)
+
+            # Clear depth only (the fbo's colour mask also gates clear), then the face on top.
+            fbo.color_mask = (False, False, False, False)
+            fbo.clear(depth=1.0)
+            fbo.color_mask = (True, True, True, True)
+            fbo.use()   # re-applies the colour mask to the GL state
+            self._face_vao.render(moderngl.TRIANGLES)
+
+            out = np.empty((self._size[1], self._size[0], 3), np.uint8)
+            fbo.read_into(out, components=3, alignment=1)
+        return out
+
+    def release(self) -> None:
+        """Free every GL object and the context (idempotent)."""
+        if self._fbo is None:
+            return
+        with self._ctx:
+            self._release_framebuffer()
+            objects = [self._face_vao, self._face_pos, self._face_nrm, self._face_ibo]
+            objects += [self._eye_vao, self._sphere_vbo, self._sphere_ibo]
+            objects += [self._fill_vao, self._fill_vbo, self._fill_ibo]
+            objects += [self._face_prog, self._eye_prog, self._fill_prog]
+            for obj in objects:
+                if obj is not None:
+                    obj.release()
+        self._ctx.release()
+
+    def __enter__(self) -> "AvatarRenderer":
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.release()

@@ -1,0 +1,293 @@
+"""Known-answer tests of the avatar renderer on a synthetic face-like mesh.
+
+The mesh is a tessellated half-ellipsoid "face" facing the camera, with two elliptic
+eye openings and a mouth opening cut out (their rims are the rings of FaceTopology).
+Needs an OpenGL context (EGL on Mesa llvmpipe works headless).
+
+Timing (reported, not asserted), e.g.:
+    /tmp/venv/bin/python -c "import tests.test_render as t; t.print_timing()"
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+from scipy.spatial import Delaunay
+
+from dmask_rt.model.camera import Camera
+from dmask_rt.render import AvatarRenderer, EyeballPose, FaceTopology, placeholder_frame
+from dmask_rt.render import palette
+
+W, H = 640, 480
+FACE_Z = 330.0                       # mm from the camera to the face's back rim
+FACE_A, FACE_B, FACE_DEPTH = 80.0, 105.0, 60.0   # half-ellipsoid semi-axes (x, y) and depth
+EYE_CENTERS = ((-32.0, -18.0), (32.0, -18.0))    # subject's right eye is on the image left
+EYE_AXES = (14.0, 7.0)
+MOUTH_CENTER, MOUTH_AXES = (0.0, 45.0), (22.0, 5.0)
+EYEBALL_RADIUS = 12.0
+
+
+def surface_z(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Depth of the half-ellipsoid face at (x, y): nearest to the camera at the centre."""
+    r2 = np.clip(1.0 - (x / FACE_A) ** 2 - (y / FACE_B) ** 2, 0.0, None)
+    return FACE_Z - FACE_DEPTH * np.sqrt(r2)
+
+
+def ellipse_ring(center: tuple[float, float], axes: tuple[float, float], n: int) -> np.ndarray:
+    """(n, 2) points in order around an ellipse (angles symmetric about the x axis)."""
+    t = 2.0 * np.pi * np.arange(n) / n
+    return np.stack([center[0] + axes[0] * np.cos(t), center[1] + axes[1] * np.sin(t)], axis=1)
+
+
+def make_face() -> tuple[np.ndarray, FaceTopology]:
+    """(N, 3) float32 vertices and topology of the synthetic face with three holes."""
+    rings = [ellipse_ring(c, EYE_AXES, 16) for c in EYE_CENTERS]
+    rings.append(ellipse_ring(MOUTH_CENTER, MOUTH_AXES, 20))
+    gx, gy = np.meshgrid(np.arange(-72.0, 72.1, 6.0), np.arange(-96.0, 96.1, 6.0))
+    grid = np.stack([gx.ravel(), gy.ravel()], axis=1)
+    # Keep grid points clear of the openings so Delaunay keeps every ring edge.
+    keep = np.ones(len(grid), bool)
+    for center, axes in [(c, EYE_AXES) for c in EYE_CENTERS] + [(MOUTH_CENTER, MOUTH_AXES)]:
+        q = ((grid[:, 0] - center[0]) / axes[0]) ** 2 + ((grid[:, 1] - center[1]) / axes[1]) ** 2
+        keep &= q > 1.6 ** 2
+    ring_start = len(grid[keep])
+    xy = np.concatenate([grid[keep]] + rings)
+    ring_idx, start = [], ring_start
+    for ring in rings:
+        ring_idx.append(np.arange(start, start + len(ring), dtype=np.int32))
+        start += len(ring)
+    tri = Delaunay(xy).simplices
+    # The openings: triangles spanned by one ring alone.
+    inside = np.zeros(len(tri), bool)
+    for idx in ring_idx:
+        inside |= np.isin(tri, idx).all(axis=1)
+    tri = tri[~inside]
+    vertices = np.column_stack([xy, surface_z(xy[:, 0], xy[:, 1])]).astype(np.float32)
+    topology = FaceTopology(tri.astype(np.int32), np.stack(ring_idx[:2]), ring_idx[2])
+    return vertices, topology
+
+
+def collapse_ring(vertices: np.ndarray, ring: np.ndarray, center_y: float) -> np.ndarray:
+    """Copy of vertices with the ring flattened onto the horizontal line y = center_y (a closed lid)."""
+    v = vertices.copy()
+    v[ring, 1] = center_y
+    v[ring, 2] = surface_z(v[ring, 0], v[ring, 1])
+    return v
+
+
+def eye_poses(rotations: tuple[np.ndarray, np.ndarray] = (np.eye(3), np.eye(3))) -> tuple[EyeballPose, EyeballPose]:
+    """Eyeballs behind the openings, cornea apex 2 mm in front of the rim's surface."""
+    poses = []
+    for (x, y), rot in zip(EYE_CENTERS, rotations):
+        z = float(surface_z(np.array(x), np.array(y))) + EYEBALL_RADIUS - 2.0
+        poses.append(EyeballPose(np.array([x, y, z]), np.asarray(rot, float)))
+    return tuple(poses)
+
+
+def gaze_point(pose: EyeballPose) -> np.ndarray:
+    """Camera-frame point where the gaze axis leaves the eyeball (the pupil centre)."""
+    return pose.center + pose.rotation @ np.array([0.0, 0.0, -EYEBALL_RADIUS])
+
+
+def yaw(angle_deg: float) -> np.ndarray:
+    """Rotation about the camera's y axis (the gaze swings sideways)."""
+    a = np.radians(angle_deg)
+    return np.array([[np.cos(a), 0.0, np.sin(a)], [0.0, 1.0, 0.0], [-np.sin(a), 0.0, np.cos(a)]])
+
+
+def is_background(img: np.ndarray) -> np.ndarray:
+    return np.all(img == np.array(palette.BACKGROUND_RGB, np.uint8), axis=-1)
+
+
+def is_pupil(img: np.ndarray) -> np.ndarray:
+    """Near-black pixels: only the pupil is that dark (shaded skin keeps >= 35% of its tone)."""
+    return img.max(axis=-1) < 45
+
+
+def is_iris_or_pupil(img: np.ndarray) -> np.ndarray:
+    """Pupil pixels, or bluish ones other than the background (skin, sclera, fills are red-dominant)."""
+    i = img.astype(int)
+    return is_pupil(img) | ((i[..., 2] > i[..., 0] + 25) & ~is_background(img))
+
+
+def is_skin(img: np.ndarray) -> np.ndarray:
+    """Pixels of the skin tone under any shading: red > green > blue in the palette's ratios."""
+    i = img.astype(float) + 1e-6
+    return (np.abs(i[..., 1] / i[..., 0] - palette.SKIN_RGB[1] / palette.SKIN_RGB[0]) < 0.06) & (
+        np.abs(i[..., 2] / i[..., 0] - palette.SKIN_RGB[2] / palette.SKIN_RGB[0]) < 0.08
+    )
+
+
+@pytest.fixture(scope="module")
+def face():
+    return make_face()
+
+
+@pytest.fixture(scope="module")
+def renderer(face):
+    with AvatarRenderer(W, H, face[1], eyeball_radius=EYEBALL_RADIUS) as r:
+        yield r
+
+
+@pytest.fixture(scope="module")
+def camera():
+    return Camera.for_image(W, H)
+
+
+def test_output_shape_dtype_and_layout(renderer, face, camera):
+    img = renderer.render(camera, face[0], eye_poses())
+    assert img.shape == (H, W, 3)
+    assert img.dtype == np.uint8
+    assert img.flags.c_contiguous and img.flags.writeable
+
+
+def test_face_pixels_where_projected_and_background_in_corners(renderer, face, camera):
+    vertices, topology = face
+    img = renderer.render(camera, vertices, eye_poses())
+    # Points on the skin (cheeks, forehead, chin), away from the openings.
+    xy = np.array([[-40.0, 20.0], [40.0, 20.0], [0.0, -60.0], [0.0, 80.0], [0.0, 10.0]])
+    pts = np.column_stack([xy, surface_z(xy[:, 0], xy[:, 1])])
+    for u, v in np.round(camera.project(pts)).astype(int):
+        assert is_skin(img[v - 1 : v + 2, u - 1 : u + 2]).all(), (u, v, img[v, u])
+    for v, u in [(0, 0), (0, W - 1), (H - 1, 0), (H - 1, W - 1), (5, W // 2)]:
+        assert tuple(img[v, u]) == palette.BACKGROUND_RGB
+    # The face is lit: skin pixels are not one flat colour.
+    assert img[is_skin(img)].std(axis=0).max() > 3.0
+
+
+def test_upright_orientation(renderer, face, camera):
+    """The mouth opening (y > 0, below the eyes) shows its dark fill below the image centre."""
+    img = renderer.render(camera, face[0], eye_poses())
+    mouth = camera.project(np.array([[*MOUTH_CENTER, surface_z(np.array(0.0), np.array(MOUTH_CENTER[1]))]]))[0]
+    u, v = np.round(mouth).astype(int)
+    assert v > H // 2
+    assert np.abs(img[v, u].astype(int) - palette.MOUTH_RGB).max() <= 2
+
+
+def test_open_eye_shows_pupil_at_gaze_point(renderer, face, camera):
+    eyes = eye_poses()
+    img = renderer.render(camera, face[0], eyes)
+    for pose in eyes:
+        u, v = np.round(camera.project(gaze_point(pose)[None])[0]).astype(int)
+        assert is_pupil(img[v - 1 : v + 2, u - 1 : u + 2]).all()
+        # Iris (not pupil) a few mm out along the horizontal, still inside the opening.
+        iris_pt = pose.center + np.array([4.0, 0.0, -np.sqrt(EYEBALL_RADIUS**2 - 16.0)])
+        ui, vi = np.round(camera.project(iris_pt[None])[0]).astype(int)
+        assert is_iris_or_pupil(img[vi : vi + 1, ui : ui + 1]).all() and not is_pupil(img[vi : vi + 1, ui : ui + 1]).any()
+    # Iris/pupil pixels appear in both eye regions and nowhere else.
+    ys, xs = np.nonzero(is_iris_or_pupil(img))
+    eye_u = camera.project(np.array([p.center for p in eyes]))[:, 0]
+    assert np.all(np.minimum(np.abs(xs - eye_u[0]), np.abs(xs - eye_u[1])) < 40)
+    assert (xs < W // 2).any() and (xs > W // 2).any()
+
+
+def test_collapsed_rings_hide_the_eyes(renderer, face, camera):
+    vertices, topology = face
+    closed = vertices
+    for ring, (_, cy) in zip(topology.eye_rings, EYE_CENTERS):
+        closed = collapse_ring(closed, ring, cy)
+    img = renderer.render(camera, closed, eye_poses())
+    assert not is_iris_or_pupil(img).any()
+    socket = np.all(np.abs(img.astype(int) - palette.SOCKET_RGB) <= 2, axis=-1)
+    assert not socket.any()
+    # One eye closed, the other open: only the open one keeps its pupil.
+    one = collapse_ring(vertices, topology.eye_rings[0], EYE_CENTERS[0][1])
+    img = renderer.render(camera, one, eye_poses())
+    _, xs = np.nonzero(is_pupil(img))
+    assert len(xs) > 0 and (xs > W // 2).all()
+
+
+def test_eye_rotation_moves_pupil_by_projected_amount(renderer, face, camera):
+    vertices = face[0]
+
+    def pupil_centroids(eyes):
+        img = renderer.render(camera, vertices, eyes)
+        ys, xs = np.nonzero(is_pupil(img))
+        right = xs < W // 2
+        return np.array([[xs[m].mean(), ys[m].mean()] for m in (right, ~right)])
+
+    straight = eye_poses()
+    turned = eye_poses((yaw(20.0), yaw(20.0)))
+    moved = pupil_centroids(turned) - pupil_centroids(straight)
+    expected = np.array(
+        [camera.project(gaze_point(t)[None])[0] - camera.project(gaze_point(s)[None])[0] for s, t in zip(straight, turned)]
+    )
+    assert np.all(np.abs(expected[:, 0]) > 8.0)   # the test is not vacuous
+    np.testing.assert_allclose(moved, expected, atol=1.0)
+
+
+def test_vertex_changes_show_up_between_calls(renderer, face, camera):
+    vertices = face[0]
+    eyes = eye_poses()
+    a = renderer.render(camera, vertices, eyes)
+    shifted = vertices + np.array([25.0, 0.0, 0.0], np.float32)
+    b = renderer.render(camera, shifted, eyes)
+    c = renderer.render(camera, vertices, eyes)
+    assert not np.array_equal(a, b)
+    np.testing.assert_array_equal(a, c)
+    # Each call returns a fresh array: earlier frames are not overwritten.
+    assert not np.array_equal(a, b)
+
+
+def test_resize_and_camera_size_change(renderer, face):
+    vertices = face[0]
+    try:
+        for w, h in [(320, 240), (512, 512)]:
+            cam = Camera.for_image(w, h)
+            renderer.resize(w, h)
+            img = renderer.render(cam, vertices, eye_poses())
+            assert img.shape == (h, w, 3)
+            u, v = np.round(cam.project(np.array([[0.0, 10.0, surface_z(np.array(0.0), np.array(10.0))]]))[0]).astype(int)
+            assert is_skin(img[v : v + 1, u : u + 1]).all()
+        # A camera of another size resizes the framebuffer by itself.
+        img = renderer.render(Camera.for_image(400, 300), vertices, eye_poses())
+        assert img.shape == (300, 400, 3) and renderer.size == (400, 300)
+    finally:
+        renderer.resize(W, H)
+
+
+def test_release_is_idempotent_and_blocks_rendering(face, camera):
+    r = AvatarRenderer(64, 48, face[1])
+    r.release()
+    r.release()
+    with pytest.raises(RuntimeError):
+        r.render(camera, face[0], eye_poses())
+
+
+def test_placeholder_is_plain_outside_text_and_cached():
+    a = placeholder_frame(W, H)
+    b = placeholder_frame(W, H)
+    assert a.shape == (H, W, 3) and a.dtype == np.uint8
+    np.testing.assert_array_equal(a, b)
+    text = ~is_background(a)
+    ys, xs = np.nonzero(text)
+    assert len(ys) > 0
+    # The text is a centred band; everything outside its bounding box is one colour.
+    assert abs((xs.min() + xs.max()) / 2 - W / 2) < 8 and abs((ys.min() + ys.max()) / 2 - H / 2) < 8
+    assert xs.max() - xs.min() < 0.7 * W and ys.max() - ys.min() < 0.15 * H
+    outside = np.ones((H, W), bool)
+    outside[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1] = False
+    assert (a[outside] == palette.BACKGROUND_RGB).all()
+    assert not a.flags.writeable
+    small = placeholder_frame(160, 120, "x")
+    assert small.shape == (120, 160, 3)
+
+
+def print_timing(frames: int = 300) -> None:
+    """Median and p99 ms per frame (render incl. normals, upload and read-back)."""
+    vertices, topology = make_face()
+    eyes = eye_poses()
+    for w, h in [(640, 480), (512, 512)]:
+        cam = Camera.for_image(w, h)
+        with AvatarRenderer(w, h, topology) as r:
+            for _ in range(20):
+                r.render(cam, vertices, eyes)
+            ts = []
+            for i in range(frames):
+                v = vertices + np.float32(0.01 * (i % 7))   # a new pose each frame
+                t = time.perf_counter()
+                r.render(cam, v, eyes)
+                ts.append(time.perf_counter() - t)
+        ts = np.array(ts) * 1e3
+        print(f"{w}x{h}: {len(topology.triangles)} face triangles, median {np.median(ts):.2f} ms, p99 {np.percentile(ts, 99):.2f} ms")
