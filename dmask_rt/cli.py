@@ -1,0 +1,160 @@
+"""The `dmask` command: mask a video file, preview live, benchmark, fetch the models.
+
+Exit codes: 0 done, 2 unusable input/output or no display (one line on stderr,
+nothing written), 130 interrupted. Anything else is a bug and shows a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+import time
+from pathlib import Path
+
+from tqdm import tqdm
+
+from . import preview
+from .paramlog import ParamLog, check_params_path
+from .video import encode
+from .video.compose import side_by_side
+from .video.decode import VideoInputError, VideoReader, open_camera
+from .video.outfile import OutputPathError, check_output_path
+
+# The development clips live in the shared data folder beside the repository.
+SHARED_VIDEOS = Path(__file__).resolve().parents[2] / "shared" / "data" / "videos"
+DEFAULT_CLIP = SHARED_VIDEOS / "p02_gaze_wink.mp4"
+DEFAULT_OUT_DIR = Path("out")
+EXIT_UNUSABLE = 2
+EXIT_INTERRUPTED = 130
+
+
+def _input_path(arg: str | None) -> Path:
+    """The INPUT argument, or the default clip, which must then exist."""
+    if arg is not None:
+        return Path(arg)
+    if not DEFAULT_CLIP.is_file():
+        raise VideoInputError(f"no INPUT given and the default clip {DEFAULT_CLIP} is missing")
+    return DEFAULT_CLIP
+
+
+def cmd_mask(args: argparse.Namespace) -> int:
+    """Mask a video file into an H.264 .mp4 (and optionally a per-frame parameter log)."""
+    source = _input_path(args.input)
+    output = check_output_path(args.output, encode.SUFFIXES) if args.output else None
+    params_path = check_params_path(args.params) if args.params else None
+    with VideoReader(source) as reader:
+        if output is None:  # out/ is created only now that the input is known to be good
+            DEFAULT_OUT_DIR.mkdir(exist_ok=True)
+            output = check_output_path(DEFAULT_OUT_DIR / f"{source.stem}.masked.mp4", encode.SUFFIXES)
+        if output.resolve() == source.resolve():
+            raise OutputPathError(f"{output}: is the input; choose another output")
+
+        from .pipeline import Masker  # heavy import: only once the job is known to be valid
+
+        with contextlib.ExitStack() as stack:
+            masker = stack.enter_context(Masker())
+            writer = stack.enter_context(encode.VideoWriter(output, reader.time_base, reader.rate))
+            log = stack.enter_context(ParamLog(params_path, Masker.PARAM_NAMES)) if params_path else None
+            faces, start = 0, time.perf_counter()
+            progress = tqdm(reader, total=reader.frames, unit="frame", disable=args.quiet, desc=source.name)
+            for frame in progress:
+                result = masker.process(frame.rgb)
+                writer.write(side_by_side(frame.rgb, result.image) if args.side_by_side else result.image, frame.pts)
+                if log is not None:
+                    log.write(frame.index, frame.time, result.face_found, result.params)
+                faces += result.face_found
+            progress.total = progress.n  # container frame counts can be off by a few
+            progress.close()
+            elapsed = time.perf_counter() - start
+    if not args.quiet:
+        frames = writer.frames
+        print(f"{source.name}: {frames} frames, {faces} with a face ({100 * faces / frames:.0f}%), "
+              f"{frames / elapsed:.1f} fps -> {output}" + (f", {params_path}" if params_path else ""))
+    return 0
+
+
+def cmd_preview(args: argparse.Namespace) -> int:
+    """Show original | avatar in a window until the video ends or Esc/q."""
+    screenshot = check_output_path(args.screenshot, (".png",)) if args.screenshot else None
+    reader = open_camera(args.camera) if args.camera else VideoReader(_input_path(args.input))
+    with reader:
+        preview.run(reader, max_frames=args.frames, screenshot=screenshot, realtime=not args.camera)
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    """Per-stage latency over the development clips, as JSON (stdout and --json) and a table (stderr)."""
+    from . import bench
+
+    json_path = check_output_path(args.json, (".json",)) if args.json else None
+    clips = sorted(SHARED_VIDEOS.glob("p0[1-8]_*.mp4"))
+    if not clips:
+        raise VideoInputError(f"{SHARED_VIDEOS}: no development clips p01..p08")
+    report = bench.run(clips, frames=args.frames)
+    bench.print_table(report)
+    bench.write_json(report, json_path)
+    return 0
+
+
+def cmd_setup(args: argparse.Namespace) -> int:
+    """Fetch the model files."""
+    from . import assets
+
+    assets.fetch()
+    return 0
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of `dmask` and its subcommands."""
+    parser = argparse.ArgumentParser(prog="dmask", description="Digital mask: a generic 3D face that keeps head pose, eyelids, gaze and blinks, and drops identity.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    mask_cmd = commands.add_parser("mask", help="mask a video file", description=cmd_mask.__doc__)
+    mask_cmd.add_argument("input", nargs="?", metavar="INPUT", help=f"video file (default: {DEFAULT_CLIP})")
+    mask_cmd.add_argument("-o", "--output", metavar="OUTPUT", help="output .mp4/.mov (default: out/<input stem>.masked.mp4)")
+    mask_cmd.add_argument("--params", metavar="FILE", help="per-frame parameters, .jsonl or .csv")
+    mask_cmd.add_argument("--side-by-side", action="store_true", help="write original | avatar for review (puts the input's pixels in the output)")
+    mask_cmd.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
+    mask_cmd.set_defaults(run=cmd_mask)
+
+    preview_cmd = commands.add_parser("preview", help="live window: original | avatar", description=cmd_preview.__doc__)
+    source = preview_cmd.add_mutually_exclusive_group()
+    source.add_argument("input", nargs="?", metavar="INPUT", help=f"video file (default: {DEFAULT_CLIP})")
+    source.add_argument("--camera", metavar="DEV", help="V4L2 camera device, e.g. /dev/video0")
+    preview_cmd.add_argument("--frames", type=_positive_int, metavar="N", help="stop after N frames")
+    preview_cmd.add_argument("--screenshot", metavar="PNG", help="save the last window contents (shows the original video)")
+    preview_cmd.set_defaults(run=cmd_preview)
+
+    bench_cmd = commands.add_parser("bench", help="per-stage latency over the development clips", description=cmd_bench.__doc__)
+    bench_cmd.add_argument("--frames", type=_positive_int, default=150, metavar="N", help="frames per clip and size (default: 150)")
+    bench_cmd.add_argument("--json", metavar="OUT", help="also save the JSON report here")
+    bench_cmd.set_defaults(run=cmd_bench)
+
+    setup_cmd = commands.add_parser("setup", help="fetch the model files", description=cmd_setup.__doc__)
+    setup_cmd.set_defaults(run=cmd_setup)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of `dmask`; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except (VideoInputError, OutputPathError, preview.DisplayError) as err:
+        print(f"dmask: error: {err}", file=sys.stderr)
+        return EXIT_UNUSABLE
+    except KeyboardInterrupt:
+        print("dmask: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

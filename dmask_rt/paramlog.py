@@ -1,0 +1,87 @@
+"""Per-frame parameter log: one row per frame, as JSON Lines or CSV by file extension.
+
+Every row has the same flat keys, so both formats load as the same table:
+`frame` (index), `time` (seconds, the input's timestamp), `face_found`, then one
+column per `Masker.PARAM_NAMES` entry, null (JSON) or empty (CSV) without a face.
+Like the video, the file appears only when the job succeeds.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+
+from .video.outfile import AtomicFile, check_output_path
+
+SUFFIXES = (".jsonl", ".csv")
+FIXED_COLUMNS = ("frame", "time", "face_found")
+
+
+def check_params_path(path: str | os.PathLike[str]) -> Path:
+    """Validate a parameter-log path (extension and writable directory) before any work."""
+    return check_output_path(path, SUFFIXES)
+
+
+class ParamLog:
+    """Writes one row per frame; the format follows the suffix (.jsonl or .csv)."""
+
+    def __init__(self, path: str | os.PathLike[str], param_names: Sequence[str]) -> None:
+        self.path = check_params_path(path)
+        clash = set(FIXED_COLUMNS) & set(param_names)
+        if clash:
+            raise ValueError(f"parameter names clash with the log's own columns: {sorted(clash)}")
+        self.columns = (*FIXED_COLUMNS, *param_names)
+        self._param_names = frozenset(param_names)
+        self._file = AtomicFile(self.path)
+        self._out = open(self._file.tmp, "w", encoding="utf-8", newline="")
+        self._csv = None
+        if self.path.suffix.lower() == ".csv":
+            self._csv = csv.writer(self._out)
+            self._csv.writerow(self.columns)
+
+    def write(self, index: int, time: float, face_found: bool, params: Mapping[str, float] | None) -> None:
+        """Append the row of one frame; `params` is None when no face was found."""
+        params = params or {}
+        unknown = params.keys() - self._param_names
+        if unknown:
+            raise ValueError(f"parameters not in PARAM_NAMES: {sorted(unknown)}")
+        row = {"frame": index, "time": round(time, 6), "face_found": bool(face_found)}
+        row.update((name, _number(params.get(name))) for name in self.columns[len(FIXED_COLUMNS):])
+        if self._csv is None:
+            self._out.write(json.dumps(row, allow_nan=False) + "\n")
+        else:
+            row["face_found"] = str(row["face_found"]).lower()  # true/false, as in JSON
+            self._csv.writerow("" if v is None else v for v in row.values())
+
+    def close(self) -> None:
+        """Finish the file and move it to its final path."""
+        self._out.close()
+        self._file.commit()
+
+    def abort(self) -> None:
+        """Drop the log; nothing appears at the final path."""
+        self._out.close()
+        self._file.discard()
+
+    def __enter__(self) -> ParamLog:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+def _number(value: float | None) -> float | None:
+    # numpy scalars are not JSON-serialisable, and NaN/inf are not valid JSON: both become plain.
+    if value is None:
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
