@@ -1,0 +1,96 @@
+"""Per-frame face tracking: detector when needed, mesh on a warm-started ROI, irises.
+
+The pipeline is MediaPipe's face mesh with iris refinement, run without mediapipe:
+the previous frame's mesh gives this frame's ROI; the detector runs only on the first
+frame, after a loss, or when the mesh's presence score falls below ``min_confidence``
+(then in the same frame). Fails closed: no confident face, no landmarks.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..assets import model_path
+from .detector import FaceDetector
+from .iris import IrisModel, eye_roi
+from .landmarks import EYE_CONTOUR_MESH_INDICES, IRIS_START, NUM_POINTS, FaceLandmarks
+from .mesh import FaceMeshModel, MeshResult, roi_from_detection, roi_from_mesh
+from .roi import Roi
+
+# Mesh eye corners that set each eye's ROI, image-left corner first, and whether the
+# iris model sees that eye mirrored (it only knows the eye on the image's left).
+_EYES = (((33, 133), False), ((362, 263), True))
+# The iris z the refined face mesh reports: mean z of the eye opening's 16 mesh points.
+_EYELID_POINTS = EYE_CONTOUR_MESH_INDICES[:, :16]
+
+
+def _check_frame(rgb: np.ndarray) -> None:
+    if not isinstance(rgb, np.ndarray) or rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
+        desc = f"{rgb.shape} {rgb.dtype}" if isinstance(rgb, np.ndarray) else type(rgb).__name__
+        raise ValueError(f"expected an RGB frame of shape (H, W, 3) and dtype uint8, got {desc}")
+    if rgb.shape[0] < 2 or rgb.shape[1] < 2:
+        raise ValueError(f"frame too small: {rgb.shape}")
+
+
+class FaceTracker:
+    """Tracks one face (the largest when detecting) through a stream of RGB frames."""
+
+    def __init__(self, models_dir: Path | None = None, min_confidence: float = 0.5, num_threads: int = 1) -> None:
+        self.min_confidence = min_confidence
+        self._detector = FaceDetector(model_path("face_detection_short_range", models_dir), num_threads)
+        self._mesh = FaceMeshModel(model_path("face_landmark", models_dir), num_threads)
+        self._iris = IrisModel(model_path("iris_landmark", models_dir), num_threads)
+        self._roi: Roi | None = None
+        self._shape: tuple[int, ...] | None = None
+
+    def reset(self) -> None:
+        """Forget the previous face: the next frame runs the detector."""
+        self._roi = None
+        self._shape = None
+
+    def track(self, rgb: np.ndarray) -> FaceLandmarks | None:
+        """Landmarks of the face in ``rgb`` (H,W,3 uint8), or None if there is no face."""
+        _check_frame(rgb)
+        if rgb.shape != self._shape:  # new stream or resolution change: old ROI is meaningless
+            self.reset()
+            self._shape = rgb.shape
+        mesh = None
+        if self._roi is not None:
+            mesh = self._mesh.run(rgb, self._roi)
+            if mesh.score < self.min_confidence:
+                mesh = None
+        detected = mesh is None
+        if mesh is None:
+            mesh = self._detect(rgb)
+        if mesh is None:
+            self._roi = None
+            return None
+        self._roi = roi_from_mesh(mesh.points)
+        return self._refine(rgb, mesh, detected)
+
+    def _detect(self, rgb: np.ndarray) -> MeshResult | None:
+        """Mesh on the largest detected face, if it is confident enough."""
+        faces = self._detector.detect(rgb)
+        if not faces:
+            return None
+        mesh = self._mesh.run(rgb, roi_from_detection(max(faces, key=lambda d: d.area)))
+        return mesh if mesh.score >= self.min_confidence else None
+
+    def _refine(self, rgb: np.ndarray, mesh: MeshResult, detected: bool) -> FaceLandmarks:
+        """Replace the eye contours with the iris model's and add the irises."""
+        points = np.empty((NUM_POINTS, 2), np.float32)
+        depth = np.empty(NUM_POINTS, np.float32)
+        points[: len(mesh.points)] = mesh.points[:, :2]
+        depth[: len(mesh.points)] = mesh.points[:, 2]
+        contours = np.empty((2, 71, 2), np.float32)
+        for eye, (corners, mirror) in enumerate(_EYES):
+            contour, iris = self._iris.run(rgb, eye_roi(mesh.points[list(corners), :2]), mirror)
+            contours[eye] = contour
+            # x, y from the iris model; z stays the mesh's, as the refined face mesh does.
+            points[EYE_CONTOUR_MESH_INDICES[eye]] = contour
+            start = IRIS_START[eye]
+            points[start : start + 5] = iris
+            depth[start : start + 5] = depth[_EYELID_POINTS[eye]].mean()
+        return FaceLandmarks(points, depth, mesh.score, detected, contours)
