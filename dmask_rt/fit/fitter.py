@@ -27,9 +27,9 @@ class FitConfig:
     cold_iterations: int = 15
     warm_iterations: int = 3
     #: Shape priors, per unit^2 against residuals in mm^2 summed over the landmarks.
-    expression_prior: float = 3.0
+    expression_prior: float = 0.3
     lid_prior: float = 0.05
-    eye_prior: float = 0.5
+    eye_prior: float = 0.01
     #: A closed eye shows no iris: its rotation is then held at the last seen value.
     closed_eye_hold: float = 1e4
     #: Temporal weights relative to the data curvature (0 = no smoothing).
@@ -40,8 +40,8 @@ class FitConfig:
     iris_weight: float = 3.0
     #: Openness (lid gap / eye width) below which the iris is not trusted at all, and
     #: the span above it over which trust ramps to full.
-    iris_trust_from: float = 0.08
-    iris_trust_ramp: float = 0.10
+    iris_trust_from: float = 0.04
+    iris_trust_ramp: float = 0.06
 
 
 def eye_openness(points: np.ndarray) -> np.ndarray:

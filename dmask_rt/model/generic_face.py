@@ -25,6 +25,8 @@ from .eyelid import lid_blendshapes
 from .mesh_indices import MOUTH_RING, eye_rings
 
 DATA_FILE = "generic_face.npz"
+#: Expression modes kept by the build; parameter names depend on it.
+N_EXPRESSION = 10
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,8 @@ class GenericFace:
                 return cls.load(p)
         with np.load(path) as z:
             mean = z["mean"].astype(np.float64)
+            if z["expression"].shape[0] != N_EXPRESSION:
+                raise ValueError(f"{path}: expected {N_EXPRESSION} expression modes")
             return cls(
                 mean=mean,
                 expression=z["expression"].astype(np.float64),

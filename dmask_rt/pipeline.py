@@ -1,0 +1,123 @@
+"""One frame through the mask: track -> fit -> render.
+
+`Masker.process` takes a camera frame and returns the avatar frame and the fitted
+parameters. It fails closed: whenever there is no trustworthy face (none found, low
+confidence, a fit that diverged) the output is the placeholder, never input pixels, and
+the next face starts a fresh track and a cold fit.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .fit.fitter import FaceFitter, FitConfig, FitDiverged
+from .model.camera import Camera
+from .model.eyeball import EYEBALL_RADIUS_MM, IRIS_RADIUS_MM, PUPIL_RADIUS_MM, eyeball_rotation
+from .model.generic_face import N_EXPRESSION, GenericFace
+from .model.params import AvatarParams, param_names
+from .render.placeholder import placeholder_frame
+from .render.renderer import AvatarRenderer, EyeballPose
+from .track.landmarks import FaceLandmarks
+from .track.tracker import FaceTracker
+
+
+@dataclass
+class FrameResult:
+    image: np.ndarray                 # (h, w, 3) uint8 RGB: the avatar, or the placeholder
+    face_found: bool
+    params: dict[str, float] | None   # AvatarParams.to_dict(), None when no face
+    timings_ms: dict[str, float] = field(default_factory=dict)  # "track", "fit", "render"
+    avatar: AvatarParams | None = None
+
+
+def avatar_pose(face: GenericFace, params: AvatarParams) -> tuple[np.ndarray, tuple[EyeballPose, EyeballPose]]:
+    """Camera-frame face vertices X = R V + t and both eyeball poses for `params`."""
+    r, t = params.rotation, params.translation
+    vertices = face.vertices(params.expression, params.lids) @ r.T + t
+    eyes = tuple(
+        EyeballPose(center=r @ face.eye_centres[e] + t, rotation=r @ eyeball_rotation(*params.eyes[e]))
+        for e in range(2)
+    )
+    return vertices.astype(np.float32), eyes  # type: ignore[return-value]
+
+
+class Masker:
+    """Turns frames of a patient's face into frames of the generic avatar."""
+
+    PARAM_NAMES: tuple[str, ...] = param_names(N_EXPRESSION)
+
+    def __init__(
+        self,
+        models_dir: Path | None = None,
+        face: GenericFace | None = None,
+        min_confidence: float = 0.5,
+        fit_config: FitConfig = FitConfig(),
+    ) -> None:
+        self.face = face or GenericFace.load()
+        self.min_confidence = min_confidence
+        self.tracker = FaceTracker(models_dir, min_confidence=min_confidence)
+        self.fitter = FaceFitter(self.face, fit_config)
+        self._renderer: AvatarRenderer | None = None
+        self._camera: Camera | None = None
+
+    def process(self, rgb: np.ndarray) -> FrameResult:
+        """Mask one RGB frame of any size; the output has the input's size."""
+        if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+            raise ValueError(f"expected an (H, W, 3) uint8 RGB frame, got {rgb.shape} {rgb.dtype}")
+        height, width = rgb.shape[:2]
+        camera = self._camera_for(width, height)
+        t0 = time.perf_counter()
+        landmarks = self.tracker.track(rgb)
+        t1 = time.perf_counter()
+        timings = {"track": (t1 - t0) * 1e3}
+        params = self._fit(landmarks, camera)
+        t2 = time.perf_counter()
+        timings["fit"] = (t2 - t1) * 1e3
+        if params is None:
+            return FrameResult(placeholder_frame(width, height), False, None, timings)
+        vertices, eyes = avatar_pose(self.face, params)
+        image = self._renderer_for(width, height).render(camera, vertices, eyes)
+        timings["render"] = (time.perf_counter() - t2) * 1e3
+        return FrameResult(image, True, params.to_dict(), timings, params)
+
+    def _fit(self, landmarks: FaceLandmarks | None, camera: Camera) -> AvatarParams | None:
+        if landmarks is None or landmarks.confidence < self.min_confidence:
+            self.fitter.reset()
+            return None
+        try:
+            return self.fitter.fit(landmarks, camera)
+        except FitDiverged:
+            self.fitter.reset()
+            self.tracker.reset()
+            return None
+
+    def _camera_for(self, width: int, height: int) -> Camera:
+        if self._camera is None or (self._camera.width, self._camera.height) != (width, height):
+            # A new size is a new camera: the old fit's depth no longer applies.
+            self._camera = Camera.for_image(width, height)
+            self.fitter.reset()
+        return self._camera
+
+    def _renderer_for(self, width: int, height: int) -> AvatarRenderer:
+        if self._renderer is None:
+            self._renderer = AvatarRenderer(
+                width, height, self.face.topology(),
+                eyeball_radius=EYEBALL_RADIUS_MM, iris_radius=IRIS_RADIUS_MM, pupil_radius=PUPIL_RADIUS_MM,
+            )
+        elif self._renderer.size != (width, height):
+            self._renderer.resize(width, height)
+        return self._renderer
+
+    def close(self) -> None:
+        if self._renderer is not None:
+            self._renderer.release()
+            self._renderer = None
+
+    def __enter__(self) -> "Masker":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
