@@ -34,7 +34,7 @@ import numpy as np
 from dmask_rt.model.camera import Camera
 from dmask_rt.render import palette
 from dmask_rt.render.normals import VertexNormals
-from dmask_rt.render.sphere import uv_sphere
+from dmask_rt.render.sphere import uv_hemisphere
 from dmask_rt.render.topology import FaceTopology
 
 # Key light from the upper left of the camera (OpenCV frame: -y is up, -z towards the camera).
@@ -119,7 +119,7 @@ class AvatarRenderer:
             self._set_constant_uniforms(eyeball_radius, iris_radius, pupil_radius)
             self._face_ibo = self._ctx.buffer(topology.triangles.tobytes())
 
-            sphere_points, sphere_tris = uv_sphere()
+            sphere_points, sphere_tris = uv_hemisphere()
             self._sphere_vbo = self._ctx.buffer(sphere_points.tobytes())
             self._sphere_ibo = self._ctx.buffer(sphere_tris.tobytes())
             self._eye_vao = self._ctx.vertex_array(
