@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 
+import cv2
 import numpy as np
 import pytest
 from scipy.spatial import Delaunay
@@ -18,6 +19,7 @@ from scipy.spatial import Delaunay
 from dmask_rt.model.camera import Camera
 from dmask_rt.render import AvatarRenderer, EyeballPose, FaceTopology, placeholder_frame
 from dmask_rt.render import palette
+from dmask_rt.render.normals import VertexNormals
 
 W, H = 640, 480
 FACE_Z = 330.0                       # mm from the camera to the face's back rim
@@ -111,6 +113,12 @@ def is_iris_or_pupil(img: np.ndarray) -> np.ndarray:
     return is_pupil(img) | ((i[..., 2] > i[..., 0] + 25) & ~is_background(img))
 
 
+def is_sclera(img: np.ndarray) -> np.ndarray:
+    """Bright, nearly grey pixels (skin is a warmer tone, the background darker)."""
+    i = img.astype(int)
+    return (i.min(axis=-1) > 150) & (i.max(axis=-1) - i.min(axis=-1) < 20)
+
+
 def is_skin(img: np.ndarray) -> np.ndarray:
     """Pixels of the skin tone under any shading: red > green > blue in the palette's ratios."""
     i = img.astype(float) + 1e-6
@@ -198,6 +206,21 @@ def test_collapsed_rings_hide_the_eyes(renderer, face, camera):
     assert len(xs) > 0 and (xs > W // 2).all()
 
 
+def test_eyeball_visible_only_through_the_opening(renderer, face, camera):
+    """Even an eyeball pushed in front of the face shows only inside the lid-margin ring."""
+    vertices, topology = face
+    eyes = tuple(EyeballPose(p.center - np.array([0.0, 0.0, 15.0]), p.rotation) for p in eye_poses())
+    img = renderer.render(camera, vertices, eyes)
+    opening = np.zeros((H, W), np.uint8)
+    for ring in topology.eye_rings:
+        cv2.fillPoly(opening, [np.round(camera.project(vertices[ring])).astype(np.int32)], 1)
+    # One pixel of slack for the rasterisation rules at the rim.
+    near_opening = cv2.dilate(opening, np.ones((3, 3), np.uint8)).astype(bool)
+    eye_pixels = is_iris_or_pupil(img) | is_sclera(img)
+    assert eye_pixels[opening.astype(bool)].mean() > 0.75   # the eyeball fills most of the opening
+    assert not eye_pixels[~near_opening].any()
+
+
 def test_eye_rotation_moves_pupil_by_projected_amount(renderer, face, camera):
     vertices = face[0]
 
@@ -221,13 +244,18 @@ def test_vertex_changes_show_up_between_calls(renderer, face, camera):
     vertices = face[0]
     eyes = eye_poses()
     a = renderer.render(camera, vertices, eyes)
+    a_before = a.copy()
     shifted = vertices + np.array([25.0, 0.0, 0.0], np.float32)
     b = renderer.render(camera, shifted, eyes)
     c = renderer.render(camera, vertices, eyes)
     assert not np.array_equal(a, b)
     np.testing.assert_array_equal(a, c)
-    # Each call returns a fresh array: earlier frames are not overwritten.
-    assert not np.array_equal(a, b)
+    # Each call returns a fresh array: later frames do not overwrite earlier ones.
+    np.testing.assert_array_equal(a, a_before)
+    # The face moved right by about the projected shift.
+    shift_px = 25.0 * camera.fx / FACE_Z
+    moved = np.nonzero(~is_background(b))[1].mean() - np.nonzero(~is_background(a))[1].mean()
+    assert abs(moved - shift_px) < 0.15 * shift_px
 
 
 def test_resize_and_camera_size_change(renderer, face):
@@ -253,6 +281,26 @@ def test_release_is_idempotent_and_blocks_rendering(face, camera):
     r.release()
     with pytest.raises(RuntimeError):
         r.render(camera, face[0], eye_poses())
+
+
+def test_vertex_normals_of_an_octahedron_point_outwards():
+    """By symmetry each octahedron vertex normal is its own direction, whatever the areas."""
+    vertices = np.array([[1, 0, 0], [-1, 0, 0], [0, 1, 0], [0, -1, 0], [0, 0, 1], [0, 0, -1]], np.float32)
+    vertices[:, 2] *= 2.0   # unequal triangles: the z vertices still keep axis normals
+    triangles = []
+    for x in (0, 1):
+        for y in (2, 3):
+            for z in (4, 5):
+                tri = [x, y, z]
+                # Counter-clockwise seen from outside.
+                if np.linalg.det(vertices[tri]) < 0:
+                    tri = [x, z, y]
+                triangles.append(tri)
+    n = VertexNormals(np.array(triangles), 7)(vertices)   # vertex 6 is unused
+    assert n.shape == (7, 3) and n.dtype == np.float32
+    np.testing.assert_array_equal(n[6], 0.0)
+    unit = n[:6] / np.linalg.norm(n[:6], axis=1, keepdims=True)
+    np.testing.assert_allclose(unit, vertices / np.linalg.norm(vertices, axis=1, keepdims=True), atol=1e-6)
 
 
 def test_placeholder_is_plain_outside_text_and_cached():

@@ -62,8 +62,13 @@ def _create_context() -> moderngl.Context:
     """A headless GL context: EGL (works on Mesa llvmpipe), else the platform default."""
     try:
         return moderngl.create_standalone_context(backend="egl")
-    except Exception:
-        return moderngl.create_standalone_context()
+    except Exception as egl_error:
+        try:
+            return moderngl.create_standalone_context()
+        except Exception as default_error:
+            raise RuntimeError(
+                f"no OpenGL context: EGL failed ({egl_error}), default backend failed ({default_error})"
+            ) from default_error
 
 
 def _program(ctx: moderngl.Context, name: str) -> moderngl.Program:
