@@ -1,7 +1,7 @@
 """The `dmask` command: mask a video file, preview live, benchmark, fetch the models.
 
-Exit codes: 0 done, 2 unusable input/output or no display (one line on stderr,
-nothing written), 130 interrupted. Anything else is a bug and shows a traceback.
+Exit codes: 0 done, 2 unusable input/output, no display or no models (one line
+on stderr, nothing written), 130 interrupted. Anything else is a bug and shows a traceback.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from . import preview
+from . import assets, preview
 from .paramlog import ParamLog, check_params_path
 from .video import encode
 from .video.compose import side_by_side
@@ -99,9 +99,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 def cmd_setup(args: argparse.Namespace) -> int:
     """Fetch the model files."""
-    from . import assets
-
-    assets.fetch()
+    print(f"models in {assets.fetch()}")
     return 0
 
 
@@ -148,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
-    except (VideoInputError, OutputPathError, preview.DisplayError) as err:
+    except (VideoInputError, OutputPathError, preview.DisplayError, assets.ModelsMissing) as err:
         print(f"dmask: error: {err}", file=sys.stderr)
         return EXIT_UNUSABLE
     except KeyboardInterrupt:
