@@ -131,17 +131,24 @@ class AvatarRenderer:
                 self._eye_prog, [(self._sphere_vbo, "3f", "a_dir")], self._sphere_ibo, 4
             )
 
-            # Fill vertices: per ring, its centroid then its ring vertices.
+            # Fill vertices: per ring, its centroid then its ring vertices; one draw for all.
             self._rings = [topology.eye_rings[0], topology.eye_rings[1], topology.mouth_ring]
             sizes = [len(r) for r in self._rings]
             self._fill_pos = np.zeros((sum(sizes) + len(sizes), 3), np.float32)
             self._fill_vbo = self._ctx.buffer(reserve=self._fill_pos.nbytes)
+            socket = (*palette.unit_rgb(palette.SOCKET_RGB), 1.0)
+            mouth = (*palette.unit_rgb(palette.MOUTH_RGB), 0.0)
+            color_depth = np.array(
+                [socket] * (sizes[0] + sizes[1] + 2) + [mouth] * (sizes[2] + 1), np.float32
+            )
+            self._fill_attr = self._ctx.buffer(color_depth.tobytes())
             self._fill_ibo = self._ctx.buffer(_fan_triangles(sizes).tobytes())
             self._fill_vao = self._ctx.vertex_array(
-                self._fill_prog, [(self._fill_vbo, "3f", "a_pos")], self._fill_ibo, 4
+                self._fill_prog,
+                [(self._fill_vbo, "3f", "a_pos"), (self._fill_attr, "4f", "a_color_depth")],
+                self._fill_ibo,
+                4,
             )
-            self._eye_fill_indices = 3 * (sizes[0] + sizes[1])   # first index of the mouth fan
-            self._mouth_fill_indices = 3 * sizes[2]
         self.resize(width, height)
 
     def _set_constant_uniforms(self, eyeball_radius: float, iris_radius: float, pupil_radius: float) -> None:
@@ -257,14 +264,7 @@ class AvatarRenderer:
             ctx.enable_only(moderngl.DEPTH_TEST)
 
             ctx.depth_func = "1"   # always: the fills set the depth mask for the eyeballs
-            self._fill_prog["u_color"].value = palette.unit_rgb(palette.SOCKET_RGB)
-            self._fill_prog["u_depth"].value = 1.0
-            self._fill_vao.render(moderngl.TRIANGLES, vertices=self._eye_fill_indices)
-            self._fill_prog["u_color"].value = palette.unit_rgb(palette.MOUTH_RGB)
-            self._fill_prog["u_depth"].value = 0.0
-            self._fill_vao.render(
-                moderngl.TRIANGLES, vertices=self._mouth_fill_indices, first=self._eye_fill_indices
-            )
+            self._fill_vao.render(moderngl.TRIANGLES)
 
             ctx.depth_func = "<"
             self._eye_vao.render(moderngl.TRIANGLES, instances=2)
@@ -288,7 +288,7 @@ class AvatarRenderer:
             self._release_framebuffer()
             objects = [self._face_vao, self._face_pos, self._face_nrm, self._face_ibo]
             objects += [self._eye_vao, self._sphere_vbo, self._sphere_ibo]
-            objects += [self._fill_vao, self._fill_vbo, self._fill_ibo]
+            objects += [self._fill_vao, self._fill_vbo, self._fill_attr, self._fill_ibo]
             objects += [self._face_prog, self._eye_prog, self._fill_prog]
             for obj in objects:
                 if obj is not None:

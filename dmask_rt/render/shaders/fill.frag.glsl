@@ -1,11 +1,10 @@
 #version 330 core
-// u_depth 1.0 opens the depth buffer to the eyeballs inside the eye openings; 0.0 keeps
-// them out (the rest of the frame is cleared to 0.0).
-uniform vec3 u_color;
-uniform float u_depth;
+// Depth 1.0 (eye openings) lets the eyeballs pass the depth test there; 0.0 (mouth, and
+// the clear value everywhere else) keeps them out.
+flat in vec4 v_color_depth;
 out vec4 f_color;
 
 void main() {
-    f_color = vec4(u_color, 1.0);
-    gl_FragDepth = u_depth;
+    f_color = vec4(v_color_depth.rgb, 1.0);
+    gl_FragDepth = v_color_depth.a;
 }
