@@ -9,6 +9,7 @@ Masker's on the worker. The worker also overlaps masking with display.
 from __future__ import annotations
 
 import queue
+import re
 import threading
 import time
 from pathlib import Path
@@ -164,7 +165,9 @@ def run(reader: VideoReader, *, max_frames: int | None = None, screenshot: Path 
             glfw.init()
             window = _Window(2 * reader.width, reader.height, f"dmask preview - {Path(reader.source).name}")
         except glfw.GLFWError as err:
-            raise DisplayError(f"cannot open a window ({err}); set DISPLAY or run under xvfb-run") from None
+            # pyGLFW words it "(65550) b'X11: The DISPLAY environment variable is missing'"
+            reason = re.sub(r"^\(\d+\) b?'(.*)'$", r"\1", str(err))
+            raise DisplayError(f"cannot open a window ({reason}); set DISPLAY or run under xvfb-run") from None
         worker.start()
         shown = _show_frames(window, frames, max_frames, realtime)
         if screenshot is not None and shown:
