@@ -221,6 +221,32 @@ def test_eyeball_visible_only_through_the_opening(renderer, face, camera):
     assert not eye_pixels[~near_opening].any()
 
 
+def test_crescent_opening_is_filled_exactly(renderer, face, camera):
+    """A nearly closed, bent eye (its ring's centroid lies outside the opening) shows no
+    background through the slit, and the eyeball only inside it."""
+    vertices, topology = face
+    ring = topology.eye_rings[0]
+    cx, cy = EYE_CENTERS[0]
+    v = vertices.copy()
+    v[ring, 1] = cy + 0.3 * (v[ring, 1] - cy)                   # squash to a slit
+    v[:, 1] -= 6.0 * np.exp(-(((v[:, 0] - cx) / 8.0) ** 2))     # bend it (a shear: no fold-overs)
+    v[:, 2] = surface_z(v[:, 0], v[:, 1])
+    polygon = camera.project(v[ring])
+    centroid = polygon.mean(axis=0)
+    assert cv2.pointPolygonTest(polygon.astype(np.float32), tuple(map(float, centroid)), False) < 0
+
+    img = renderer.render(camera, v, eye_poses())
+    opening = np.zeros((H, W), np.uint8)
+    cv2.fillPoly(opening, [np.round(polygon).astype(np.int32)], 1)
+    inner = cv2.erode(opening, np.ones((3, 3), np.uint8)).astype(bool)
+    near = cv2.dilate(opening, np.ones((3, 3), np.uint8)).astype(bool)
+    assert inner.sum() > 50
+    assert not is_background(img)[inner].any()
+    right_eye = (is_iris_or_pupil(img) | is_sclera(img)) & (np.arange(W) < W // 2)
+    assert right_eye[inner].mean() > 0.5
+    assert not right_eye[~near].any()
+
+
 def test_eye_rotation_moves_pupil_by_projected_amount(renderer, face, camera):
     vertices = face[0]
 
