@@ -2,7 +2,8 @@
 
 Each frame starts from the previous frame's parameters (warm start), so a few
 Gauss-Newton steps suffice; after a loss of track it starts cold from a frontal pose
-placed by the eyes. The temporal prior steadies head pose and expression, and is off for
+placed by the eyes. The patient's own face shape is learned on the way (own_shape.py)
+so that it is not mistaken for expression or pose. The temporal prior steadies head pose and expression, and is off for
 the eyelids and eyeballs: blinks take 3-5 frames and nystagmus beats at up to several
 hertz, and smoothing them would erase exactly what the doctor looks for.
 """
@@ -20,6 +21,7 @@ from ..model.mesh_indices import EYE_CORNERS, IRIS_CENTRE, LOWER_LID, UPPER_LID
 from ..model.params import AvatarParams
 from ..track.landmarks import FaceLandmarks
 from .gauss_newton import N_EYE, N_POSE, gauss_newton, rodrigues
+from .own_shape import OwnShape
 
 
 @dataclass(frozen=True)
@@ -35,7 +37,9 @@ class FitConfig:
     #: Temporal weights relative to the data curvature (0 = no smoothing).
     pose_tau: float = 0.5
     expression_tau: float = 0.5
-    #: Landmark weights: lid margins and irises carry the clinical signal.
+    #: Frames over which the patient's own face shape is averaged (own_shape.py).
+    own_shape_frames: int = 30
+    #: Landmark weights: lid margins, eye corners and irises carry the clinical signal.
     lid_weight: float = 2.0
     iris_weight: float = 3.0
     #: Openness (lid gap / eye width) below which the iris is not trusted at all, and
@@ -64,8 +68,8 @@ class FaceFitter:
         k_e, k = face.n_expression, self._basis.shape[0]
         self._n = N_POSE + k + N_EYE
         self._weights = np.ones(len(face.fit_indices))
-        lid_vertices = np.concatenate([UPPER_LID.ravel(), LOWER_LID.ravel()])
-        self._weights[np.isin(face.fit_indices, lid_vertices)] = config.lid_weight
+        eye_vertices = np.concatenate([UPPER_LID.ravel(), LOWER_LID.ravel(), EYE_CORNERS.ravel()])
+        self._weights[np.isin(face.fit_indices, eye_vertices)] = config.lid_weight
         self._prior_w = np.zeros(self._n)
         self._prior_w[N_POSE : N_POSE + k_e] = config.expression_prior
         self._prior_w[N_POSE + k_e : N_POSE + k] = config.lid_prior
@@ -73,59 +77,57 @@ class FaceFitter:
         self._tau[:N_POSE] = config.pose_tau
         self._tau[N_POSE : N_POSE + k_e] = config.expression_tau
         self._iod_mm = float(np.linalg.norm(face.eye_centres[1] - face.eye_centres[0]))
+        self._own_shape = OwnShape(config.own_shape_frames)
         self._previous: AvatarParams | None = None
 
     def reset(self) -> None:
-        """Forget the previous frame: the next fit starts cold."""
+        """Forget the previous frame and the face: the next fit starts cold."""
         self._previous = None
+        self._own_shape.reset()
 
     def fit(self, landmarks: FaceLandmarks, camera: Camera) -> AvatarParams:
         """Parameters whose projection best matches `landmarks` (warm-started)."""
-        cfg, k = self.config, self._basis.shape[0]
+        cfg, k_e = self.config, self.face.n_expression
         obs = np.ascontiguousarray(landmarks.points, dtype=np.float64)
         iris_obs = obs[list(IRIS_CENTRE)]
         trust = np.clip((eye_openness(obs) - cfg.iris_trust_from) / cfg.iris_trust_ramp, 0.0, 1.0)
-        iris_w = cfg.iris_weight * trust
 
-        prev = self._previous
-        cold = prev is None
-        state = self._cold_start(iris_obs, camera) if cold else prev.copy()
-        previous = np.concatenate(
-            [np.zeros(3), state.translation, state.expression, state.lids, state.eyes.ravel()]
-        )
-        prior_m = np.zeros(self._n)
-        prior_w = self._prior_w.copy()
-        eye_slice = slice(N_POSE + k, self._n)
-        prior_m[eye_slice] = state.eyes.ravel()
-        hold = cfg.closed_eye_hold * (1.0 - np.repeat(trust, 2)) if not cold else 0.0
-        prior_w[eye_slice] = cfg.eye_prior + hold
-        tau = np.zeros(self._n) if cold else self._tau
-
+        cold = self._previous is None
+        state = self._cold_start(iris_obs, camera) if cold else self._previous.copy()
         beta = np.concatenate([state.expression, state.lids])
         eyes = state.eyes.ravel().copy()
+        previous = np.concatenate([np.zeros(3), state.translation, beta, eyes])
+        # Eyes: a weak pull toward the last rotation, strong while the lids hide the iris.
+        prior_m = np.zeros(self._n)
+        prior_m[-N_EYE:] = eyes
+        prior_w = self._prior_w.copy()
+        prior_w[-N_EYE:] = cfg.eye_prior + (0.0 if cold else cfg.closed_eye_hold * (1.0 - np.repeat(trust, 2)))
+
+        own = self._own_shape
+        template = self.face.mean + own.offset
         rotation = np.ascontiguousarray(state.rotation)
         translation = state.translation.copy()
         rms = gauss_newton(
-            self.face.mean, self._basis, self.face.fit_indices, self._weights,
-            self.face.eye_centres, IRIS_DEPTH_MM, iris_w, obs, iris_obs,
+            template, self._basis, self.face.fit_indices, self._weights,
+            self.face.eye_centres + own.eye_shift(), IRIS_DEPTH_MM, cfg.iris_weight * trust, obs, iris_obs,
             translation[2] / camera.fx, camera.fx, camera.fy, camera.cx, camera.cy,
             rotation, translation, np.zeros(3), beta, eyes,
-            prior_w, prior_m, tau, previous,
+            prior_w, prior_m, np.zeros(self._n) if cold else self._tau, previous,
             cfg.cold_iterations if cold else cfg.warm_iterations,
         )
-        k_e = self.face.n_expression
+        if not (np.all(np.isfinite(beta)) and np.all(np.isfinite(translation)) and translation[2] > 0):
+            raise FitDiverged("the fit left the valid range (non-finite or behind the camera)")
         result = AvatarParams(
             rotation, translation, beta[:k_e].copy(), beta[k_e:].copy(), eyes.reshape(2, 2),
             float(landmarks.confidence), float(rms),
         )
-        if not (np.all(np.isfinite(beta)) and np.all(np.isfinite(translation)) and translation[2] > 0):
-            raise FitDiverged("the fit left the valid range (non-finite or behind the camera)")
+        posed = (template + np.tensordot(beta, self._basis, axes=1)) @ rotation.T + translation
+        own.update(self.face.mean, posed, obs, rotation, translation, camera)
         self._previous = result
         return result
 
     def _cold_start(self, iris_obs: np.ndarray, camera: Camera) -> AvatarParams:
         """Frontal pose, rolled to the eye line, at the distance where the eyes span their pixels."""
-        k_e = self.face.n_expression
         left_to_right = iris_obs[1] - iris_obs[0]
         iod_px = max(float(np.linalg.norm(left_to_right)), 1.0)
         z = camera.fx * self._iod_mm / iod_px
@@ -134,7 +136,7 @@ class FaceFitter:
         roll = math.atan2(left_to_right[1], left_to_right[0])
         return AvatarParams(
             rodrigues(np.array([0.0, 0.0, roll])), translation,
-            np.zeros(k_e), np.zeros(self._basis.shape[0] - k_e), np.zeros((2, 2)),
+            np.zeros(self.face.n_expression), np.zeros(self.face.lids.shape[0]), np.zeros((2, 2)),
         )
 
 

@@ -11,7 +11,7 @@ Steps, each a function below:
    many people is what makes the template nobody: the fit will never add a patient's
    face shape to it.
 3. Make the mean mirror-symmetric and put it in the head frame: origin between the iris
-   centres, x toward the subject's left, y toward the mouth, z into the face, scaled so
+   centres, x toward the subject's left, y down as the cameras saw it, z into the face, scaled so
    the iris centres are 63 mm apart (the adult mean interpupillary distance).
 4. Expression modes: PCA of each frame's deviation from its OWN person's mean (after a
    rigid alignment on the upper face), so the modes hold motion and no identity. The lid
@@ -79,11 +79,8 @@ def collect_shapes(data_dir: Path) -> dict[str, list[np.ndarray]]:
     return dict(people)
 
 
-def similarity_align(src: np.ndarray, dst: np.ndarray, idx: np.ndarray | None = None) -> np.ndarray:
-    """src mapped by the similarity s R x + t minimising |s R src + t - dst|^2 (Umeyama 1991).
-
-    Only points `idx` determine the transform; all points are mapped.
-    """
+def similarity(src: np.ndarray, dst: np.ndarray, idx: np.ndarray | None = None) -> tuple[float, np.ndarray, np.ndarray]:
+    """(s, R, t) minimising |s R src + t - dst|^2 over points `idx` (Umeyama 1991)."""
     a = src if idx is None else src[idx]
     b = dst if idx is None else dst[idx]
     ma, mb = a.mean(0), b.mean(0)
@@ -93,7 +90,13 @@ def similarity_align(src: np.ndarray, dst: np.ndarray, idx: np.ndarray | None = 
     d[2] = np.sign(np.linalg.det(u @ vt))
     rot = u @ np.diag(d) @ vt
     scale = (sig * d).sum() / (a0**2).sum()
-    return scale * (src - ma) @ rot.T + mb
+    return scale, rot, mb - scale * rot @ ma
+
+
+def similarity_align(src: np.ndarray, dst: np.ndarray, idx: np.ndarray | None = None) -> np.ndarray:
+    """All of `src` mapped by the similarity that best aligns its points `idx` to `dst`."""
+    scale, rot, t = similarity(src, dst, idx)
+    return scale * src @ rot.T + t
 
 
 def generalised_procrustes(shapes: list[np.ndarray], rounds: int = 4) -> np.ndarray:
@@ -116,14 +119,18 @@ def mirror_pairs(shape: np.ndarray) -> np.ndarray:
     return partner
 
 
-def to_head_frame(shape: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
-    """(origin, rotation rows, scale) putting `shape` in the head frame described above."""
-    iris_r, iris_l = shape[N_MESH], shape[N_MESH + 1]
+def to_head_frame(mean: np.ndarray, shapes: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, float]:
+    """(origin, rotation rows, scale) putting `mean` in the head frame described above.
+
+    x runs along the line between the iris centres (which fixes yaw and roll); "down" is
+    the camera's own down averaged over all tracked frames, seen from the face (which
+    fixes pitch: people facing a camera read as pitch 0).
+    """
+    iris_r, iris_l = mean[N_MESH], mean[N_MESH + 1]
     origin = (iris_r + iris_l) / 2
     x = (iris_l - iris_r) / np.linalg.norm(iris_l - iris_r)
-    mouth = shape[[13, 14]].mean(0)
-    y = mouth - origin
-    y -= x * (x @ y)
+    down = np.mean([similarity(mean, s)[1].T @ np.array([0.0, 1.0, 0.0]) for s in shapes], axis=0)
+    y = down - x * (x @ down)
     y /= np.linalg.norm(y)
     z = np.cross(x, y)
     scale = INTERPUPILLARY_MM / np.linalg.norm(iris_l - iris_r)
@@ -221,7 +228,7 @@ def build(data_dir: Path, out: Path) -> None:
     own_means = {p: generalised_procrustes(s) for p, s in people.items()}
     mean = generalised_procrustes(list(own_means.values()))
     person_means = {p: similarity_align(m, mean) for p, m in own_means.items()}
-    frame = to_head_frame(mean)
+    frame = to_head_frame(mean, [s for shapes in people.values() for s in shapes])
     origin, rot, scale = frame
     head = symmetrise((mean - origin) @ rot.T * scale)
     expression, explained = expression_modes(people, person_means, frame, N_EXPRESSION)

@@ -9,6 +9,10 @@ cheeks) and not the differences between people; they are scaled to one standard
 deviation. L_j are the eyelid shapes of `eyelid.py`. The eyeballs sit at fixed points
 C_e of the head (`eyeball.py`).
 
+The fit adds to M the patient's own shape, learned during the session
+(`fit/own_shape.py`), so that it does not leak into expression and pose; the rendered
+face is V above, without it, for everyone.
+
 The arrays come from `data/generic_face.npz`, which the build script writes; the lid
 shapes are derived from M at load time, so they always match it.
 """
