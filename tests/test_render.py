@@ -247,6 +247,47 @@ def test_crescent_opening_is_filled_exactly(renderer, face, camera):
     assert not right_eye[~near].any()
 
 
+def with_wall_behind_right_eye(vertices, topology, facing_camera: bool):
+    """The face plus a quad across the right eye, level with the eyeball centre, wound
+    like the face's front (facing the camera) or like the back of its skin."""
+    cx, cy = EYE_CENTERS[0]
+    z = eye_poses()[0].center[2]
+    quad = np.array([[cx - 20, cy - 12, z], [cx + 20, cy - 12, z], [cx + 20, cy + 12, z], [cx - 20, cy + 12, z]])
+    n = len(vertices)
+    tris = np.array([[n, n + 1, n + 2], [n, n + 2, n + 3]])
+    # Match the face's own winding (its cross products point along +z here) or oppose it.
+    front_sign = np.sign(np.cross(*np.diff(vertices[topology.triangles[0]], axis=0))[2])
+    quad_sign = np.sign(np.cross(*np.diff(quad[tris[0] - n], axis=0))[2])
+    if (quad_sign == front_sign) != facing_camera:
+        tris = tris[:, ::-1]
+    topo = FaceTopology(np.concatenate([topology.triangles, tris]), topology.eye_rings, topology.mouth_ring)
+    return np.concatenate([vertices, quad.astype(np.float32)]), topo
+
+
+@pytest.mark.parametrize("facing_camera", [False, True])
+def test_skin_seen_from_behind_through_an_opening_does_not_hide_the_eye(face, camera, facing_camera):
+    """Through an eye opening at a slant one sees the back of the skin behind it; in a
+    real head the eyeball is there. A back-facing patch behind the eyeball must leave it
+    visible, while the same patch facing the camera is skin in front and covers it."""
+    vertices, topo = with_wall_behind_right_eye(*face, facing_camera)
+    with AvatarRenderer(W, H, topo) as r:
+        img = r.render(camera, vertices, eye_poses())
+    u, v = np.round(camera.project(gaze_point(eye_poses()[0])[None])[0]).astype(int)
+    assert is_pupil(img[v - 1 : v + 2, u - 1 : u + 2]).all() != facing_camera
+    if facing_camera:
+        assert is_skin(img[v - 1 : v + 2, u - 1 : u + 2]).all()
+
+
+def test_either_consistent_winding_gives_the_same_image(renderer, face, camera):
+    vertices, topology = face
+    reversed_topology = FaceTopology(topology.triangles[:, ::-1], topology.eye_rings, topology.mouth_ring)
+    with AvatarRenderer(W, H, reversed_topology) as r:
+        b = r.render(camera, vertices, eye_poses((yaw(15.0), yaw(15.0))))
+    a = renderer.render(camera, vertices, eye_poses((yaw(15.0), yaw(15.0))))
+    diff = np.abs(a.astype(int) - b)
+    assert diff.max() <= 2 and (diff > 0).mean() < 1e-3   # float rounding of the vertex order
+
+
 def test_eye_rotation_moves_pupil_by_projected_amount(renderer, face, camera):
     vertices = face[0]
 

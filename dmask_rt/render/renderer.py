@@ -10,6 +10,13 @@ Per frame, in one framebuffer the size of the input frame:
      lid margins cover the eyeball exactly where they are, and the face occludes
      itself when the head turns. A closed lid (collapsed ring) leaves no opening, so
      the eye disappears as in a blink.
+The face is drawn with back faces culled: the face mesh is the front of a solid head,
+so any of its triangles seen from behind is seen through an opening (the skin behind
+an eye seen at a slant), where in life the eyeball or the mouth interior is. Which
+winding is "front" is decided each frame: the mesh's vector area (sum of its
+triangles' area normals) points out of the face, hence towards the camera whenever the
+face can be seen at all. The triangles only need a consistent winding, either way.
+
 The projection is flipped vertically, so the framebuffer read back bottom row first
 already is the image top row first: no flip copy.
 
@@ -249,8 +256,12 @@ class AvatarRenderer:
         ctx, fbo = self._ctx, self._fbo
         with ctx:
             self._ensure_face_buffers(len(v))
+            normals = self._normals(v)
+            # Outward winding iff the vector area faces the camera (at the origin).
+            outward = 1.0 if float(normals.sum(axis=0) @ -v.mean(axis=0)) >= 0.0 else -1.0
+            self._face_prog["u_outward"].value = outward
             self._face_pos.write(v)
-            self._face_nrm.write(self._normals(v))
+            self._face_nrm.write(normals)
             self._update_fills(v)
             for prog in (self._face_prog, self._eye_prog, self._fill_prog):
                 prog["u_proj"].write(proj_bytes)
@@ -272,6 +283,10 @@ class AvatarRenderer:
             fbo.clear(depth=1.0)
             fbo.color_mask = (True, True, True, True)
             fbo.use()   # re-applies the colour mask to the GL state
+            # The flipped projection shows outward-wound (counter-clockwise from outside)
+            # triangles clockwise on screen.
+            ctx.front_face = "cw" if outward > 0 else "ccw"
+            ctx.enable(moderngl.CULL_FACE)
             self._face_vao.render(moderngl.TRIANGLES)
 
             out = np.empty((self._size[1], self._size[0], 3), np.uint8)

@@ -8,15 +8,14 @@ uniform vec3 u_light_dir;   // unit vector towards the key light, camera frame
 uniform float u_ambient;
 uniform float u_specular;
 uniform float u_shininess;
+uniform float u_outward;    // +1 if the triangle winding makes a_normal point out of the face, else -1
 in vec3 a_pos;              // camera frame, mm
 in vec3 a_normal;           // unnormalised
 out vec3 v_color;
 
 void main() {
-    vec3 n = a_normal / max(length(a_normal), 1e-12);
+    vec3 n = u_outward * a_normal / max(length(a_normal), 1e-12);
     vec3 v = normalize(-a_pos);
-    // The mesh winding is not known (and the projection flips it): light the side seen.
-    if (dot(n, v) < 0.0) n = -n;
     float diffuse = max(dot(n, u_light_dir), 0.0);
     float spec = u_specular * pow(max(dot(n, normalize(u_light_dir + v)), 0.0), u_shininess);
     v_color = u_skin * (u_ambient + (1.0 - u_ambient) * diffuse) + spec;
