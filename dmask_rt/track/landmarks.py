@@ -51,7 +51,8 @@ CONTOUR_LOWER_MID = 4  # mesh 145 / 374
 CONTOUR_UPPER_MID = 12  # mesh 159 / 386
 CONTOUR_EYELID = slice(0, 16)  # lower lid 0..8 then upper lid 9..15: the eye opening
 
-# First index of each eye's five iris points: centre, then four on the iris boundary.
+# First index of each eye's five iris points: centre, then the iris boundary at the
+# image right, top, image left and bottom (MediaPipe's order for both eyes).
 IRIS_START = (468, 473)
 
 
@@ -60,7 +61,8 @@ class FaceLandmarks:
     """One face in one frame.
 
     points: (478, 2) float32 image pixels (x right, y down) in the layout above;
-        468..472 = subject's right iris (centre first), 473..477 = left iris.
+        468..472 = subject's right iris, 473..477 = left iris, each centre first, then
+        the boundary at image right, top, image left, bottom.
     depth: (478,) float32 relative depth in pixels, as MediaPipe's z (smaller = nearer).
     confidence: face presence probability from the mesh model, 0..1.
     detected: True if the detector ran this frame (first frame or tracking lost).
