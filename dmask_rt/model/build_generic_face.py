@@ -7,7 +7,7 @@ Steps, each a function below:
    frame's 3D landmarks: the 468 mesh points plus both iris centres, x and y in pixels
    and the mesh model's relative depth z on the same scale.
 2. Generalised Procrustes analysis: align all shapes by similarity transforms and
-   average each person's frames, then average the people with equal weight. Averaging
+   average each person's frames at rest (lips together, eyes open), then average the people with equal weight. Averaging
    many people is what makes the template nobody: the fit will never add a patient's
    face shape to it.
 3. Make the mean mirror-symmetric and put it in the head frame: origin between the iris
@@ -41,6 +41,10 @@ from .mesh_indices import EYE_CORNERS, IRIS_CENTRE, LOWER_LID, N_MESH, UPPER_LID
 from .generic_face import DATA_FILE, N_EXPRESSION
 
 INTERPUPILLARY_MM = 63.0
+# Rest-state thresholds, as fractions of the iris distance (measured on the sources: lids
+# of open eyes stand 7-11% apart, closed lips under 4%).
+MAX_LIP_GAP = 0.04
+MIN_LID_GAP = 0.06
 VIDEO_STEP = 2
 VIDEOS = (
     "p01_gaze_left_right.mp4", "p02_gaze_wink.mp4", "p03_glasses_blinks.mp4",
@@ -223,9 +227,28 @@ def orient_outward(triangles: np.ndarray, mean: np.ndarray) -> np.ndarray:
     return out
 
 
+def lip_gap(shape: np.ndarray) -> float:
+    """Inner-lip gap at the midline as a fraction of the iris distance."""
+    return float(np.linalg.norm(shape[13] - shape[14]) / np.linalg.norm(shape[N_MESH] - shape[N_MESH + 1]))
+
+
+def at_rest(shapes: list[np.ndarray]) -> list[np.ndarray]:
+    """The frames showing the template's rest state (lips together, eyes open).
+
+    A person never seen at rest (photos are mostly smiles) contributes the third of
+    their frames with the least open mouth.
+    """
+    def lids_open(s: np.ndarray) -> bool:
+        iod = np.linalg.norm(s[N_MESH] - s[N_MESH + 1])
+        return np.linalg.norm(s[UPPER_LID] - s[LOWER_LID], axis=2).mean(axis=1).min() / iod > MIN_LID_GAP
+
+    rest = [s for s in shapes if lip_gap(s) < MAX_LIP_GAP and lids_open(s)]
+    return rest or sorted(shapes, key=lip_gap)[: max(1, len(shapes) // 3)]
+
+
 def build(data_dir: Path, out: Path) -> None:
     people = collect_shapes(data_dir)
-    own_means = {p: generalised_procrustes(s) for p, s in people.items()}
+    own_means = {p: generalised_procrustes(at_rest(s)) for p, s in people.items()}
     mean = generalised_procrustes(list(own_means.values()))
     person_means = {p: similarity_align(m, mean) for p, m in own_means.items()}
     frame = to_head_frame(mean, [s for shapes in people.values() for s in shapes])
