@@ -11,7 +11,8 @@ class FaceTopology:
     """Connectivity of the avatar face mesh, fixed for the whole session.
 
     triangles:  (M, 3) int32 vertex indices of the face surface; the surface has holes
-                at the eyes and the mouth.
+                at the eyes and the mouth. The winding must be consistent (either way):
+                the renderer culls the back of the skin.
     eye_rings:  (2, 16) int32 closed rings of lid-margin vertices around each eye
                 opening, in order around the ring ([0] = subject's right eye, [1] = left).
     mouth_ring: (K,) int32 closed ring of inner-lip vertices around the mouth opening.
