@@ -8,9 +8,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import subprocess
-import sys
 from fractions import Fraction
 from pathlib import Path
 
@@ -18,38 +15,16 @@ import av
 import numpy as np
 import pytest
 
-from dmask_rt.cli import DEFAULT_CLIP, SHARED_VIDEOS
+from conftest import DATA, assert_refused, run_dmask
+
+from dmask_rt.cli import DEFAULT_CLIP
 from dmask_rt.paramlog import ParamLog
 from dmask_rt.pipeline import Masker
 from dmask_rt.video.decode import VideoReader
 
-# The installed entry point when there is one (./setup.sh), else the same main() via -m.
-_ENTRY_POINT = Path(sys.executable).with_name("dmask")
-DMASK = [str(_ENTRY_POINT)] if _ENTRY_POINT.exists() else [sys.executable, "-m", "dmask_rt.cli"]
-WEBCAM = SHARED_VIDEOS / "p09_webcam.mp4"  # 640x360, 72 frames
-VFR = SHARED_VIDEOS / "p09_cartoon_then_face_vfr.mov"  # 960x540 HEVC, 169 frames, variable rate
-
-
-def dmask(*args: object, cwd: Path, as_plain_user: bool = False) -> subprocess.CompletedProcess:
-    """Run `dmask ARGS` in `cwd`.
-
-    `as_plain_user`: root reads and writes through any permission bits, so chmod-based
-    cases would not fail for it. For root the process then runs without that privilege
-    (CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH dropped with setpriv), so permission bits
-    apply to it as to any other user.
-    """
-    cmd = [*DMASK, *map(str, args)]
-    if as_plain_user and os.geteuid() == 0:
-        cmd = ["setpriv", "--bounding-set=-dac_override,-dac_read_search", *cmd]
-    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=600)
-
-
-def assert_refused(result: subprocess.CompletedProcess, reason: str) -> None:
-    """Exit code 2 and exactly one line on stderr naming `reason`."""
-    assert result.returncode == 2, result.stderr
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("dmask: error: ") and reason in lines[0], lines[0]
+VIDEOS = DATA / "videos"
+WEBCAM = VIDEOS / "p09_webcam.mp4"  # 640x360, 72 frames
+VFR = VIDEOS / "p09_cartoon_then_face_vfr.mov"  # 960x540 HEVC, 169 frames, variable rate
 
 
 def files_under(folder: Path) -> list[str]:
@@ -125,7 +100,7 @@ def test_unusable_input_is_refused_and_nothing_written(name: str, tmp_path: Path
     inputs.mkdir(), work.mkdir()
     make(inputs / name)
     # Default output (out/<stem>.masked.mp4) and a parameter log: neither, nor out/, may appear.
-    result = dmask("mask", inputs / name, "--params", "params.jsonl", cwd=work, as_plain_user=True)
+    result = run_dmask("mask", inputs / name, "--params", "params.jsonl", cwd=work, as_plain_user=True)
     assert_refused(result, reason)
     assert files_under(work) == []
 
@@ -165,7 +140,7 @@ def test_unusable_output_is_refused_and_nothing_written(case: str, tmp_path: Pat
     make, reason = BAD_OUTPUTS[case]
     output = make(tmp_path)
     before = files_under(tmp_path)
-    result = dmask("mask", WEBCAM, "-o", output, cwd=tmp_path, as_plain_user=True)
+    result = run_dmask("mask", WEBCAM, "-o", output, cwd=tmp_path, as_plain_user=True)
     assert_refused(result, reason)
     assert files_under(tmp_path) == before
 
@@ -175,7 +150,7 @@ def test_unusable_output_is_refused_and_nothing_written(case: str, tmp_path: Pat
     ("no/dir/params.csv", "does not exist"),
 ])
 def test_unusable_params_path_is_refused_and_nothing_written(params: str, reason: str, tmp_path: Path) -> None:
-    result = dmask("mask", WEBCAM, "-o", "masked.mp4", "--params", params, cwd=tmp_path)
+    result = run_dmask("mask", WEBCAM, "-o", "masked.mp4", "--params", params, cwd=tmp_path)
     assert_refused(result, reason)
     assert files_under(tmp_path) == []
 
@@ -183,7 +158,7 @@ def test_unusable_params_path_is_refused_and_nothing_written(params: str, reason
 def test_output_over_the_input_is_refused(tmp_path: Path) -> None:
     clip = tmp_path / "clip.mp4"
     clip.write_bytes(WEBCAM.read_bytes())
-    result = dmask("mask", clip, "-o", clip, cwd=tmp_path)
+    result = run_dmask("mask", clip, "-o", clip, cwd=tmp_path)
     assert_refused(result, "is the input")
     assert files_under(tmp_path) == ["clip.mp4"] and clip.read_bytes() == WEBCAM.read_bytes()
 
@@ -196,7 +171,7 @@ def input_times(path: Path) -> list[float]:
 
 
 def test_mask_writes_same_frames_size_and_jsonl_params(tmp_path: Path) -> None:
-    result = dmask("mask", WEBCAM, "-o", "masked.mp4", "--params", "params.jsonl", "--quiet", cwd=tmp_path)
+    result = run_dmask("mask", WEBCAM, "-o", "masked.mp4", "--params", "params.jsonl", "--quiet", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert files_under(tmp_path) == ["masked.mp4", "params.jsonl"]
     with VideoReader(tmp_path / "masked.mp4") as reader:
@@ -215,7 +190,7 @@ def test_mask_writes_same_frames_size_and_jsonl_params(tmp_path: Path) -> None:
 
 
 def test_mask_side_by_side_vfr_with_csv_params(tmp_path: Path) -> None:
-    result = dmask("mask", VFR, "-o", "review.mp4", "--params", "params.csv", "--side-by-side", cwd=tmp_path)
+    result = run_dmask("mask", VFR, "-o", "review.mp4", "--params", "params.csv", "--side-by-side", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "169 frames" in result.stdout
     with VideoReader(tmp_path / "review.mp4") as reader:
@@ -238,7 +213,7 @@ def test_mask_side_by_side_vfr_with_csv_params(tmp_path: Path) -> None:
 
 def test_mask_default_clip_to_default_output(tmp_path: Path) -> None:
     # README's main command: `dmask mask` with no arguments.
-    result = dmask("mask", cwd=tmp_path)
+    result = run_dmask("mask", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     output = tmp_path / "out" / f"{DEFAULT_CLIP.stem}.masked.mp4"
     assert files_under(tmp_path) == ["out", str(output.relative_to(tmp_path))]
@@ -247,7 +222,7 @@ def test_mask_default_clip_to_default_output(tmp_path: Path) -> None:
 
 
 def test_bench_reports_every_stage_as_json(tmp_path: Path) -> None:
-    result = dmask("bench", "--frames", 7, "--json", "bench.json", cwd=tmp_path)
+    result = run_dmask("bench", "--frames", 7, "--json", "bench.json", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert report == json.loads((tmp_path / "bench.json").read_text())

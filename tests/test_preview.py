@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 import pytest
 
-from test_cli import DMASK, WEBCAM, assert_refused
+from conftest import DATA, assert_refused, run_dmask
 
 from dmask_rt.video.decode import VideoReader
 
@@ -33,14 +33,13 @@ def display() -> Iterator[str]:
         server.wait(timeout=10)
 
 
-def run_preview(*args: object, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
-    return subprocess.run([*DMASK, "preview", *map(str, args)], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+WEBCAM = DATA / "videos" / "p09_webcam.mp4"  # 640x360
 
 
 def test_preview_shows_original_and_avatar(display: str, tmp_path: Path) -> None:
     env = {**os.environ, "DISPLAY": display}
     env.pop("WAYLAND_DISPLAY", None)
-    result = run_preview(WEBCAM, "--frames", 20, "--screenshot", "shot.png", cwd=tmp_path, env=env)
+    result = run_dmask("preview", WEBCAM, "--frames", 20, "--screenshot", "shot.png", cwd=tmp_path, env=env)
     assert result.returncode == 0, result.stderr
     shot = cv2.cvtColor(cv2.imread(str(tmp_path / "shot.png")), cv2.COLOR_BGR2RGB)
     height, width = shot.shape[:2]
@@ -56,6 +55,6 @@ def test_preview_shows_original_and_avatar(display: str, tmp_path: Path) -> None
 
 def test_preview_without_display_is_refused(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
-    result = run_preview(WEBCAM, "--frames", 1, cwd=tmp_path, env=env)
+    result = run_dmask("preview", WEBCAM, "--frames", 1, cwd=tmp_path, env=env)
     assert_refused(result, "cannot open a window")
     assert list(tmp_path.iterdir()) == []

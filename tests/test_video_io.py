@@ -12,9 +12,12 @@ import av
 import numpy as np
 import pytest
 
-from dmask_rt.cli import SHARED_VIDEOS
+from conftest import DATA
+
 from dmask_rt.video.decode import VideoInputError, VideoReader, check_size, open_camera
 from dmask_rt.video.encode import VideoWriter
+
+VIDEOS = DATA / "videos"
 
 
 def write_video(path: Path, frames: list[np.ndarray], *, time_base: Fraction = Fraction(1, 30), pts: list[int] | None = None,
@@ -58,7 +61,7 @@ def transcode(src: Path, dst: Path) -> None:
     "p07_talking.mp4",                # starts at 33 ms, frames dropped (uneven steps)
 ])
 def test_round_trip_keeps_frames_size_and_timestamps(clip: str, tmp_path: Path) -> None:
-    src, dst = SHARED_VIDEOS / clip, tmp_path / "copy.mp4"
+    src, dst = VIDEOS / clip, tmp_path / "copy.mp4"
     transcode(src, dst)
     before, times_before = decode_all(src)
     after, times_after = decode_all(dst)
@@ -71,7 +74,7 @@ def test_round_trip_keeps_frames_size_and_timestamps(clip: str, tmp_path: Path) 
 
 def test_vfr_timestamps_known_answer() -> None:
     # Frame intervals of the VFR clip as the container stores them (pts * 1/12288 s).
-    with VideoReader(SHARED_VIDEOS / "p09_cartoon_then_face_vfr.mov") as reader:
+    with VideoReader(VIDEOS / "p09_cartoon_then_face_vfr.mov") as reader:
         assert reader.time_base == Fraction(1, 12288)
         pts = [f.pts for f in reader]
     assert len(pts) == 169
@@ -145,7 +148,7 @@ def test_display_rotation_is_applied(tmp_path: Path) -> None:
 
 
 def test_reader_gives_first_frame_size_count_and_rate() -> None:
-    with VideoReader(SHARED_VIDEOS / "p09_webcam.mp4") as reader:
+    with VideoReader(VIDEOS / "p09_webcam.mp4") as reader:
         assert (reader.width, reader.height, reader.frames, reader.rate) == (640, 360, 72, 30)
         frames = list(reader)
         with pytest.raises(RuntimeError, match="once"):

@@ -60,11 +60,15 @@ class VideoReader:
     """Streams frames from a video file or a capture device, validated on open.
 
     Iterate it once; it holds only the frame being decoded (flat memory).
+    `width`/`height` are those of the first frame, after display rotation;
     `frames` is the container's frame count when it gives one, else None.
+    `live` (cameras) decodes without frame threads, which would hold frames back.
     """
 
-    def __init__(self, source: str | os.PathLike[str], *, format: str | None = None, options: dict[str, str] | None = None) -> None:
+    def __init__(self, source: str | os.PathLike[str], *, format: str | None = None, options: dict[str, str] | None = None,
+                 live: bool = False) -> None:
         self.source = str(source)
+        self._live = live
         if format is None:
             _check_file(Path(source))
         try:
@@ -72,7 +76,7 @@ class VideoReader:
         except av.error.FFmpegError as err:
             raise VideoInputError(f"{self.source}: not a video ffmpeg can read ({_ffmpeg_reason(err)})") from None
         try:
-            self._first = self._open_stream()
+            self._first: Frame | None = self._open_stream()
         except BaseException:
             self._container.close()
             raise
@@ -82,7 +86,9 @@ class VideoReader:
         if not self._container.streams.video:
             raise VideoInputError(f"{self.source}: no video stream")
         stream = self._container.streams.video[0]
-        stream.thread_type = "AUTO"  # frame + slice threads: 2-3x faster decode of H.264/HEVC
+        # Frame + slice threads decode H.264/HEVC files 2-3x faster, but frame threads
+        # delay each frame by a few frames: a camera gets slice threads only.
+        stream.thread_type = "SLICE" if self._live else "AUTO"
         if stream.width or stream.height:  # 0x0 means "not in the header": the first frame tells
             self._check_size(stream.width, stream.height)
         self.time_base: Fraction = stream.time_base or 1 / FALLBACK_RATE
@@ -90,12 +96,13 @@ class VideoReader:
         self.frames: int | None = stream.frames or None
         self._step = max(1, round(1 / ((self.rate or FALLBACK_RATE) * self.time_base)))
         self._last_pts: int | None = None
-        self._iterated = False
         self._decoded = self._decode(stream)
         try:
-            return next(self._decoded)
+            first = next(self._decoded)
         except StopIteration:
             raise VideoInputError(f"{self.source}: the video has no frames") from None
+        self.height, self.width = first.rgb.shape[:2]
+        return first
 
     def _check_size(self, width: int, height: int) -> None:
         try:
@@ -116,28 +123,19 @@ class VideoReader:
             raise VideoInputError(f"{self.source}: cannot decode {where} ({_ffmpeg_reason(err)})") from None
 
     def _next_pts(self, pts: int | None) -> int:
-        # Missing or repeated timestamps (raw streams, broken muxers) become one
-        # nominal frame step after the last, so downstream always sees increasing time.
+        # Downstream (muxer, logs) needs strictly increasing time: a missing timestamp
+        # (raw streams) becomes one nominal frame step after the last, a repeated or
+        # backward one (broken muxers) one tick after it.
         if self._last_pts is not None and (pts is None or pts <= self._last_pts):
             pts = self._last_pts + (self._step if pts is None else 1)
         self._last_pts = pts if pts is not None else 0
         return self._last_pts
 
-    @property
-    def width(self) -> int:
-        """Width of the first frame, after display rotation."""
-        return self._first.rgb.shape[1]
-
-    @property
-    def height(self) -> int:
-        """Height of the first frame, after display rotation."""
-        return self._first.rgb.shape[0]
-
     def __iter__(self) -> Iterator[Frame]:
-        if self._iterated:
+        if self._first is None:
             raise RuntimeError("a VideoReader can be iterated only once")
-        self._iterated = True
-        yield self._first
+        first, self._first = self._first, None  # not kept: memory stays at one frame
+        yield first
         yield from self._decoded
 
     def close(self) -> None:
@@ -176,4 +174,4 @@ def open_camera(device: str = "/dev/video0") -> VideoReader:
     """A V4L2 capture device (webcam) as a VideoReader; frames come at the camera's pace."""
     if not Path(device).exists():
         raise VideoInputError(f"{device}: no such camera device")
-    return VideoReader(device, format="v4l2")
+    return VideoReader(device, format="v4l2", live=True)
