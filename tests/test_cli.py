@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import csv
 import json
+import signal
+import subprocess
+import time
 from fractions import Fraction
 from pathlib import Path
 
@@ -15,7 +18,7 @@ import av
 import numpy as np
 import pytest
 
-from conftest import DATA, assert_refused, run_dmask
+from conftest import DATA, DMASK, assert_refused, run_dmask
 
 from dmask_rt.cli import DEFAULT_CLIP
 from dmask_rt.paramlog import ParamLog
@@ -219,6 +222,19 @@ def test_mask_default_clip_to_default_output(tmp_path: Path) -> None:
     assert files_under(tmp_path) == ["out", str(output.relative_to(tmp_path))]
     with VideoReader(output) as reader:
         assert sum(1 for _ in reader) == 536 and (reader.width, reader.height) == (512, 512)
+
+
+def test_interrupted_job_leaves_nothing(tmp_path: Path) -> None:
+    job = subprocess.Popen([*DMASK, "mask", "-o", "masked.mp4", "--params", "params.csv", "--quiet"],
+                           cwd=tmp_path, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not list(tmp_path.glob(".masked.*.part.mp4")):  # the job has started writing
+        assert job.poll() is None and time.monotonic() < deadline, "the job ended before it was interrupted"
+        time.sleep(0.05)
+    job.send_signal(signal.SIGINT)  # what Ctrl-C sends
+    _, stderr = job.communicate(timeout=60)
+    assert job.returncode == 130 and stderr.endswith("dmask: interrupted\n"), stderr
+    assert files_under(tmp_path) == []
 
 
 def test_bench_reports_every_stage_as_json(tmp_path: Path) -> None:
