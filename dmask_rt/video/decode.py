@@ -21,7 +21,7 @@ import numpy as np
 # one RGB frame of it is already 100 MB.
 MAX_LONG_SIDE = 7680
 MAX_SHORT_SIDE = 4320
-# Used only when a stream gives no timestamps and no rate (e.g. raw elementary streams).
+# Assumed only when a stream gives no rate (e.g. raw elementary streams).
 FALLBACK_RATE = Fraction(30)
 
 

@@ -18,6 +18,7 @@ import av
 import cv2
 import numpy as np
 
+from .decode import FALLBACK_RATE
 from .outfile import AtomicFile, check_output_path
 
 SUFFIXES = (".mp4", ".mov")
@@ -26,8 +27,6 @@ SUFFIXES = (".mp4", ".mov")
 # veryfast keeps a file job far above real time and its files small.
 PRESET = "veryfast"
 CRF = 20
-# Used only when the source has no usable rate (x264's rate control needs one).
-FALLBACK_RATE = Fraction(30)
 
 
 class H264Encoder:
@@ -41,7 +40,7 @@ class H264Encoder:
     def __init__(self, container: av.container.OutputContainer, time_base: Fraction, rate: Fraction | None, *, preset: str = PRESET, crf: int = CRF) -> None:
         self._container = container
         self._time_base = time_base
-        self._rate = rate or FALLBACK_RATE
+        self._rate = rate or FALLBACK_RATE  # x264's rate control needs a rate, even for VFR
         self._options = {"preset": preset, "crf": str(crf)}
         self._stream: av.video.stream.VideoStream | None = None
         self._size: tuple[int, int] | None = None  # (width, height) before padding
