@@ -89,6 +89,25 @@ def _point_jacobian(jx, jy, X, P, fx, fy, inv_s):
 
 
 @njit(cache=True)
+def _rotate(R, v0, v1, v2):
+    """R @ (v0, v1, v2) as a tuple: no allocation in the inner loops."""
+    return (
+        R[0, 0] * v0 + R[0, 1] * v1 + R[0, 2] * v2,
+        R[1, 0] * v0 + R[1, 1] * v1 + R[1, 2] * v2,
+        R[2, 0] * v0 + R[2, 1] * v1 + R[2, 2] * v2,
+    )
+
+
+@njit(cache=True)
+def _pose_residual(R, t, V, P, X, fx, fy, cx, cy, ox, oy):
+    """Fill P = R V and X = P + t; return the pixel residual pi(X) - (ox, oy)."""
+    P[0], P[1], P[2] = _rotate(R, V[0], V[1], V[2])
+    for r in range(3):
+        X[r] = P[r] + t[r]
+    return fx * X[0] / X[2] + cx - ox, fy * X[1] / X[2] + cy - oy
+
+
+@njit(cache=True)
 def gauss_newton(
     mean, basis, fit_idx, weights, eye_centres, iris_depth, iris_w,
     obs, iris_obs, inv_s, fx, fy, cx, cy,
@@ -127,11 +146,7 @@ def gauss_newton(
                 if bk != 0.0:
                     for c in range(3):
                         V[c] += bk * basis[k, i, c]
-            for r in range(3):
-                P[r] = R[r, 0] * V[0] + R[r, 1] * V[1] + R[r, 2] * V[2]
-                X[r] = P[r] + t[r]
-            ex = fx * X[0] / X[2] + cx - obs[i, 0]
-            ey = fy * X[1] / X[2] + cy - obs[i, 1]
+            ex, ey = _pose_residual(R, t, V, P, X, fx, fy, cx, cy, obs[i, 0], obs[i, 1])
             sq += w * w * (ex * ex + ey * ey)
             wsum += w * w
             if it == iters:
@@ -144,9 +159,7 @@ def gauss_newton(
                     jx[N_POSE + k] = 0.0
                     jy[N_POSE + k] = 0.0
                     continue
-                d0 = R[0, 0] * b0 + R[0, 1] * b1 + R[0, 2] * b2
-                d1 = R[1, 0] * b0 + R[1, 1] * b1 + R[1, 2] * b2
-                d2 = R[2, 0] * b0 + R[2, 1] * b1 + R[2, 2] * b2
+                d0, d1, d2 = _rotate(R, b0, b1, b2)
                 jx[N_POSE + k] = a00 * d0 + a02 * d2
                 jy[N_POSE + k] = a11 * d1 + a12 * d2
             for k in range(N_EYE):
@@ -166,11 +179,7 @@ def gauss_newton(
             dph = (-st * sp, -cp, ct * sp)
             for c in range(3):
                 V[c] = eye_centres[e, c] + iris_depth * dvec[c]
-            for r in range(3):
-                P[r] = R[r, 0] * V[0] + R[r, 1] * V[1] + R[r, 2] * V[2]
-                X[r] = P[r] + t[r]
-            ex = fx * X[0] / X[2] + cx - iris_obs[e, 0]
-            ey = fy * X[1] / X[2] + cy - iris_obs[e, 1]
+            ex, ey = _pose_residual(R, t, V, P, X, fx, fy, cx, cy, iris_obs[e, 0], iris_obs[e, 1])
             sq += w * w * (ex * ex + ey * ey)
             wsum += w * w
             if it == iters or w == 0.0:
@@ -180,9 +189,7 @@ def gauss_newton(
                 jx[N_POSE + k] = 0.0
                 jy[N_POSE + k] = 0.0
             for j, dd in enumerate((dth, dph)):
-                d0 = iris_depth * (R[0, 0] * dd[0] + R[0, 1] * dd[1] + R[0, 2] * dd[2])
-                d1 = iris_depth * (R[1, 0] * dd[0] + R[1, 1] * dd[1] + R[1, 2] * dd[2])
-                d2 = iris_depth * (R[2, 0] * dd[0] + R[2, 1] * dd[1] + R[2, 2] * dd[2])
+                d0, d1, d2 = _rotate(R, iris_depth * dd[0], iris_depth * dd[1], iris_depth * dd[2])
                 jx[N_POSE + K + 2 * e + j] = a00 * d0 + a02 * d2
                 jy[N_POSE + K + 2 * e + j] = a11 * d1 + a12 * d2
             for a in range(n):
