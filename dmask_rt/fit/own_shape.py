@@ -15,8 +15,11 @@ Because T includes whatever expression the patient holds on average, D absorbs i
 and the expression weights describe motion around the patient's own rest face. D is
 never rendered and never leaves the fitter; it is forgotten when the track is lost.
 
-The lid margins are excluded (D = 0 there): how open each eye is, persistent ptosis
-included, is clinical information and stays with the lid model.
+The lid margins do not learn freely: how open each eye is, persistent ptosis included,
+is clinical information and stays with the lid model. A margin vertex only follows the
+eye corners, D_i = (1 - s_i) D_lateral + s_i D_medial with s_i its place along the lid,
+so the eye opening sits where and as wide as the patient's while its height and shape
+remain the lids' to describe.
 """
 from __future__ import annotations
 
@@ -31,7 +34,8 @@ class OwnShape:
         self.frames = frames
         self.offset = np.zeros((N_MESH, 3))
         self.count = 0
-        self._frozen = np.concatenate([UPPER_LID.ravel(), LOWER_LID.ravel()])
+        # (7,) place of each margin vertex between the lateral (0) and medial (1) corner.
+        self._along = np.arange(1, UPPER_LID.shape[1] + 1) / (UPPER_LID.shape[1] + 1)
 
     def reset(self) -> None:
         self.offset[:] = 0.0
@@ -56,6 +60,10 @@ class OwnShape:
             [(points[:N_MESH, 0] - camera.cx) * z / camera.fx, (points[:N_MESH, 1] - camera.cy) * z / camera.fy, z]
         )
         target = (observed - translation) @ rotation - template
-        target[self._frozen] = 0.0
         self.count += 1
         self.offset += (target - self.offset) / min(self.count, self.frames)
+        for e in range(2):
+            lateral, medial = self.offset[EYE_CORNERS[e]]
+            along = np.outer(1.0 - self._along, lateral) + np.outer(self._along, medial)
+            self.offset[UPPER_LID[e]] = along
+            self.offset[LOWER_LID[e]] = along
