@@ -246,15 +246,13 @@ def test_crescent_opening_is_filled_exactly(renderer, face, camera):
     assert not right_eye[~near].any()
 
 
-def with_wall_behind_right_eye(vertices, topology, facing_camera: bool):
-    """The face plus a quad across the right eye, level with the eyeball centre, wound
-    like the face's front (facing the camera) or like the back of its skin."""
-    cx, cy = EYE_CENTERS[0]
-    z = eye_poses()[0].center[2]
-    quad = np.array([[cx - 20, cy - 12, z], [cx + 20, cy - 12, z], [cx + 20, cy + 12, z], [cx - 20, cy + 12, z]])
+def with_quad(vertices, topology, center: tuple[float, float, float], facing_camera: bool):
+    """The face plus a 40 x 24 mm quad at `center`, wound like the face's front (facing
+    the camera) or like the back of its skin."""
+    x, y, z = center
+    quad = np.array([[x - 20, y - 12, z], [x + 20, y - 12, z], [x + 20, y + 12, z], [x - 20, y + 12, z]])
     n = len(vertices)
     tris = np.array([[n, n + 1, n + 2], [n, n + 2, n + 3]])
-    # Match the face's own winding (its cross products point along +z here) or oppose it.
     front_sign = np.sign(np.cross(*np.diff(vertices[topology.triangles[0]], axis=0))[2])
     quad_sign = np.sign(np.cross(*np.diff(quad[tris[0] - n], axis=0))[2])
     if (quad_sign == front_sign) != facing_camera:
@@ -268,13 +266,28 @@ def test_skin_seen_from_behind_through_an_opening_does_not_hide_the_eye(face, ca
     """Through an eye opening at a slant one sees the back of the skin behind it; in a
     real head the eyeball is there. A back-facing patch behind the eyeball must leave it
     visible, while the same patch facing the camera is skin in front and covers it."""
-    vertices, topo = with_wall_behind_right_eye(*face, facing_camera)
+    eye = eye_poses()[0]
+    vertices, topo = with_quad(*face, (*EYE_CENTERS[0], eye.center[2]), facing_camera)
     with AvatarRenderer(W, H, topo) as r:
         img = r.render(camera, vertices, eye_poses())
-    u, v = np.round(camera.project(gaze_point(eye_poses()[0])[None])[0]).astype(int)
+    u, v = np.round(camera.project(gaze_point(eye)[None])[0]).astype(int)
     assert is_pupil(img[v - 1 : v + 2, u - 1 : u + 2]).all() != facing_camera
     if facing_camera:
         assert is_skin(img[v - 1 : v + 2, u - 1 : u + 2]).all()
+
+
+@pytest.mark.parametrize("facing_camera", [False, True])
+def test_skin_seen_from_behind_elsewhere_is_skin(face, camera, facing_camera):
+    """Outside the openings (a fold of the mesh) the back of the skin is drawn, lit from
+    the side seen: no background shows through."""
+    center = (110.0, 0.0, FACE_Z)   # beside the face, over the background
+    vertices, topo = with_quad(*face, center, facing_camera)
+    with AvatarRenderer(W, H, topo) as r:
+        img = r.render(camera, vertices, eye_poses())
+    u, v = np.round(camera.project(np.array([center]))[0]).astype(int)
+    patch = img[v - 5 : v + 6, u - 5 : u + 6]
+    assert is_skin(patch).all()
+    assert patch.mean() > 0.6 * np.mean(palette.SKIN_RGB)   # lit, not just ambient
 
 
 def test_either_consistent_winding_gives_the_same_image(renderer, face, camera):

@@ -10,12 +10,16 @@ Per frame, in one framebuffer the size of the input frame:
      lid margins cover the eyeball exactly where they are, and the face occludes
      itself when the head turns. A closed lid (collapsed ring) leaves no opening, so
      the eye disappears as in a blink.
-The face is drawn with back faces culled: the face mesh is the front of a solid head,
-so any of its triangles seen from behind is seen through an opening (the skin behind
-an eye seen at a slant), where in life the eyeball or the mouth interior is. Which
-winding is "front" is decided each frame: the mesh's vector area (sum of its
-triangles' area normals) points out of the face, hence towards the camera whenever the
-face can be seen at all. The triangles only need a consistent winding, either way.
+The back of the skin is drawn apart from the front. The face mesh is the front of a
+solid head, so a triangle seen from behind is either seen through an opening (the skin
+behind an eye seen at a slant), where in life the eyeball or the mouth interior is, or
+lies in a fold of the mesh (under the nose), where it must stay skin. So the fills and
+eyeballs mark the openings with alpha 1 (the rest is cleared to alpha 0); back faces
+are drawn first, blended by destination alpha so they never paint over an opening,
+then front faces opaquely. Which winding is "front" is decided each frame: the mesh's
+vector area (sum of its triangles' area normals) points out of the face, hence towards
+the camera whenever the face can be seen at all. The triangles only need a consistent
+winding, either way.
 
 The projection is flipped vertically, so the framebuffer read back bottom row first
 already is the image top row first: no flip copy.
@@ -259,7 +263,6 @@ class AvatarRenderer:
             normals = self._normals(v)
             # Outward winding iff the vector area faces the camera (at the origin).
             outward = 1.0 if float(normals.sum(axis=0) @ -v.mean(axis=0)) >= 0.0 else -1.0
-            self._face_prog["u_outward"].value = outward
             self._face_pos.write(v)
             self._face_nrm.write(normals)
             self._update_fills(v)
@@ -269,7 +272,8 @@ class AvatarRenderer:
             self._eye_prog["u_rotation"].write(rotations)
 
             fbo.use()
-            fbo.clear(*palette.unit_rgb(palette.BACKGROUND_RGB), 1.0, depth=0.0)
+            # Alpha 0 everywhere: only the fills and eyeballs (alpha 1) mark openings.
+            fbo.clear(*palette.unit_rgb(palette.BACKGROUND_RGB), 0.0, depth=0.0)
             ctx.enable_only(moderngl.DEPTH_TEST)
 
             ctx.depth_func = "1"   # always: the fills set the depth mask for the eyeballs
@@ -286,7 +290,16 @@ class AvatarRenderer:
             # The flipped projection shows outward-wound (counter-clockwise from outside)
             # triangles clockwise on screen.
             ctx.front_face = "cw" if outward > 0 else "ccw"
-            ctx.enable(moderngl.CULL_FACE)
+            ctx.enable(moderngl.CULL_FACE | moderngl.BLEND)
+            # Back of the skin, lit from its visible side, kept out of the openings.
+            ctx.cull_face = "front"
+            ctx.blend_func = moderngl.ONE_MINUS_DST_ALPHA, moderngl.DST_ALPHA
+            self._face_prog["u_outward"].value = -outward
+            self._face_vao.render(moderngl.TRIANGLES)
+            # Front of the skin over everything.
+            ctx.disable(moderngl.BLEND)
+            ctx.cull_face = "back"
+            self._face_prog["u_outward"].value = outward
             self._face_vao.render(moderngl.TRIANGLES)
 
             out = np.empty((self._size[1], self._size[0], 3), np.uint8)

@@ -31,5 +31,5 @@ void main() {
     float diffuse = max(dot(n, u_light_dir), 0.0);
     // Small sharp highlight of the wet cornea.
     float spec = 0.6 * pow(max(dot(n, normalize(u_light_dir + v)), 0.0), 150.0);
-    f_color = vec4(albedo * (u_ambient + (1.0 - u_ambient) * diffuse) + spec, 1.0);
+    f_color = vec4(albedo * (u_ambient + (1.0 - u_ambient) * diffuse) + spec, 1.0);   // alpha 1: opening
 }

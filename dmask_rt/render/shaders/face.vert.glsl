@@ -8,7 +8,7 @@ uniform vec3 u_light_dir;   // unit vector towards the key light, camera frame
 uniform float u_ambient;
 uniform float u_specular;
 uniform float u_shininess;
-uniform float u_outward;    // +1 if the triangle winding makes a_normal point out of the face, else -1
+uniform float u_outward;    // sign that turns a_normal towards the side of the skin being drawn
 in vec3 a_pos;              // camera frame, mm
 in vec3 a_normal;           // unnormalised
 out vec3 v_color;
