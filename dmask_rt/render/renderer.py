@@ -24,10 +24,10 @@ winding, either way.
 The projection is flipped vertically, so the framebuffer read back bottom row first
 already is the image top row first: no flip copy.
 
-Cost on llvmpipe, 2 cores (tests/test_render.py print_timing(), 300 frames, ~920
-face triangles, another job busy on one core): 640x480 median 1.5-1.9 ms, p99 2-3.5 ms;
-512x512 median 1.0-1.4 ms; up to ~3 ms median when both cores are contended. About
-0.6 ms of it is fixed: clears, RGB read-back and Python. Run it from the repo root:
+Cost on llvmpipe, 2 cores shared with other jobs (tests/test_render.py print_timing(),
+300 frames, ~920 face triangles): 640x480 median 1.9-2.2 ms, p99 3.5-5.5 ms; 512x512
+median 1.5-1.9 ms, p99 2.2-3.3 ms; about 2-3 ms of CPU a frame over llvmpipe's threads.
+About 0.6 ms is fixed: clears, RGB read-back and Python. Run it from the repo root:
 
     /tmp/venv/bin/python -c "import tests.test_render as t; t.print_timing()"
 """
