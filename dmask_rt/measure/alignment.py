@@ -1,0 +1,62 @@
+"""Between the two eyes: ocular deviation and lid asymmetry for one fitted frame.
+
+With theta_r, theta_l the eyes' horizontal angles and phi_r, phi_l their vertical ones
+(degrees, from the fitted model; horizontal + = toward the image right, vertical + = up):
+
+    common gaze           g_h = (theta_r + theta_l) / 2,  g_v = (phi_r + phi_l) / 2
+    per-eye deviation     theta_e - g_h,  phi_e - g_v   (each eye's share; the two are opposite)
+    difference            theta_r - theta_l,  phi_r - phi_l   (right minus left)
+    prism dioptres        PD = 100 tan(angle)
+
+Signs of the difference: horizontal > 0 means the eyes converge (the right eye is
+turned toward the image right = toward the nose, relative to the left): eso direction;
+< 0 diverge: exo direction. Vertical > 0 means the right eye sits higher (right hyper).
+
+A near camera makes normal eyes converge: at 50 cm, each eye turns about 3.6 degrees
+inward (half of the 63 mm interocular distance over 500 mm), so a steady horizontal
+difference of several degrees is expected and is not a squint; what matters clinically
+is how the difference behaves as the common gaze moves, and the difference beyond the
+convergence the viewing distance explains.
+
+Trust: per-frame eye-angle noise is about 1-2 degrees per eye at webcam distances
+(tests/test_fit.py), so a single frame's difference carries about 1.5-3 degrees of
+noise; the mean over 60 frames recovers a 10 degree squint within 1 degree on
+synthetic data. Small deviations (under a few degrees, a few PD) need long averages
+and are at the edge of what this method can resolve.
+
+Lid asymmetry: MRD1 right minus left (mm), > 0 = the right upper lid sits higher
+(or the left droops).
+"""
+from __future__ import annotations
+
+import math
+
+from ..model.params import AvatarParams
+
+AXES = ("horizontal", "vertical")
+
+
+def prism_dioptres(angle_deg: float) -> float:
+    """PD = 100 tan(angle): centimetres of displacement at one metre."""
+    return 100.0 * math.tan(math.radians(angle_deg))
+
+
+def alignment_measures(params: AvatarParams, eyelids: dict[str, float]) -> dict[str, float]:
+    """Deviation, right-minus-left difference (deg and PD) and MRD1 asymmetry.
+
+    `eyelids` is `eyelid_measures` of the same frame (only mrd1_r_mm / mrd1_l_mm are read).
+    Keys: gaze_{axis}_deg, deviation_{r|l}_{axis}_{deg|pd}, difference_{axis}_{deg|pd},
+    mrd1_asymmetry_mm.
+    """
+    out: dict[str, float] = {}
+    for a, axis in enumerate(AXES):
+        right, left = (math.degrees(params.eyes[e, a]) for e in range(2))
+        common = (right + left) / 2
+        out[f"gaze_{axis}_deg"] = common
+        for side, angle in (("r", right), ("l", left)):
+            out[f"deviation_{side}_{axis}_deg"] = angle - common
+            out[f"deviation_{side}_{axis}_pd"] = prism_dioptres(angle - common)
+        out[f"difference_{axis}_deg"] = right - left
+        out[f"difference_{axis}_pd"] = prism_dioptres(right - left)
+    out["mrd1_asymmetry_mm"] = eyelids["mrd1_r_mm"] - eyelids["mrd1_l_mm"]
+    return out

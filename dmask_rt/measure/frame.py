@@ -1,0 +1,33 @@
+"""All per-frame ocular measures of one fitted frame, as one flat record.
+
+`frame_measures` joins `eyelids.eyelid_measures` and `alignment.alignment_measures`;
+`MEASURE_NAMES` lists its keys in a fixed order, leaving out the eye angles, which
+`AvatarParams.to_dict()` already holds under the same names, so the two dicts can be
+merged into one parameter-log row.
+"""
+from __future__ import annotations
+
+from ..model.generic_face import GenericFace
+from ..model.params import AvatarParams
+from .alignment import AXES, alignment_measures
+from .eyelids import EYE_SIDES, IRIS_DIAMETER_MM, eyelid_measures
+
+_LENGTHS = ("mrd1", "mrd2", "fissure_height", "fissure_width")
+
+MEASURE_NAMES: tuple[str, ...] = (
+    tuple(f"{m}_{s}_{u}" for s in EYE_SIDES for m in _LENGTHS for u in ("mm", "iris"))
+    + tuple(f"openness_{s}" for s in EYE_SIDES)
+    + tuple(f"gaze_{a}_deg" for a in AXES)
+    + tuple(f"deviation_{s}_{a}_{u}" for s in EYE_SIDES for a in AXES for u in ("deg", "pd"))
+    + tuple(f"difference_{a}_{u}" for a in AXES for u in ("deg", "pd"))
+    + ("mrd1_asymmetry_mm",)
+)
+
+
+def frame_measures(
+    face: GenericFace, params: AvatarParams, iris_diameter_mm: float = IRIS_DIAMETER_MM
+) -> dict[str, float]:
+    """Every MEASURE_NAMES value for one fitted frame (lengths in mm and iris diameters, angles in deg/PD)."""
+    eyelids = eyelid_measures(face, params, iris_diameter_mm)
+    merged = {**eyelids, **alignment_measures(params, eyelids)}
+    return {name: merged[name] for name in MEASURE_NAMES}

@@ -1,0 +1,174 @@
+"""A session's measurements over time: per-frame values with timestamps, and their summary.
+
+`MeasureSeries.add(time, params)` measures one fitted frame (`frame.py`'s eyelid and
+alignment measures; None = no face, kept as a gap). `summary()` then gives:
+
+- per-eye lid measures and between-eye alignment as medians (and interquartile ranges)
+  over the frames with both eyes open (frames inside a blink, wink or closure, where
+  MRD1 and the eye angles mean little, are left out);
+- the lid events of `blinks.py` and the blink rate;
+- nystagmus (`nystagmus.py`) in sliding windows of the right eye, the left eye and
+  their mean (the conjugate movement, with sqrt(2) less noise), with frames where the
+  eye is closed treated as gaps (the fit holds a covered eye's angle, which is no
+  measurement). A signal's verdict is a direction only when the oscillation is
+  sustained: detected in at least two consecutive (half-overlapping) windows whose
+  frequencies agree within 25%, i.e. over at least 1.5 windows (3 s at the default 2 s);
+  otherwise "none".
+
+Units as in the per-frame measures: mm, iris diameters, degrees, prism dioptres, Hz.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..model.generic_face import GenericFace
+from ..model.params import AvatarParams
+from .alignment import alignment_measures
+from .blinks import LidEvent, blink_rate_per_minute, closed_eyes, lid_events
+from .eyelids import EYE_SIDES, IRIS_DIAMETER_MM, eyelid_measures
+from .nystagmus import NystagmusWindow, nystagmus_windows
+
+#: Frequency agreement between consecutive detected windows for a sustained finding.
+SUSTAINED_FREQUENCY_RATIO = 1.25
+
+_SUMMARY_LENGTHS = ("mrd1", "mrd2", "fissure_height", "fissure_width")
+
+
+class MeasureSeries:
+    """Per-frame ocular measures of one session, in time order."""
+
+    def __init__(self, face: GenericFace, iris_diameter_mm: float = IRIS_DIAMETER_MM) -> None:
+        self.face = face
+        self.iris_diameter_mm = iris_diameter_mm
+        self.times: list[float] = []
+        self.rows: list[dict[str, float] | None] = []
+
+    def __len__(self) -> int:
+        return len(self.times)
+
+    def add(self, time_s: float, params: AvatarParams | None) -> dict[str, float] | None:
+        """Measure one frame at `time_s` seconds (None: no face) and keep it; returns its measures."""
+        row = None
+        if params is not None:
+            eyelids = eyelid_measures(self.face, params, self.iris_diameter_mm)
+            row = {**eyelids, **alignment_measures(params, eyelids)}
+        self.times.append(float(time_s))
+        self.rows.append(row)
+        return row
+
+    def column(self, name: str) -> np.ndarray:
+        """(N,) one measure over all frames, NaN where there was no face."""
+        return np.array([math.nan if r is None else r[name] for r in self.rows])
+
+    def openness(self) -> np.ndarray:
+        """(N, 2) [right, left] openness."""
+        return np.column_stack([self.column(f"openness_{s}") for s in EYE_SIDES])
+
+    def lid_events(self, **thresholds: float) -> list[LidEvent]:
+        """Blinks, winks and closures (`blinks.lid_events`)."""
+        return lid_events(np.array(self.times), self.openness(), **thresholds)
+
+    def eye_angles(self) -> dict[str, np.ndarray]:
+        """(N, 2) [horizontal, vertical] degrees for "r", "l" and "both" (their mean), NaN where
+        the eye is closed or there is no face ("both": where either is)."""
+        closed = closed_eyes(self.openness())
+        out = {}
+        for e, s in enumerate(EYE_SIDES):
+            a = np.column_stack([self.column(f"eye_{s}_horizontal_deg"), self.column(f"eye_{s}_vertical_deg")])
+            a[closed[:, e]] = math.nan
+            out[s] = a
+        out["both"] = (out["r"] + out["l"]) / 2
+        return out
+
+    def nystagmus(self, window_s: float = 2.0, **criteria: float) -> dict[str, list[NystagmusWindow]]:
+        """`nystagmus.nystagmus_windows` of each eye and of their mean."""
+        times = np.array(self.times)
+        return {k: nystagmus_windows(times, a, window_s, **criteria) for k, a in self.eye_angles().items()}
+
+    def summary(self, window_s: float = 2.0) -> dict:
+        """The session's report as plain JSON-able values (NaN where nothing could be measured)."""
+        times = np.array(self.times)
+        face = np.array([r is not None for r in self.rows], bool)
+        duration = float(times[face][-1] - times[face][0]) if face.sum() > 1 else 0.0
+        events = self.lid_events()
+        open_frames = face & ~closed_eyes(self.openness()).any(axis=1)
+
+        def stats(name: str) -> dict[str, float]:
+            v = self.column(name)[open_frames]
+            if len(v) == 0:
+                return {"median": math.nan, "iqr": math.nan}
+            q1, q2, q3 = np.percentile(v, [25, 50, 75])
+            return {"median": float(q2), "iqr": float(q3 - q1)}
+
+        eyes = {
+            s: {f"{m}_{unit}": stats(f"{m}_{s}_{unit}") for m in _SUMMARY_LENGTHS for unit in ("mm", "iris")}
+            | {"openness": stats(f"openness_{s}")}
+            for s in EYE_SIDES
+        }
+        alignment = {
+            name: stats(name)
+            for name in (
+                "difference_horizontal_deg", "difference_horizontal_pd",
+                "difference_vertical_deg", "difference_vertical_pd",
+                "deviation_r_horizontal_deg", "deviation_l_horizontal_deg",
+                "deviation_r_vertical_deg", "deviation_l_vertical_deg",
+                "gaze_horizontal_deg", "gaze_vertical_deg", "mrd1_asymmetry_mm",
+            )
+        }
+        return {
+            "frames": len(self),
+            "frames_with_face": int(face.sum()),
+            "frames_eyes_open": int(open_frames.sum()),
+            "duration_s": duration,
+            "iris_diameter_mm": self.iris_diameter_mm,
+            "eyes": eyes,
+            "alignment": alignment,
+            "lid_events": {
+                "blinks": sum(e.kind == "blink" for e in events),
+                "blink_rate_per_min": blink_rate_per_minute(events, duration),
+                "closures": sum(e.kind == "closure" for e in events),
+                "winks_r": sum(e.kind == "wink" and e.eyes == "r" for e in events),
+                "winks_l": sum(e.kind == "wink" and e.eyes == "l" for e in events),
+                "events": [
+                    {"kind": e.kind, "eyes": e.eyes, "start_s": e.start_s, "end_s": e.end_s,
+                     "duration_s": e.duration_s, "min_openness": e.min_openness}
+                    for e in events
+                ],
+            },
+            "nystagmus": {k: nystagmus_verdict(w) for k, w in self.nystagmus(window_s).items()},
+        }
+
+
+def nystagmus_verdict(windows: list[NystagmusWindow]) -> dict:
+    """A signal's verdict from its windows: the longest sustained run of detections, else "none".
+
+    Sustained = consecutive windows all detected, each frequency within
+    SUSTAINED_FREQUENCY_RATIO of the previous; at least two windows. The run's
+    frequency and amplitudes are the medians over its windows, its direction the most
+    common one.
+    """
+    best: list[NystagmusWindow] = []
+    run: list[NystagmusWindow] = []
+    for w in windows:
+        consecutive = run and abs(w.start_s - run[-1].end_s) < (w.end_s - w.start_s)  # overlapping or adjacent
+        agrees = run and max(w.frequency_hz, run[-1].frequency_hz) <= SUSTAINED_FREQUENCY_RATIO * min(w.frequency_hz, run[-1].frequency_hz)
+        if w.detected and consecutive and agrees:
+            run.append(w)
+        else:
+            run = [w] if w.detected else []
+        if len(run) > len(best):
+            best = list(run)
+    verdict: dict = {"windows": len(windows), "windows_detected": sum(w.detected for w in windows)}
+    if len(best) < 2:
+        return verdict | {"verdict": "none"}
+    directions = [w.direction for w in best]
+    return verdict | {
+        "verdict": max(set(directions), key=directions.count),
+        "start_s": best[0].start_s,
+        "end_s": best[-1].end_s,
+        "frequency_hz": float(np.median([w.frequency_hz for w in best])),
+        "amplitude_horizontal_deg": float(np.median([w.amplitude_deg[0] for w in best])),
+        "amplitude_vertical_deg": float(np.median([w.amplitude_deg[1] for w in best])),
+    }
