@@ -218,12 +218,39 @@ def triangles_from_edges(edges: list[tuple[int, int]]) -> np.ndarray:
 
 
 def orient_outward(triangles: np.ndarray, mean: np.ndarray) -> np.ndarray:
-    """Flip triangles so their normals point out of the face (toward -z, the camera)."""
-    a, b, c = (mean[triangles[:, i]] for i in range(3))
-    n = np.cross(b - a, c - a)
-    flip = n[:, 2] > 0
+    """Wind all triangles alike (every shared edge runs both ways), normals out of the face.
+
+    Orientation spreads from one triangle across shared edges (breadth first), so folded
+    spots such as the sides of the nose agree with their neighbours; then the whole mesh
+    is flipped if most of its area faces into the head (+z) rather than the camera.
+    """
+    edge_faces: dict[tuple[int, int], list[int]] = defaultdict(list)
+    for f, tri in enumerate(triangles):
+        for a, b in ((0, 1), (1, 2), (2, 0)):
+            edge_faces[tuple(sorted((tri[a], tri[b])))].append(f)
     out = triangles.copy()
-    out[flip] = out[flip][:, [0, 2, 1]]
+    done = np.zeros(len(out), bool)
+    for seed in range(len(out)):
+        if done[seed]:
+            continue
+        done[seed] = True
+        queue = [seed]
+        while queue:
+            f = queue.pop()
+            tri = out[f]
+            for a, b in ((tri[0], tri[1]), (tri[1], tri[2]), (tri[2], tri[0])):
+                for g in edge_faces[tuple(sorted((a, b)))]:
+                    if done[g]:
+                        continue
+                    other = list(out[g])
+                    i = other.index(a)
+                    if other[(i + 1) % 3] == b:  # same direction as in f: flip g
+                        out[g] = out[g][[0, 2, 1]]
+                    done[g] = True
+                    queue.append(g)
+    a, b, c = (mean[out[:, i]] for i in range(3))
+    if np.cross(b - a, c - a)[:, 2].sum() > 0:
+        out = out[:, [0, 2, 1]]
     return out
 
 
