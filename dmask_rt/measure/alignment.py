@@ -13,16 +13,19 @@ turned toward the image right = toward the nose, relative to the left): eso dire
 < 0 diverge: exo direction. Vertical > 0 means the right eye sits higher (right hyper).
 
 A near camera makes normal eyes converge: at 50 cm, each eye turns about 3.6 degrees
-inward (half of the 63 mm interocular distance over 500 mm), so a steady horizontal
-difference of several degrees is expected and is not a squint; what matters clinically
-is how the difference behaves as the common gaze moves, and the difference beyond the
-convergence the viewing distance explains.
+inward (half of the 63 mm interocular distance over 500 mm). On the real development
+clips the difference reads 15-20 degrees while the people look around normally: more
+than the geometric convergence, so part of it is the generic eyeball's placement
+relative to the patient's real eye. A steady horizontal difference is therefore not
+by itself a squint; what this method measures reliably is how the difference behaves
+as the common gaze moves (on a 66-degree gaze swing it changed by 5 degrees, slope
+-0.08, where a paralysed eye would give a slope near +-1) and changes over time.
 
-Trust: per-frame eye-angle noise is about 1-2 degrees per eye at webcam distances
-(tests/test_fit.py), so a single frame's difference carries about 1.5-3 degrees of
-noise; the mean over 60 frames recovers a 10 degree squint within 1 degree on
-synthetic data. Small deviations (under a few degrees, a few PD) need long averages
-and are at the edge of what this method can resolve.
+Trust: per-frame eye-angle noise is about 1.1-1.3 degrees per eye on synthetic frames
+at 50 cm with 0.3 px landmark noise, about 1.9 degrees for the difference
+(tests/test_measure.py); the mean over 60 frames recovers a 10 degree squint within
+1 degree there. Small deviations (a few degrees, a few PD) need long averages and sit
+at the edge of what this method can resolve.
 
 Lid asymmetry: MRD1 right minus left (mm), > 0 = the right upper lid sits higher
 (or the left droops).

@@ -1,37 +1,41 @@
 """Blinks, winks and longer eye closures from each eye's openness over time.
 
-Input: per-frame openness of each eye (`eyelids.eyelid_measures`, fissure height over
+Input: per-frame openness of each eye (`eyelids.eyelid_measures`: fissure height over
 the template's open height) with the frames' timestamps; NaN frames (no face) are
-dropped. Because people's eyes differ in how open they are at rest, each eye's
-openness is first divided by its own usual open value, the 75th percentile over the
-series (robust to closures and downward gaze filling up to about half of it):
+dropped. People's eyes differ in how open they are at rest, so each eye's openness is
+first divided by its own usual open value, the 75th percentile over the series (the
+median would not do: closures and downward gaze can fill half a clip):
 
     o_e(t) = openness_e(t) / P75(openness_e)
 
-An eye is closed from when o_e falls below `close_below` until it rises above
-`reopen_above` (hysteresis: noise around one level cannot split one closure in two).
-Per frame the joint state is then none / right / left / both, and runs of the same
-state become events:
+An eye is closed from the first to the last frame with o_e < `close_below` (0.45) of
+each stretch in which it never rises above `reopen_above` (0.55): the hysteresis keeps
+noise around one level from splitting one closure in two. Per frame the joint state is
+then none / right / left / both closed, and runs of one state become events:
 
-    both eyes closed, shorter than `long_closure_s`   -> "blink"
-    both eyes closed, longer                          -> "closure" (e.g. eyes shut slowly)
-    one eye closed while the other is open            -> "wink" of that eye
+    both eyes closed, up to `long_closure_s` (0.5 s)   -> "blink"
+    both eyes closed, longer                           -> "closure" (eyes shut slowly, held shut)
+    one eye closed while the other is open             -> "wink" of that eye
 
-In a normal blink the two eyes close and open a frame or two apart; a one-eye run
-spanning less than `merge_s` (first to last frame; 0.12 s = up to 4 frames at 30 fps)
-that touches a both-eye run is part of that blink, not a wink.
+Two rules keep winks honest. A one-eye run is a wink only if the other eye is open
+(o > `reopen_above`) on at least half of its frames; otherwise both eyes are closing
+unevenly (the fit under-reads a blink in one eye, or the lids lower unevenly while
+looking down) and it counts as both. And in a normal blink the eyes close and open a
+frame or two apart, so a one-eye run spanning less than `merge_s` (0.12 s, up to 4
+frames at 30 fps) that touches a both-eye run is part of that event.
 
-Timing: an event starts and ends where the relevant openness (the lower of the eyes
-involved) crosses `close_below`, linearly interpolated between frames; the duration is
-therefore the time spent below that level (at the default 0.5, the half-closure
-duration common in blink studies). Blink rate = blinks (not winks or long closures)
-per minute of series.
+Timing: an event starts and ends where the openness of the eyes involved (the lower
+one) crosses `close_below`, linearly interpolated between frames: its duration is the
+time spent below 45% of the usual opening. Blink rate = blinks (not winks or closures)
+per minute of the series.
 
-Trust: the fitted lids do not close fully on every real shut eye (a squeezed wink on
-the development clips reaches o = 0.3-0.45, a blink 0.05-0.3), hence `close_below` =
-0.5; `reopen_above` = 0.7 sits above the 0.6-0.7 that a narrowed but open eye reaches.
-At 25-30 fps a blink spans only 3-6 frames, so durations are good to about one frame
-(33-40 ms); single-frame events are reported but deserve a look at the video.
+Trust, and where the numbers come from: on real clips the fitted lids do not close
+fully on every shut eye (measured o: squeezed winks 0.27-0.46, blinks 0.0-0.45,
+eyes open but looking down 0.5-0.7, the other eye during a wink >= 0.59), hence the
+0.45 / 0.55 pair; they were set on the development clips (tests/test_measure.py), so
+they are tuned, not validated on independent footage. At 25-30 fps a blink spans 3-6
+frames, so durations are good to about one frame (33-40 ms); single-frame events (a
+fast wink) are reported, but deserve a look at the video.
 """
 from __future__ import annotations
 
@@ -60,7 +64,8 @@ class LidEvent:
 
 def relative_openness(openness: np.ndarray) -> np.ndarray:
     """(N, 2) o = openness / P75(openness) per eye, NaN frames kept as NaN."""
-    return openness / np.nanpercentile(openness, OPEN_PERCENTILE, axis=0)
+    usual = [np.percentile(col[np.isfinite(col)], OPEN_PERCENTILE) if np.isfinite(col).any() else np.nan for col in openness.T]
+    return openness / np.array(usual)
 
 
 def closed_frames(o: np.ndarray, close_below: float, reopen_above: float) -> np.ndarray:

@@ -20,6 +20,7 @@ Units as in the per-frame measures: mm, iris diameters, degrees, prism dioptres,
 from __future__ import annotations
 
 import math
+from collections import Counter
 
 import numpy as np
 
@@ -88,7 +89,13 @@ class MeasureSeries:
         return {k: nystagmus_windows(times, a, window_s, **criteria) for k, a in self.eye_angles().items()}
 
     def summary(self, window_s: float = 2.0) -> dict:
-        """The session's report as plain JSON-able values (NaN where nothing could be measured)."""
+        """The session's report as plain JSON values (None where nothing could be measured).
+
+        Keys: frames, frames_with_face, frames_eyes_open, duration_s, iris_diameter_mm;
+        eyes.{r,l}.{measure}: {median, iqr} over frames with both eyes open; alignment.{measure}:
+        the same; lid_events: counts, blink_rate_per_min and the events; nystagmus.{r,l,both}:
+        `nystagmus_verdict`.
+        """
         times = np.array(self.times)
         face = np.array([r is not None for r in self.rows], bool)
         duration = float(times[face][-1] - times[face][0]) if face.sum() > 1 else 0.0
@@ -97,6 +104,7 @@ class MeasureSeries:
 
         def stats(name: str) -> dict[str, float]:
             v = self.column(name)[open_frames]
+            v = v[np.isfinite(v)]
             if len(v) == 0:
                 return {"median": math.nan, "iqr": math.nan}
             q1, q2, q3 = np.percentile(v, [25, 50, 75])
@@ -117,7 +125,7 @@ class MeasureSeries:
                 "gaze_horizontal_deg", "gaze_vertical_deg", "mrd1_asymmetry_mm",
             )
         }
-        return {
+        return _plain({
             "frames": len(self),
             "frames_with_face": int(face.sum()),
             "frames_eyes_open": int(open_frames.sum()),
@@ -138,7 +146,7 @@ class MeasureSeries:
                 ],
             },
             "nystagmus": {k: nystagmus_verdict(w) for k, w in self.nystagmus(window_s).items()},
-        }
+        })
 
 
 def nystagmus_verdict(windows: list[NystagmusWindow]) -> dict:
@@ -152,8 +160,11 @@ def nystagmus_verdict(windows: list[NystagmusWindow]) -> dict:
     best: list[NystagmusWindow] = []
     run: list[NystagmusWindow] = []
     for w in windows:
-        consecutive = run and abs(w.start_s - run[-1].end_s) < (w.end_s - w.start_s)  # overlapping or adjacent
-        agrees = run and max(w.frequency_hz, run[-1].frequency_hz) <= SUSTAINED_FREQUENCY_RATIO * min(w.frequency_hz, run[-1].frequency_hz)
+        # Windows step by half their length; one skipped (a gap) leaves no overlap.
+        consecutive = bool(run) and w.start_s < run[-1].end_s - 0.25 * (w.end_s - w.start_s)
+        agrees = bool(run) and (
+            max(w.frequency_hz, run[-1].frequency_hz) <= SUSTAINED_FREQUENCY_RATIO * min(w.frequency_hz, run[-1].frequency_hz)
+        )
         if w.detected and consecutive and agrees:
             run.append(w)
         else:
@@ -163,12 +174,26 @@ def nystagmus_verdict(windows: list[NystagmusWindow]) -> dict:
     verdict: dict = {"windows": len(windows), "windows_detected": sum(w.detected for w in windows)}
     if len(best) < 2:
         return verdict | {"verdict": "none"}
-    directions = [w.direction for w in best]
     return verdict | {
-        "verdict": max(set(directions), key=directions.count),
+        "verdict": Counter(w.direction for w in best).most_common(1)[0][0],
         "start_s": best[0].start_s,
         "end_s": best[-1].end_s,
         "frequency_hz": float(np.median([w.frequency_hz for w in best])),
         "amplitude_horizontal_deg": float(np.median([w.amplitude_deg[0] for w in best])),
         "amplitude_vertical_deg": float(np.median([w.amplitude_deg[1] for w in best])),
     }
+
+
+def _plain(value):
+    """`value` with numpy scalars as Python numbers and non-finite floats as None (valid JSON)."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return float(value) if math.isfinite(value) else None
+    return value
