@@ -246,7 +246,7 @@ def test_bench_reports_every_stage_as_json(tmp_path: Path) -> None:
     for size in ("native", "640x480"):
         summary = report["overall"][size]
         assert summary["frames"] == 8 * 2 and summary["fps"] > 0
-        assert set(summary["stages"]) == {"decode", "track", "fit", "render", "encode", "total"}
+        assert set(summary["stages"]) == {"decode", "track", "fit", "render", "encode", "mask", "passthrough", "total"}
         assert summary["stages"]["decode"]["median_ms"] > 0 and summary["stages"]["encode"]["p99_ms"] > 0
     assert "median ms" in result.stderr
 
