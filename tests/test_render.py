@@ -5,7 +5,7 @@ eye openings and a mouth opening cut out (their rims are the rings of FaceTopolo
 Needs an OpenGL context (EGL on Mesa llvmpipe works headless).
 
 Timing (reported, not asserted), e.g.:
-    /tmp/venv/bin/python -c "import tests.test_render as t; t.print_timing()"
+    .venv/bin/python -c "import tests.test_render as t; t.print_timing()"
 """
 from __future__ import annotations
 

@@ -29,7 +29,7 @@ Cost on llvmpipe, 2 cores shared with other jobs (tests/test_render.py print_tim
 median 1.5-1.9 ms, p99 2.2-3.3 ms; about 2-3 ms of CPU a frame over llvmpipe's threads.
 About 0.6 ms is fixed: clears, RGB read-back and Python. Run it from the repo root:
 
-    /tmp/venv/bin/python -c "import tests.test_render as t; t.print_timing()"
+    .venv/bin/python -c "import tests.test_render as t; t.print_timing()"
 """
 from __future__ import annotations
 
