@@ -1,0 +1,16 @@
+"""`dmask serve`: the live consultation relay.
+
+The patient's browser sends its camera over WebRTC; the relay masks every frame it can
+(latest frame wins) and sends only the rendered avatar to the doctor. Audio is relayed
+as it is, both ways. One module per concept:
+
+- `app`: the aiohttp application (pages, REST API, signaling routes) and `serve()`.
+- `rooms`: consultation rooms, their tokens, limits and lifetime.
+- `signaling`: offer/answer for each role; which track goes to which peer.
+- `media`: the masking engine and the masked video track.
+- `relay`: fan-out of a remote track to bounded subscriber mailboxes.
+- `recording`: masked video (+ audio) and parameters to disk.
+- `ice`: ICE servers and the loopback candidate.
+- `metrics`: counters and the Prometheus text format.
+- `tls`: the self-signed certificate for `--https`.
+"""

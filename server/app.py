@@ -1,0 +1,280 @@
+"""The relay's web application: pages, the room API, signaling, and `serve()`.
+
+Routes (every `token` is a query parameter; API errors are JSON `{"error": "..."}`):
+
+    GET  /                                   start page: create a consultation
+    GET  /room/{id}/patient|doctor?token=    the two pages
+    POST /api/rooms                          -> 201 {id, patient, doctor} (links)    429: too many rooms
+    POST /api/rooms/{id}/{role}/offer        {type: "offer", sdp} -> {type: "answer", sdp}
+                                             403 wrong token, 404 unknown room, 400 bad body, 503 full
+    POST /api/rooms/{id}/{role}/leave        that side hangs up
+    DELETE /api/rooms/{id}                   the doctor ends the consultation
+    POST /api/rooms/{id}/recording           doctor: {action: "start"|"stop", audio: bool}
+    GET  /api/rooms/{id}/recordings          doctor: [{name, size, url}]
+    GET  /api/rooms/{id}/recordings/{name}   doctor: download
+    GET  /healthz, /metrics                  liveness, Prometheus text
+
+Tokens never reach the logs: the access log prints paths without their query.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
+
+from . import ice, signaling, tls
+from .media import MaskerFactory, default_masker
+from .metrics import Metrics
+from .recording import NAME_RE, Recorder
+from .rooms import ROLES, LimitReached, Limits, Room, RoomRegistry
+
+log = logging.getLogger(__name__)
+
+STATIC_DIR = Path(__file__).resolve().parents[1] / "static"
+MAX_BODY = 64 * 1024
+
+SECURITY_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'self'; img-src 'self' data: blob:; media-src 'self' blob:; "
+        "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
+    ),
+    "Referrer-Policy": "no-referrer",  # the page URL carries the token
+    "X-Content-Type-Options": "nosniff",
+    "Permissions-Policy": "camera=(self), microphone=(self)",
+    "Cache-Control": "no-store",
+}
+
+
+@dataclass
+class ServeConfig:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    https: bool = False
+    tls_dir: Path = tls.DEFAULT_DIR
+    hostnames: list[str] = field(default_factory=list)   # extra names for the certificate
+    ice_servers: list[str] = field(default_factory=list)  # stun:/turn: URLs; none by default
+    turn_username: str | None = None
+    turn_password: str | None = None
+    recordings: Path = Path("recordings")
+    limits: Limits = field(default_factory=Limits)
+
+
+class _PathOnlyAccessLogger(AbstractAccessLogger):
+    def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
+        self.logger.info('%s "%s %s" %s %.1f ms', request.remote, request.method, request.path, response.status, time * 1e3)
+
+
+def _error(status: int, message: str, **headers: str) -> web.Response:
+    return web.json_response({"error": message}, status=status, headers=headers or None)
+
+
+@web.middleware
+async def _headers_and_json_errors(request: web.Request, handler: Any) -> web.StreamResponse:
+    try:
+        response = await handler(request)
+    except web.HTTPException as exc:
+        if not request.path.startswith("/api/"):
+            raise
+        response = _error(exc.status, exc.reason)
+    response.headers.update(SECURITY_HEADERS)
+    return response
+
+
+class Relay:
+    """Handlers over one RoomRegistry."""
+
+    def __init__(self, config: ServeConfig, masker_factory: MaskerFactory) -> None:
+        self.config = config
+        self.metrics = Metrics()
+        self.rooms = RoomRegistry(config.limits, self.metrics, masker_factory)
+        self.rtc = ice.rtc_configuration(config.ice_servers, config.turn_username, config.turn_password)
+
+    # --- helpers ---------------------------------------------------------------------
+    def _room(self, request: web.Request) -> Room:
+        room = self.rooms.get(request.match_info["room"])
+        if room is None:
+            raise web.HTTPNotFound(reason="no such consultation (it may have ended)")
+        return room
+
+    def _authorize(self, request: web.Request, room: Room, role: str) -> None:
+        if room.role_for(request.query.get("token")) != role:
+            raise web.HTTPForbidden(reason=f"this link does not open the {role}'s side")
+
+    @staticmethod
+    async def _json(request: web.Request) -> dict[str, Any]:
+        if request.content_length is not None and request.content_length > MAX_BODY:
+            raise web.HTTPBadRequest(reason=f"body larger than {MAX_BODY // 1024} KiB")
+        try:
+            body = await request.read()  # bounded by the app's client_max_size
+        except web.HTTPRequestEntityTooLarge:
+            raise web.HTTPBadRequest(reason=f"body larger than {MAX_BODY // 1024} KiB") from None
+        try:
+            data = json.loads(body)
+        except (ValueError, UnicodeDecodeError):
+            raise web.HTTPBadRequest(reason="body is not JSON") from None
+        if not isinstance(data, dict):
+            raise web.HTTPBadRequest(reason="body is not a JSON object")
+        return data
+
+    # --- pages -----------------------------------------------------------------------
+    async def index(self, request: web.Request) -> web.StreamResponse:
+        return web.FileResponse(STATIC_DIR / "index.html")
+
+    async def page(self, request: web.Request) -> web.StreamResponse:
+        role = request.match_info["role"]
+        room = self.rooms.get(request.match_info["room"])
+        if room is None:
+            return web.FileResponse(STATIC_DIR / "ended.html", status=404)
+        if room.role_for(request.query.get("token")) != role:
+            return web.FileResponse(STATIC_DIR / "forbidden.html", status=403)
+        return web.FileResponse(STATIC_DIR / f"{role}.html")
+
+    # --- API -------------------------------------------------------------------------
+    async def create_room(self, request: web.Request) -> web.Response:
+        try:
+            room = self.rooms.create()
+        except LimitReached as err:
+            return _error(err.status, str(err), **{"Retry-After": "60"})
+        origin = f"{request.scheme}://{request.host}"
+        links = {role: f"{origin}/room/{room.id}/{role}?token={room.tokens[role]}" for role in ROLES}
+        return web.json_response({"id": room.id, **links}, status=201)
+
+    async def offer(self, request: web.Request) -> web.Response:
+        role = request.match_info["role"]
+        room = self._room(request)
+        self._authorize(request, room, role)
+        body = await self._json(request)
+        if body.get("type") != "offer" or not isinstance(body.get("sdp"), str):
+            raise web.HTTPBadRequest(reason='expected {"type": "offer", "sdp": "..."}')
+        try:
+            self.rooms.check_peer_capacity(room, role)
+            _, sdp = await signaling.answer(room, role, body["sdp"], self.rtc)
+        except LimitReached as err:
+            return _error(err.status, str(err), **{"Retry-After": "30"})
+        except signaling.OfferError as err:
+            raise web.HTTPBadRequest(reason=str(err)) from None
+        except asyncio.TimeoutError:
+            return _error(503, "could not gather connection candidates in time")
+        return web.json_response({"type": "answer", "sdp": sdp})
+
+    async def leave(self, request: web.Request) -> web.Response:
+        role = request.match_info["role"]
+        room = self._room(request)
+        self._authorize(request, room, role)
+        session = room.sessions.get(role)
+        if session is not None:
+            await room.leave(session)
+        return web.json_response({"left": role})
+
+    async def end_room(self, request: web.Request) -> web.Response:
+        room = self._room(request)
+        self._authorize(request, room, "doctor")
+        await self.rooms.close_room(room, "ended by the doctor")
+        return web.json_response({"ended": room.id})
+
+    async def recording(self, request: web.Request) -> web.Response:
+        room = self._room(request)
+        self._authorize(request, room, "doctor")
+        body = await self._json(request)
+        action = body.get("action")
+        if action == "start":
+            if room.recorder is None:
+                audio = [room.patient_audio, room.doctor_audio] if body.get("audio") else []
+                room.recorder = Recorder(self.config.recordings / room.id, room.engine, audio)
+                room.recorder.start()
+            names = room.recorder.names
+        elif action == "stop":
+            names = []
+            if room.recorder is not None:
+                recorder, room.recorder = room.recorder, None
+                names = await recorder.stop()
+        else:
+            raise web.HTTPBadRequest(reason='expected {"action": "start" | "stop"}')
+        room.send("doctor", {"type": "recording", "active": room.recorder is not None})
+        return web.json_response({"recording": room.recorder is not None, "files": names})
+
+    async def list_recordings(self, request: web.Request) -> web.Response:
+        room = self._room(request)
+        self._authorize(request, room, "doctor")
+        directory = self.config.recordings / room.id
+        token = request.query["token"]
+        files = sorted(p for p in directory.glob("*") if NAME_RE.match(p.name)) if directory.is_dir() else []
+        return web.json_response([
+            {"name": p.name, "size": p.stat().st_size, "url": f"/api/rooms/{room.id}/recordings/{p.name}?token={token}"}
+            for p in files
+        ])
+
+    async def download(self, request: web.Request) -> web.StreamResponse:
+        room = self._room(request)
+        self._authorize(request, room, "doctor")
+        name = request.match_info["name"]
+        path = self.config.recordings / room.id / name
+        if not NAME_RE.match(name) or not path.is_file():
+            raise web.HTTPNotFound(reason="no such recording")
+        return web.FileResponse(path, headers={"Content-Disposition": f'attachment; filename="{name}"'})
+
+    # --- observability ---------------------------------------------------------------
+    async def healthz(self, request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok", "rooms": len(self.rooms.rooms), "peers": self.rooms.peers})
+
+    async def metrics_text(self, request: web.Request) -> web.Response:
+        text = self.metrics.render({
+            "dmask_rooms": ("Open consultation rooms.", len(self.rooms.rooms)),
+            "dmask_sessions": ("Connected peers (patients and doctors).", self.rooms.peers),
+            "dmask_recordings": ("Rooms being recorded.", sum(r.recorder is not None for r in self.rooms.rooms.values())),
+        })
+        return web.Response(text=text, content_type="text/plain", charset="utf-8", headers={"X-Prometheus-Format": "0.0.4"})
+
+
+RELAY = web.AppKey("relay", Relay)
+
+
+def create_app(config: ServeConfig | None = None, masker_factory: MaskerFactory = default_masker) -> web.Application:
+    """The aiohttp application; rooms are closed when it shuts down."""
+    config = config or ServeConfig()
+    if ice.is_loopback(config.host):
+        ice.enable_loopback_candidate()
+    relay = Relay(config, masker_factory)
+    app = web.Application(client_max_size=MAX_BODY, middlewares=[_headers_and_json_errors])
+    app[RELAY] = relay
+    role = "{role:patient|doctor}"
+    app.router.add_get("/", relay.index)
+    app.router.add_get(f"/room/{{room}}/{role}", relay.page)
+    app.router.add_post("/api/rooms", relay.create_room)
+    app.router.add_post(f"/api/rooms/{{room}}/{role}/offer", relay.offer)
+    app.router.add_post(f"/api/rooms/{{room}}/{role}/leave", relay.leave)
+    app.router.add_delete("/api/rooms/{room}", relay.end_room)
+    app.router.add_post("/api/rooms/{room}/recording", relay.recording)
+    app.router.add_get("/api/rooms/{room}/recordings", relay.list_recordings)
+    app.router.add_get("/api/rooms/{room}/recordings/{name}", relay.download)
+    app.router.add_get("/healthz", relay.healthz)
+    app.router.add_get("/metrics", relay.metrics_text)
+    app.router.add_static("/static/", STATIC_DIR)
+
+    async def on_startup(app: web.Application) -> None:
+        relay.rooms.start()
+
+    async def on_shutdown(app: web.Application) -> None:
+        await relay.rooms.close()
+
+    app.on_startup.append(on_startup)
+    app.on_shutdown.append(on_shutdown)
+    return app
+
+
+def serve(config: ServeConfig) -> None:
+    """Run the relay until interrupted."""
+    ssl_context = tls.server_context(config.tls_dir, [config.host, *config.hostnames]) if config.https else None
+    scheme = "https" if ssl_context else "http"
+    shown = f"[{config.host}]" if ":" in config.host else config.host
+    print(f"dmask serve: open {scheme}://{shown}:{config.port}/ to start a consultation (Ctrl-C stops)", flush=True)
+    web.run_app(
+        create_app(config), host=config.host, port=config.port, ssl_context=ssl_context,
+        access_log_class=_PathOnlyAccessLogger, print=None,
+    )

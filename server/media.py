@@ -1,0 +1,297 @@
+"""The masking engine of a room and the masked video track its consumers receive.
+
+Patient camera (remote track) -> `MaskEngine` -> `MaskedVideoTrack` (one per consumer:
+the patient's own preview, the doctor, a recording).
+
+- Latest frame wins: the engine drains the camera track as fast as frames arrive into a
+  one-slot mailbox; the worker always takes the newest frame and the ones it had no
+  time for are counted as dropped. Latency stays flat on a slow CPU, the frame rate
+  drops instead.
+- Off the event loop: `Masker.process` runs on one dedicated thread per room (the
+  Masker's OpenGL context belongs to the thread that created it).
+- Fail closed: consumers only ever get what the engine published, which is the
+  Masker's output (the avatar, or its placeholder) or a placeholder the engine makes
+  itself; camera pixels have no other way out of this module.
+- `MaskedVideoTrack.recv()` never raises (except `MediaStreamError` once stopped, which
+  is how aiortc ends a sender): an exception in a track's recv() silently freezes
+  aiortc's sender for good.
+"""
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import fractions
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Protocol
+
+import av
+import numpy as np
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+
+from dmask_rt.render.placeholder import placeholder_frame
+
+from .metrics import Metrics
+
+if TYPE_CHECKING:
+    from dmask_rt.pipeline import FrameResult
+
+log = logging.getLogger(__name__)
+
+VIDEO_TIME_BASE = fractions.Fraction(1, 90000)
+MAX_FPS = 30.0
+KEEPALIVE_S = 0.5  # a consumer repeats the last picture at least this often
+STALE_S = 1.0      # no camera frame for this long: consumers show "waiting"
+DEFAULT_SIZE = (640, 480)
+WAITING_MESSAGE = "Waiting for the patient's camera"
+
+
+@dataclass(frozen=True)
+class Masked:
+    """One published result: what every consumer may show."""
+
+    seq: int
+    image: np.ndarray                # (h, w, 3) uint8 RGB: avatar or placeholder
+    face_found: bool
+    params: dict[str, float] | None
+    timings_ms: dict[str, float] = field(default_factory=dict)
+    received: float = 0.0            # time.monotonic() when its camera frame arrived
+
+
+class MaskerLike(Protocol):
+    """The part of `dmask_rt.pipeline.Masker` the engine uses (tests substitute it)."""
+
+    def process(self, rgb: np.ndarray) -> FrameResult: ...
+
+    def close(self) -> None: ...
+
+
+MaskerFactory = Callable[[], MaskerLike]
+
+
+def default_masker() -> MaskerLike:
+    from dmask_rt.pipeline import Masker  # heavy: models, numba, OpenGL
+
+    return Masker()
+
+
+class MaskEngine:
+    """Masks the latest camera frame of one patient, on its own thread."""
+
+    def __init__(self, metrics: Metrics, masker_factory: MaskerFactory = default_masker) -> None:
+        self._metrics = metrics
+        self._factory = masker_factory
+        self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="dmask-mask")
+        self._masker: MaskerLike | None = None
+        self._source_task: asyncio.Task[None] | None = None
+        self._worker_task: asyncio.Task[None] | None = None
+        self._mailbox: tuple[av.VideoFrame, float] | None = None
+        self._mailbox_ready = asyncio.Event()
+        self._published = asyncio.Condition()
+        self._listeners: list[Callable[[Masked], None]] = []
+        self._seq = 0
+        self.latest: Masked | None = None
+        self.last_frame_at = 0.0
+        self.failures = 0
+        self.closed = False
+
+    # --- input -----------------------------------------------------------------------
+    def attach(self, track: MediaStreamTrack) -> None:
+        """Mask frames of `track` from now on (a reconnecting patient brings a new one)."""
+        self.detach()
+        self._source_task = asyncio.ensure_future(self._drain(track))
+        if self._worker_task is None:
+            self._executor.submit(self._ensure_masker)  # load models while ICE connects
+            self._worker_task = asyncio.ensure_future(self._work())
+
+    def detach(self) -> None:
+        if self._source_task is not None:
+            self._source_task.cancel()
+            self._source_task = None
+        self._mailbox = None
+
+    async def _drain(self, track: MediaStreamTrack) -> None:
+        # Keeps the receiver's unbounded queue empty: every frame lands in the one slot.
+        with contextlib.suppress(MediaStreamError):
+            while True:
+                frame = await track.recv()
+                now = time.monotonic()
+                self.last_frame_at = now
+                self._metrics.frame_in()
+                if self._mailbox is not None:
+                    self._metrics.dropped()
+                self._mailbox = (frame, now)
+                self._mailbox_ready.set()
+
+    # --- work ------------------------------------------------------------------------
+    async def _work(self) -> None:
+        loop = asyncio.get_running_loop()
+        while not self.closed:
+            await self._mailbox_ready.wait()
+            self._mailbox_ready.clear()
+            if self._mailbox is None:
+                continue
+            frame, received = self._mailbox
+            self._mailbox = None
+            try:
+                masked = await loop.run_in_executor(self._executor, self._mask, frame, received)
+            except Exception:  # noqa: BLE001 - a bad frame must not end the call
+                self.failures += 1
+                if self.failures % 100 == 1:  # the first of a series, not 30 a second
+                    log.exception("masking failed (%d times); sending the placeholder", self.failures)
+                masked = self._placeholder(frame.width, frame.height, received)
+            await self._publish(masked)
+
+    def _mask(self, frame: av.VideoFrame, received: float) -> Masked:
+        """Worker thread: camera frame -> avatar; the camera pixels end here."""
+        masker = self._ensure_masker()
+        t0 = time.perf_counter()
+        rgb = frame.to_ndarray(format="rgb24")
+        convert_ms = (time.perf_counter() - t0) * 1e3
+        result = masker.process(rgb)
+        timings = {"convert": convert_ms, **result.timings_ms}
+        for stage, ms in timings.items():
+            self._metrics.stage(stage, ms)
+        if not result.face_found:
+            self._metrics.no_face()
+        return Masked(0, result.image, result.face_found, result.params, timings, received)
+
+    def _ensure_masker(self) -> MaskerLike:
+        if self._masker is None:
+            self._masker = self._factory()
+        return self._masker
+
+    def _placeholder(self, width: int, height: int, received: float) -> Masked:
+        self._metrics.no_face()
+        return Masked(0, placeholder_frame(width, height), False, None, {}, received)
+
+    async def _publish(self, masked: Masked) -> None:
+        self._seq += 1
+        masked = replace(masked, seq=self._seq)
+        self.latest = masked
+        for listener in tuple(self._listeners):
+            try:
+                listener(masked)
+            except Exception:  # noqa: BLE001 - a listener must not stop the video
+                log.exception("a result listener failed")
+        async with self._published:
+            self._published.notify_all()
+
+    # --- output ----------------------------------------------------------------------
+    def add_listener(self, listener: Callable[[Masked], None]) -> None:
+        """Call `listener(masked)` on the event loop for every published result."""
+        self._listeners.append(listener)
+
+    def remove_listener(self, listener: Callable[[Masked], None]) -> None:
+        with contextlib.suppress(ValueError):
+            self._listeners.remove(listener)
+
+    def track(self) -> "MaskedVideoTrack":
+        """A new masked video track for one consumer."""
+        return MaskedVideoTrack(self)
+
+    @property
+    def live(self) -> bool:
+        """Camera frames are arriving."""
+        return self._source_task is not None and time.monotonic() - self.last_frame_at < STALE_S
+
+    async def wait_newer(self, seq: int, timeout: float) -> Masked | None:
+        """The first result newer than `seq`, or None after `timeout` seconds."""
+        async def newer() -> Masked:
+            async with self._published:
+                await self._published.wait_for(lambda: self.latest is not None and self.latest.seq > seq)
+                assert self.latest is not None
+                return self.latest
+
+        try:
+            return await asyncio.wait_for(newer(), timeout)
+        except asyncio.TimeoutError:
+            return None
+
+    async def close(self) -> None:
+        """Stop masking and release the Masker on its own thread."""
+        if self.closed:
+            return
+        self.closed = True
+        self.detach()
+        if self._worker_task is not None:
+            self._worker_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._worker_task
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._executor, self._release)
+        self._executor.shutdown(wait=False)
+        async with self._published:
+            self._published.notify_all()
+
+    def _release(self) -> None:
+        if self._masker is not None:
+            self._masker.close()
+            self._masker = None
+
+
+class MaskedVideoTrack(MediaStreamTrack):
+    """The avatar as a video track: the engine's newest result, paced to `MAX_FPS`.
+
+    recv() returns as soon as a newer result exists (no added latency), repeats the last
+    picture every `KEEPALIVE_S` while nothing new comes, and shows a "waiting"
+    placeholder while the camera is away. Timestamps follow the wall clock in a 90 kHz
+    time base, strictly increasing.
+    """
+
+    kind = "video"
+
+    def __init__(self, engine: MaskEngine) -> None:
+        super().__init__()
+        self._engine = engine
+        self._metrics = engine._metrics
+        self._seq = 0
+        self._start: float | None = None
+        self._last_pts = -1
+        self._last_return = 0.0
+        self._size = DEFAULT_SIZE
+        self.face_found = False
+
+    async def recv(self) -> av.VideoFrame:
+        if self.readyState != "live" or self._engine.closed:
+            raise MediaStreamError
+        try:
+            if self._last_return:
+                # Time the sender spent since the last frame: encoding and packetizing.
+                self._metrics.stage("encode", (time.monotonic() - self._last_return) * 1e3)
+            image = await self._next_image()
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+        except Exception:  # noqa: BLE001 - see the module docstring
+            log.exception("masked track: sending the placeholder")
+            frame = av.VideoFrame.from_ndarray(placeholder_frame(*self._size), format="rgb24")
+        frame.pts, frame.time_base = self._next_pts(), VIDEO_TIME_BASE
+        self._metrics.frame_out()
+        self._last_return = time.monotonic()
+        return frame
+
+    async def _next_image(self) -> np.ndarray:
+        # Pace: never faster than MAX_FPS, whatever the camera does.
+        wait = self._last_return + 1.0 / MAX_FPS - time.monotonic()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        masked = await self._engine.wait_newer(self._seq, KEEPALIVE_S)
+        if masked is None:
+            masked = self._engine.latest
+        if masked is not None:
+            self._size = (masked.image.shape[1], masked.image.shape[0])
+        if masked is None or not self._engine.live:
+            return placeholder_frame(*self._size, WAITING_MESSAGE)
+        self._seq = masked.seq
+        self.face_found = masked.face_found
+        return masked.image
+
+    def _next_pts(self) -> int:
+        now = time.monotonic()
+        if self._start is None:
+            self._start = now
+        pts = max(self._last_pts + 1, int((now - self._start) * VIDEO_TIME_BASE.denominator))
+        self._last_pts = pts
+        return pts

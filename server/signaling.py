@@ -1,0 +1,158 @@
+"""Offer/answer for each role, and which track goes where.
+
+Non-trickle: the browser sends its offer with all candidates; the answer comes back
+with all of ours (aiortc gathers them in setLocalDescription).
+
+The transceivers are created *before* the offer is applied, in the order the pages
+offer them, so each m-line lands on a transceiver whose outgoing track is fixed here:
+
+    patient: video sendrecv  camera in  -> masking engine; masked avatar out (own preview)
+             audio sendrecv  microphone in -> doctor; doctor's audio out
+             video sendonly  doctor's camera out (when the doctor shares it)
+    doctor:  video sendonly  masked avatar out
+             audio sendrecv  microphone in -> patient; patient's audio out
+             video recvonly  doctor's camera in -> patient
+
+The patient's camera track goes to the engine only: nothing sent on the doctor's
+connection (or recorded) comes from anywhere but the engine and the audio relays.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
+from aiortc.rtcrtptransceiver import RTCRtpTransceiver
+
+from .rooms import Room, Session
+
+log = logging.getLogger(__name__)
+
+AUDIO_MAILBOX = 5          # 20 ms audio frames: up to 100 ms bridged, then dropped
+MAX_MEDIA_SECTIONS = 4     # 3 media + 1 data channel
+ANSWER_TIMEOUT_S = 15.0    # candidate gathering (a TURN server can be slow)
+# Chrome starts a new video sender at ~300 kbps and scales 640x480 down for ~20 s;
+# these make it start (and stay) at a bitrate the avatar and the camera need.
+CHROME_BITRATES_KBPS = {"x-google-start-bitrate": 1200, "x-google-min-bitrate": 600, "x-google-max-bitrate": 2500}
+
+
+class OfferError(ValueError):
+    """The offer cannot be used (HTTP 400)."""
+
+
+def _vp8_only(transceiver: RTCRtpTransceiver) -> None:
+    # VP8 with aiortc's realtime libvpx settings: ~4 ms a 480p frame. aiortc's H.264
+    # uses libx264's default preset (~30 ms a frame): never negotiated.
+    codecs = [c for c in RTCRtpSender.getCapabilities("video").codecs if c.mimeType in ("video/VP8", "video/rtx")]
+    transceiver.setCodecPreferences(codecs)
+
+
+def _check_offer(sdp: str) -> None:
+    if not sdp.startswith("v=0"):
+        raise OfferError("not an SDP offer")
+    if sdp.count("\nm=") > MAX_MEDIA_SECTIONS:
+        raise OfferError(f"at most {MAX_MEDIA_SECTIONS} media sections")
+
+
+def _wire_patient(room: Room, session: Session) -> RTCRtpTransceiver:
+    pc = session.pc
+    masked = room.engine.track()
+    camera = pc.addTransceiver(masked, "sendrecv")
+    doctor_audio = room.doctor_audio.subscribe(AUDIO_MAILBOX)
+    audio = pc.addTransceiver(doctor_audio, "sendrecv")
+    doctor_camera = room.doctor_video.subscribe(1)
+    pc.addTransceiver(doctor_camera, "sendonly")
+    session.tracks += [masked, doctor_audio, doctor_camera]
+    return camera
+
+
+def _wire_doctor(room: Room, session: Session) -> RTCRtpTransceiver:
+    pc = session.pc
+    masked = room.engine.track()
+    video = pc.addTransceiver(masked, "sendonly")
+    patient_audio = room.patient_audio.subscribe(AUDIO_MAILBOX)
+    pc.addTransceiver(patient_audio, "sendrecv")
+    pc.addTransceiver("video", "recvonly")
+    session.tracks += [masked, patient_audio]
+    return video
+
+
+def _start_receiving(room: Room, session: Session) -> None:
+    """Connect the tracks the peer sends to where they may go (see the module docstring)."""
+    received = {}
+    for transceiver in session.pc.getTransceivers():
+        if transceiver.mid is not None:
+            received.setdefault(transceiver.kind, []).append(transceiver.receiver.track)
+    videos, audios = received.get("video", []), received.get("audio", [])
+    if session.role == "patient":
+        room.engine.attach(videos[0])
+        if audios:
+            room.patient_audio.set_source(audios[0])
+    else:
+        if audios:
+            room.doctor_audio.set_source(audios[0])
+        if len(videos) > 1:
+            room.doctor_video.set_source(videos[1])
+
+
+def munge_answer(sdp: str) -> str:
+    """Add Chrome's start/min/max bitrate to every VP8 payload type of the answer."""
+    params = ";".join(f"{k}={v}" for k, v in CHROME_BITRATES_KBPS.items())
+    lines = sdp.split("\r\n")
+    vp8 = {m.group(1) for line in lines if (m := re.match(r"a=rtpmap:(\d+) VP8/90000", line))}
+    out = []
+    for line in lines:
+        fmtp = re.match(r"a=fmtp:(\d+) ", line)
+        if fmtp and fmtp.group(1) in vp8:
+            line += ";" + params
+            vp8.discard(fmtp.group(1))
+        out.append(line)
+        rtpmap = re.match(r"a=rtpmap:(\d+) VP8/90000", line)
+        if rtpmap and rtpmap.group(1) in vp8 and not any(l.startswith(f"a=fmtp:{rtpmap.group(1)} ") for l in lines):
+            out.append(f"a=fmtp:{rtpmap.group(1)} {params}")
+            vp8.discard(rtpmap.group(1))
+    return "\r\n".join(out)
+
+
+async def answer(room: Room, role: str, offer_sdp: str, config: RTCConfiguration) -> tuple[Session, str]:
+    """Open `role`'s peer connection in `room` from its offer; returns the answer SDP."""
+    _check_offer(offer_sdp)
+    pc = RTCPeerConnection(config)
+    session = Session(role, pc)
+
+    @pc.on("datachannel")
+    def on_datachannel(channel) -> None:  # type: ignore[no-untyped-def]
+        session.channel = channel
+
+        @channel.on("open")
+        def on_open() -> None:
+            room.announce()
+
+        if channel.readyState == "open":
+            room.announce()
+
+    @pc.on("connectionstatechange")
+    async def on_state() -> None:
+        log.info("room %s: %s connection %s", room.id, role, pc.connectionState)
+        if pc.connectionState in ("failed", "closed"):
+            await room.leave(session)
+
+    try:
+        sending = (_wire_patient if role == "patient" else _wire_doctor)(room, session)
+        for transceiver in pc.getTransceivers():
+            if transceiver.kind == "video":
+                _vp8_only(transceiver)
+        try:
+            await pc.setRemoteDescription(RTCSessionDescription(offer_sdp, "offer"))
+        except Exception as err:  # aiortc raises ValueError, InternalError, OperationError...
+            raise OfferError(f"unusable offer: {err}") from err
+        if sending.mid is None:
+            raise OfferError("the offer has no video section")
+        await asyncio.wait_for(pc.setLocalDescription(await pc.createAnswer()), ANSWER_TIMEOUT_S)
+    except BaseException:
+        await session.close()
+        raise
+    _start_receiving(room, session)
+    await room.join(session)
+    return session, munge_answer(pc.localDescription.sdp)

@@ -1,0 +1,111 @@
+// One side of a consultation: the WebRTC connection to the relay, with reconnects.
+//
+// Non-trickle signaling: the offer is posted once all ICE candidates are gathered and
+// the relay answers with all of its own. The relay's "dmask" data channel carries
+// JSON messages (status, peers, params, recording).
+
+export function roomFromLocation() {
+  const match = location.pathname.match(/^\/room\/([^/]+)\/(patient|doctor)$/);
+  const token = new URLSearchParams(location.search).get("token");
+  return { room: match ? match[1] : "", role: match ? match[2] : "", token: token || "" };
+}
+
+export function apiUrl(link, path) {
+  return `/api/rooms/${encodeURIComponent(link.room)}/${path}?token=${encodeURIComponent(link.token)}`;
+}
+
+function gathered(pc, timeoutMs) {
+  return new Promise((resolve) => {
+    if (pc.iceGatheringState === "complete") return resolve();
+    const done = () => { if (pc.iceGatheringState === "complete") resolve(); };
+    pc.addEventListener("icegatheringstatechange", done);
+    setTimeout(resolve, timeoutMs); // send what we have
+  });
+}
+
+export class Call {
+  // setup(pc): adds the transceivers (in the relay's order) and returns them.
+  // onTrack(event, transceivers), onMessage(object), onState(state, detail).
+  constructor(link, { setup, onTrack, onMessage, onState }) {
+    Object.assign(this, { link, setup, onTrack, onMessage, onState });
+    this.pc = null;
+    this.stopped = false;
+    this.retryMs = 1000;
+  }
+
+  async start() {
+    if (this.stopped) return;
+    this.onState("connecting");
+    const pc = new RTCPeerConnection({ iceServers: [] });
+    this.pc = pc;
+    const transceivers = this.setup(pc);
+    pc.ontrack = (event) => this.onTrack(event, transceivers);
+    const channel = pc.createDataChannel("dmask");
+    channel.onmessage = (event) => { try { this.onMessage(JSON.parse(event.data)); } catch (e) { /* ignore */ } };
+    pc.onconnectionstatechange = () => this.watch(pc);
+    try {
+      await pc.setLocalDescription(await pc.createOffer());
+      await gathered(pc, 3000);
+      const response = await fetch(apiUrl(this.link, `${this.link.role}/offer`), {
+        method: "POST",
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ type: "offer", sdp: pc.localDescription.sdp }),
+      });
+      const body = await response.json().catch(() => ({}));
+      if (response.status === 404) return this.end("ended", "This consultation has ended.");
+      if (response.status === 403) return this.end("error", "This link is not valid.");
+      if (!response.ok) throw new Error(body.error || `HTTP ${response.status}`);
+      await pc.setRemoteDescription(body);
+      this.retryMs = 1000;
+    } catch (error) {
+      if (pc === this.pc) this.retry(String(error.message || error));
+    }
+  }
+
+  watch(pc) {
+    if (pc !== this.pc || this.stopped) return;
+    const state = pc.connectionState;
+    if (state === "connected") this.onState("connected");
+    if (state === "failed") this.retry("connection lost");
+    if (state === "disconnected") {
+      this.onState("reconnecting");
+      setTimeout(() => { if (pc === this.pc && pc.connectionState === "disconnected") this.retry("connection lost"); }, 3000);
+    }
+  }
+
+  retry(reason) {
+    if (this.stopped) return;
+    if (this.pc) this.pc.close();
+    this.pc = null;
+    this.onState("reconnecting", reason);
+    setTimeout(() => this.start(), this.retryMs);
+    this.retryMs = Math.min(this.retryMs * 2, 10000);
+  }
+
+  end(state, detail) {
+    this.stopped = true;
+    if (this.pc) this.pc.close();
+    this.pc = null;
+    this.onState(state, detail);
+  }
+
+  leave() {
+    if (this.stopped) return;
+    navigator.sendBeacon(apiUrl(this.link, `${this.link.role}/leave`));
+    this.end("ended", "You left the consultation.");
+  }
+}
+
+export function setStatus(element, state, text) {
+  element.dataset.state = state;
+  element.textContent = text;
+}
+
+export function toggleMute(button, track, label) {
+  if (!track) { button.disabled = true; return; }
+  button.addEventListener("click", () => {
+    track.enabled = !track.enabled;
+    button.setAttribute("aria-pressed", String(!track.enabled));
+    button.textContent = track.enabled ? `Mute ${label}` : `Unmute ${label}`;
+  });
+}

@@ -1,0 +1,167 @@
+// The doctor's page: the patient's masked avatar (the relay sends nothing else), the
+// live measurements with short traces, audio both ways, the doctor's optional camera,
+// recording, and the end of the consultation.
+import { Call, apiUrl, roomFromLocation, setStatus, toggleMute } from "./call.js";
+
+const $ = (id) => document.getElementById(id);
+const status = $("status");
+const link = roomFromLocation();
+const HISTORY = 100; // samples (~10 s at 10 Hz)
+
+const MEASURES = [
+  ["head_yaw_deg", "Head yaw", "°"], ["head_pitch_deg", "Head pitch", "°"], ["head_roll_deg", "Head roll", "°"],
+  ["lid_r_upper_closure", "Right upper lid closure", ""], ["lid_l_upper_closure", "Left upper lid closure", ""],
+  ["eye_r_horizontal_deg", "Right eye horizontal", "°"], ["eye_r_vertical_deg", "Right eye vertical", "°"],
+  ["eye_l_horizontal_deg", "Left eye horizontal", "°"], ["eye_l_vertical_deg", "Left eye vertical", "°"],
+];
+const rows = new Map();
+
+function buildTable() {
+  for (const [key, label, unit] of MEASURES) {
+    const tr = document.createElement("tr");
+    const th = document.createElement("th"); th.scope = "row"; th.textContent = label;
+    const value = document.createElement("td"); value.className = "value"; value.textContent = "–";
+    const traceCell = document.createElement("td");
+    const canvas = document.createElement("canvas"); canvas.className = "trace"; canvas.width = 120; canvas.height = 28;
+    canvas.setAttribute("aria-hidden", "true");
+    traceCell.append(canvas);
+    tr.append(th, value, traceCell);
+    $("values").append(tr);
+    rows.set(key, { value, canvas, unit, history: [] });
+  }
+}
+
+function drawTrace(canvas, history) {
+  const ctx = canvas.getContext("2d");
+  ctx.clearRect(0, 0, canvas.width, canvas.height);
+  const numbers = history.filter((v) => v !== null);
+  if (numbers.length < 2) return;
+  let lo = Math.min(...numbers), hi = Math.max(...numbers);
+  const span = Math.max(hi - lo, 1e-3 + 0.05 * Math.abs(hi)); // flat lines stay flat, not noisy
+  const mid = (hi + lo) / 2; lo = mid - span / 2;
+  ctx.strokeStyle = "#1f5fa8"; ctx.lineWidth = 1.5; ctx.beginPath();
+  let pen = false;
+  history.forEach((v, i) => {
+    if (v === null) { pen = false; return; }
+    const x = (i / (HISTORY - 1)) * canvas.width;
+    const y = canvas.height - 2 - ((v - lo) / span) * (canvas.height - 4);
+    if (pen) ctx.lineTo(x, y); else ctx.moveTo(x, y);
+    pen = true;
+  });
+  ctx.stroke();
+}
+
+function showParams(message) {
+  $("face-note").textContent = message.face ? "Face tracked." : "No face tracked: the patient sees a prompt to look at the camera.";
+  for (const [key, row] of rows) {
+    const v = message.values ? message.values[key] : null;
+    row.history.push(v ?? null);
+    if (row.history.length > HISTORY) row.history.shift();
+    row.value.textContent = v == null ? "–" : (row.unit ? `${v.toFixed(1)}${row.unit}` : v.toFixed(2));
+    drawTrace(row.canvas, row.history);
+  }
+}
+
+async function refreshRecordings() {
+  const response = await fetch(apiUrl(link, "recordings"));
+  if (!response.ok) return;
+  const list = $("recordings");
+  list.replaceChildren();
+  for (const file of await response.json()) {
+    const a = document.createElement("a");
+    a.href = file.url; a.textContent = `${file.name} (${Math.round(file.size / 1024)} KiB)`; a.download = file.name;
+    const li = document.createElement("li"); li.append(a); list.append(li);
+  }
+}
+
+function showRecording(active) {
+  const button = $("record");
+  button.setAttribute("aria-pressed", String(active));
+  button.textContent = active ? "Stop recording" : "Start recording";
+  $("rec-audio").disabled = active;
+}
+
+async function main() {
+  buildTable();
+  let mic = null, camera = null;
+  try {
+    [mic] = (await navigator.mediaDevices.getUserMedia({ audio: true })).getAudioTracks();
+  } catch (error) { /* listening only */ }
+  toggleMute($("mute"), mic, "microphone");
+  let cameraSender = null;
+  let patientHere = false, connected = false, face = null;
+
+  const show = () => {
+    if (!connected) return;
+    if (!patientHere) setStatus(status, "waiting", "Waiting for the patient to join.");
+    else if (face === false) setStatus(status, "noface", "Live — the patient's face is not found.");
+    else setStatus(status, "live", "Live — masked video.");
+  };
+
+  const call = new Call(link, {
+    setup(pc) {
+      const transceivers = [
+        pc.addTransceiver("video", { direction: "recvonly" }),          // the masked avatar
+        pc.addTransceiver(mic || "audio", { direction: "sendrecv" }),
+        pc.addTransceiver(camera || "video", { direction: "sendonly" }), // my camera, when shared
+      ];
+      cameraSender = transceivers[2].sender;
+      return transceivers;
+    },
+    onTrack(event, transceivers) {
+      const media = new MediaStream([event.track]);
+      if (event.transceiver === transceivers[0]) $("masked").srcObject = media;
+      else if (event.track.kind === "audio") $("remote-audio").srcObject = media;
+    },
+    onMessage(message) {
+      if (message.type === "params") { face = message.face; showParams(message); show(); }
+      if (message.type === "peers") { patientHere = message.patient; show(); }
+      if (message.type === "recording") { showRecording(message.active); refreshRecordings(); }
+    },
+    onState(state, detail) {
+      connected = state === "connected";
+      if (state === "connected") show();
+      else if (state === "connecting") setStatus(status, "connecting", "Connecting…");
+      else if (state === "reconnecting") setStatus(status, "reconnecting", "Reconnecting…");
+      else setStatus(status, state, detail || "The consultation has ended.");
+    },
+  });
+
+  $("share-camera").addEventListener("click", async (event) => {
+    const button = event.currentTarget;
+    if (camera) {
+      camera.stop(); camera = null;
+      await cameraSender?.replaceTrack(null);
+      $("own-camera").classList.add("hidden");
+    } else {
+      try {
+        [camera] = (await navigator.mediaDevices.getUserMedia({ video: true })).getVideoTracks();
+      } catch (error) { return; }
+      await cameraSender?.replaceTrack(camera);
+      $("own-camera").srcObject = new MediaStream([camera]);
+      $("own-camera").classList.remove("hidden");
+    }
+    button.setAttribute("aria-pressed", String(Boolean(camera)));
+    button.textContent = camera ? "Stop showing my camera" : "Show my camera to the patient";
+  });
+
+  $("record").addEventListener("click", async () => {
+    const start = $("record").getAttribute("aria-pressed") !== "true";
+    const response = await fetch(apiUrl(link, "recording"), {
+      method: "POST", headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ action: start ? "start" : "stop", audio: $("rec-audio").checked }),
+    });
+    if (response.ok) showRecording((await response.json()).recording);
+    refreshRecordings();
+  });
+
+  $("end").addEventListener("click", async () => {
+    await fetch(apiUrl(link, ""), { method: "DELETE" });
+    call.end("ended", "You ended the consultation. Recordings stay in the relay's recordings folder.");
+  });
+  window.addEventListener("pagehide", () => call.leave());
+  refreshRecordings();
+  await call.start();
+}
+
+main();

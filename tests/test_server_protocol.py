@@ -1,0 +1,421 @@
+"""`dmask serve` without a browser: the room API, signaling errors and limits, and the
+media path with aiortc peers (client/peer.py) playing real clips.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import re
+import stat
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import av
+import numpy as np
+import pytest
+from aiohttp import web
+from aiortc import RTCPeerConnection
+from aiortc.contrib.media import MediaPlayer
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+
+from client.peer import Peer, SignalingError
+from conftest import DATA, video_frames
+from dmask_rt.pipeline import FrameResult
+from dmask_rt.render.palette import BACKGROUND_RGB
+from dmask_rt.render.placeholder import placeholder_frame
+from server import ice, tls
+from server.app import RELAY, Relay, ServeConfig, create_app
+from server.media import MaskedVideoTrack, MaskEngine
+from server.metrics import Metrics
+from server.relay import RelayTrack
+from server.rooms import Limits
+from server.signaling import munge_answer
+
+WEBCAM = DATA / "videos" / "p09_webcam.mp4"        # 640x360, a face throughout
+CARTOON = DATA / "videos" / "no_face_cartoon.mp4"  # 960x540, no human face
+
+
+class Server:
+    def __init__(self, base: str, relay: Relay) -> None:
+        self.base, self.relay = base, relay
+
+    async def request(self, method: str, path: str, **kwargs: object) -> tuple[int, object]:
+        async with aiohttp.ClientSession() as http:
+            async with http.request(method, self.base + path, **kwargs) as response:
+                ctype = response.headers.get("Content-Type", "")
+                body = await response.json() if "json" in ctype else await response.text()
+                return response.status, body
+
+    async def room(self) -> tuple[str, dict[str, str]]:
+        status, body = await self.request("POST", "/api/rooms")
+        assert status == 201, body
+        return body["id"], {role: body[role].split("token=")[1] for role in ("patient", "doctor")}
+
+
+@contextlib.asynccontextmanager
+async def relay_server(tmp_path: Path, **limits: float) -> AsyncIterator[Server]:
+    app = create_app(ServeConfig(recordings=tmp_path / "recordings", limits=Limits(**limits)))
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        yield Server(f"http://127.0.0.1:{port}", app[RELAY])
+    finally:
+        await runner.cleanup()
+
+
+def run(coro: object) -> object:
+    return asyncio.run(coro)  # type: ignore[arg-type]
+
+
+# --- rooms, pages, errors -------------------------------------------------------------
+
+def test_room_has_two_links_with_distinct_unguessable_tokens(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with relay_server(tmp_path) as server:
+            status, body = await server.request("POST", "/api/rooms")
+            assert status == 201
+            patient, doctor = body["patient"], body["doctor"]
+            assert patient.startswith(f"{server.base}/room/{body['id']}/patient?token=")
+            assert doctor.startswith(f"{server.base}/room/{body['id']}/doctor?token=")
+            tokens = [link.split("token=")[1] for link in (patient, doctor)]
+            assert tokens[0] != tokens[1] and all(len(t) >= 43 for t in tokens)  # 256 bits in base64url
+            _, other = await server.room()
+            assert not set(other.values()) & set(tokens)
+
+            status, html = await server.request("GET", patient[len(server.base):])
+            assert status == 200 and "<video" in html
+            status, _ = await server.request("GET", f"/room/{body['id']}/doctor?token={tokens[0]}")
+            assert status == 403  # the patient's link does not open the doctor's page
+            status, _ = await server.request("GET", f"/room/{body['id']}/doctor")
+            assert status == 403
+            status, _ = await server.request("GET", f"/room/nosuchroom/patient?token={tokens[0]}")
+            assert status == 404
+            status, _ = await server.request("GET", "/")
+            assert status == 200
+
+    run(scenario())
+
+
+def test_signaling_errors_are_json_with_the_right_status(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with relay_server(tmp_path) as server:
+            room, tokens = await server.room()
+            pc = RTCPeerConnection()
+            pc.addTransceiver("video", "sendrecv")
+            await pc.setLocalDescription(await pc.createOffer())
+            offer = {"type": "offer", "sdp": pc.localDescription.sdp}
+            audio_only = RTCPeerConnection()
+            audio_only.addTransceiver("audio", "sendrecv")
+            await audio_only.setLocalDescription(await audio_only.createOffer())
+
+            cases = [
+                (f"/api/rooms/nosuchroom/patient/offer?token={tokens['patient']}", json.dumps(offer), 404),
+                (f"/api/rooms/{room}/patient/offer", json.dumps(offer), 403),
+                (f"/api/rooms/{room}/patient/offer?token=guess", json.dumps(offer), 403),
+                (f"/api/rooms/{room}/doctor/offer?token={tokens['patient']}", json.dumps(offer), 403),
+                (f"/api/rooms/{room}/patient/offer?token={tokens['patient']}", "{not json", 400),
+                (f"/api/rooms/{room}/patient/offer?token={tokens['patient']}", "[1, 2]", 400),
+                (f"/api/rooms/{room}/patient/offer?token={tokens['patient']}", json.dumps({"type": "answer", "sdp": "v=0"}), 400),
+                (f"/api/rooms/{room}/patient/offer?token={tokens['patient']}", json.dumps({"type": "offer", "sdp": "hello"}), 400),
+                (f"/api/rooms/{room}/patient/offer?token={tokens['patient']}", json.dumps({"type": "offer", "sdp": "v=0\r\nm=bogus"}), 400),
+                (f"/api/rooms/{room}/patient/offer?token={tokens['patient']}",
+                 json.dumps({"type": "offer", "sdp": audio_only.localDescription.sdp}), 400),
+                (f"/api/rooms/{room}/patient/offer?token={tokens['patient']}",
+                 json.dumps({"type": "offer", "sdp": "v=0\r\n" + "a=x\r\n" * 20000}), 400),  # 100 KB
+            ]
+            for path, data, expected in cases:
+                status, body = await server.request("POST", path, data=data, headers={"Content-Type": "application/json"})
+                assert status == expected, (path, data[:40], status, body)
+                assert isinstance(body, dict) and body["error"], body
+            assert server.relay.rooms.peers == 0
+            await pc.close()
+            await audio_only.close()
+
+    run(scenario())
+
+
+def test_limits_on_rooms_429_and_peers_503(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with relay_server(tmp_path, max_rooms=1, max_peers=1) as server:
+            room, tokens = await server.room()
+            status, body = await server.request("POST", "/api/rooms")
+            assert status == 429 and body["error"]
+            patient = Peer(server.base, room, "patient", tokens["patient"])
+            doctor = Peer(server.base, room, "doctor", tokens["doctor"])
+            await patient.connect()
+            with pytest.raises(SignalingError) as refused:
+                await doctor.connect()
+            assert refused.value.status == 503
+            again = Peer(server.base, room, "patient", tokens["patient"])
+            await again.connect()  # a reconnecting patient replaces its own connection
+            assert server.relay.rooms.peers == 1
+            for peer in (patient, doctor, again):
+                await peer.close()
+
+    run(scenario())
+
+
+def test_healthz_and_metrics_parse(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with relay_server(tmp_path) as server:
+            await server.room()
+            status, health = await server.request("GET", "/healthz")
+            assert status == 200 and health == {"status": "ok", "rooms": 1, "peers": 0}
+            status, text = await server.request("GET", "/metrics")
+        assert status == 200
+        samples = {}
+        for line in text.splitlines():
+            if line.startswith("#"):
+                assert re.fullmatch(r"# (HELP|TYPE) dmask_\w+ .+", line), line
+                continue
+            match = re.fullmatch(r'(dmask_\w+)(\{stage="\w+"\})? (\S+)', line)
+            assert match, line
+            samples[match.group(1) + (match.group(2) or "")] = float(match.group(3))
+        for name in ("dmask_rooms", "dmask_sessions", "dmask_frames_in_total", "dmask_frames_out_total",
+                     "dmask_frames_in_per_second", "dmask_frames_out_per_second", "dmask_frames_dropped_total"):
+            assert name in samples, name
+        assert samples["dmask_rooms"] == 1
+
+    run(scenario())
+
+
+# --- media ----------------------------------------------------------------------------
+
+async def _call(server: Server, clip: Path, seconds: float) -> tuple[Peer, Peer, str]:
+    """Patient plays `clip` (looped, real time), doctor receives; returns after `seconds` of video."""
+    room, tokens = await server.room()
+    player = MediaPlayer(str(clip), loop=True)
+    patient = Peer(server.base, room, "patient", tokens["patient"], video=player.video, audio=player.audio)
+    doctor = Peer(server.base, room, "doctor", tokens["doctor"])
+    await patient.connect()
+    await doctor.connect()
+    await patient.wait_connected()
+    await doctor.wait_connected()
+    deadline = time.monotonic() + 30
+    while not doctor.received.video and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+    await asyncio.sleep(seconds)
+    return patient, doctor, room
+
+
+def _is_placeholder(frame: np.ndarray) -> bool:
+    """Almost all of it the background colour (the rest: the message), after VP8."""
+    near = np.abs(frame.astype(int) - np.array(BACKGROUND_RGB)).max(axis=2) < 20
+    return bool(near.mean() > 0.9)
+
+
+def _frames(peer: Peer) -> list[np.ndarray]:
+    return [frame.to_ndarray(format="rgb24") for _, frame in peer.received.video]
+
+
+def test_doctor_receives_the_avatar_never_the_camera(tmp_path: Path) -> None:
+    source = list(video_frames(WEBCAM, step=2))
+
+    async def scenario() -> None:
+        async with relay_server(tmp_path) as server:
+            patient, doctor, room_id = await _call(server, WEBCAM, 4.0)
+            room = server.relay.rooms.get(room_id)
+            # The doctor's connection sends the masked track and patient audio, nothing else.
+            senders = [s.track for s in room.sessions["doctor"].pc.getSenders() if s.track is not None]
+            assert sorted(type(t).__name__ for t in senders) == ["MaskedVideoTrack", "RelayTrack"]
+            assert [t.kind for t in senders if isinstance(t, RelayTrack)] == ["audio"]
+            received = _frames(doctor)
+            own_view = _frames(patient)
+            messages = list(doctor.received.messages)
+            await patient.close()
+            await doctor.close()
+        # Before the first masked frame, the doctor sees a "waiting" placeholder.
+        first = next(i for i, f in enumerate(received) if f.shape == source[0].shape)
+        assert all(_is_placeholder(f) for f in received[:first])
+        received = received[first:]
+        assert len(received) >= 10, len(received)
+        assert {f.shape for f in received} == {source[0].shape}  # the camera's size, 640x360
+        assert own_view and own_view[-1].shape == source[0].shape  # the patient sees the avatar too
+        background = np.array(BACKGROUND_RGB)
+        for frame in received[-10:]:
+            # Far from every camera frame, and the corners are the avatar's background.
+            assert min(np.abs(frame.astype(int) - s).mean() for s in source) > 20
+            for corner in (frame[:8, :8], frame[:8, -8:], frame[-8:, :8], frame[-8:, -8:]):
+                assert np.abs(corner.reshape(-1, 3).mean(0) - background).max() < 8
+        params = [m for m in messages if m["type"] == "params"]
+        assert params and params[-1]["face"] and "head_yaw_deg" in params[-1]["values"]
+        assert not any(k.startswith("expr_") for k in params[-1]["values"])
+
+    run(scenario())
+
+
+def test_no_face_gives_only_placeholder_frames(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with relay_server(tmp_path) as server:
+            patient, doctor, _ = await _call(server, CARTOON, 3.0)
+            received = _frames(doctor)
+            messages = [m for m in doctor.received.messages if m["type"] == "params"]
+            status = [m for m in patient.received.messages if m["type"] == "status"]
+            await patient.close()
+            await doctor.close()
+        assert received and all(_is_placeholder(f) for f in received)
+        assert received[-1].shape == (540, 960, 3)
+        cartoon = next(video_frames(CARTOON))
+        assert np.abs(received[-1].astype(int) - placeholder_frame(960, 540)).mean() < 8
+        assert np.abs(received[-1].astype(int) - cartoon).mean() > 30
+        assert messages and not any(m["face"] for m in messages)
+        assert status and not any(m["face"] for m in status)
+
+    run(scenario())
+
+
+def test_recording_holds_masked_video_and_params_for_the_doctor_only(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with relay_server(tmp_path) as server:
+            patient, doctor, room = await _call(server, WEBCAM, 0.5)
+            status, body = await patient.post("../recording", {"action": "start"})
+            assert status == 403  # the patient cannot record
+            status, body = await doctor.post("../recording", {"action": "start", "audio": True})
+            assert status == 200 and body["recording"]
+            await asyncio.sleep(3)
+            status, body = await doctor.post("../recording", {"action": "stop"})
+            assert status == 200 and not body["recording"]
+            token = doctor.token
+            status, listing = await server.request("GET", f"/api/rooms/{room}/recordings?token={token}")
+            assert status == 200 and sorted(f["name"].split(".", 1)[1] for f in listing) == ["mp4", "params.jsonl"]
+            status, _ = await server.request("GET", f"/api/rooms/{room}/recordings?token={patient.token}")
+            assert status == 403
+            status, _ = await server.request("GET", f"/api/rooms/{room}/recordings/..%2F..%2Fetc%2Fpasswd?token={token}")
+            assert status == 404
+            video = next(f for f in listing if f["name"].endswith(".mp4"))
+            async with aiohttp.ClientSession() as http:
+                async with http.get(server.base + video["url"]) as response:
+                    assert response.status == 200
+                    (tmp_path / "download.mp4").write_bytes(await response.read())
+            await patient.close()
+            await doctor.close()
+        with av.open(str(tmp_path / "download.mp4")) as container:
+            assert {s.type for s in container.streams} >= {"video", "audio"}
+            frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+        assert len(frames) >= 5 and frames[0].shape == (360, 640, 3)
+        assert np.abs(frames[-1][:8, :8].reshape(-1, 3).mean(0) - np.array(BACKGROUND_RGB)).max() < 8
+        rows = [json.loads(line) for line in next((tmp_path / "recordings").glob("*/*.params.jsonl")).read_text().splitlines()]
+        assert rows and any(r["face_found"] for r in rows) and "eye_r_horizontal_deg" in rows[0]
+
+    run(scenario())
+
+
+def test_room_ends_when_both_leave(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with relay_server(tmp_path, empty_grace_s=0.5) as server:
+            room, tokens = await server.room()
+            patient = Peer(server.base, room, "patient", tokens["patient"])
+            doctor = Peer(server.base, room, "doctor", tokens["doctor"])
+            await patient.connect()
+            await doctor.connect()
+            assert server.relay.rooms.peers == 2
+            for peer in (patient, doctor):
+                status, _ = await peer.post("leave")
+                assert status == 200
+                await peer.close()
+            await asyncio.sleep(2.0)
+            assert server.relay.rooms.get(room) is None
+            status, body = await server.request("POST", f"/api/rooms/{room}/patient/offer?token={tokens['patient']}", data="{}")
+            assert status == 404
+
+    run(scenario())
+
+
+# --- the masking engine and track, with a stand-in masker -------------------------------
+
+class _Camera(MediaStreamTrack):
+    """Frames of changing sizes at ~60 fps, faster than the stand-in masker."""
+
+    kind = "video"
+
+    def __init__(self, sizes: list[tuple[int, int]]) -> None:
+        super().__init__()
+        self.sizes, self.count = sizes, 0
+
+    async def recv(self) -> av.VideoFrame:
+        await asyncio.sleep(1 / 60)
+        width, height = self.sizes[min(self.count // 20, len(self.sizes) - 1)]
+        self.count += 1
+        frame = av.VideoFrame.from_ndarray(np.full((height, width, 3), 200, np.uint8), format="rgb24")
+        frame.pts = self.count
+        return frame
+
+
+class _FlakyMasker:
+    """Every third frame raises; the others take 30 ms and return a flat 'avatar'."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def process(self, rgb: np.ndarray) -> FrameResult:
+        self.calls += 1
+        if self.calls % 3 == 0:
+            raise RuntimeError("simulated failure")
+        time.sleep(0.03)
+        return FrameResult(np.full_like(rgb, 50), True, {"head_yaw_deg": 1.0})
+
+    def close(self) -> None:
+        pass
+
+
+def test_masked_track_never_raises_and_drops_stale_frames() -> None:
+    async def scenario() -> None:
+        metrics = Metrics()
+        engine = MaskEngine(metrics, _FlakyMasker)
+        camera = _Camera([(320, 240), (640, 360), (322, 182)])
+        engine.attach(camera)
+        track = MaskedVideoTrack(engine)
+        frames = []
+        start = time.monotonic()
+        while time.monotonic() - start < 2.5:
+            frames.append(await track.recv())
+        await engine.close()
+        with pytest.raises(MediaStreamError):
+            await track.recv()
+        return frames, metrics, camera.count
+
+    frames, metrics, sent = run(scenario())  # type: ignore[misc]
+    pts = [f.pts for f in frames]
+    assert all(b > a for a, b in zip(pts, pts[1:]))
+    values = {int(f.to_ndarray(format="rgb24")[0, 0, 0]) for f in frames}
+    assert 200 not in values                   # never the camera's pixels
+    assert BACKGROUND_RGB[0] in values and 50 in values  # placeholders for failures, else the avatar
+    sizes = {(f.width, f.height) for f in frames}
+    assert {(640, 360), (322, 182)} <= sizes   # follows the camera's size changes
+    assert metrics.frames_dropped > 0 and metrics.frames_in == sent  # the worker skipped stale frames
+
+
+def test_answer_offers_loopback_candidate_and_chrome_start_bitrate(tmp_path: Path) -> None:
+    async def scenario() -> str:
+        async with relay_server(tmp_path) as server:
+            room, tokens = await server.room()
+            patient = Peer(server.base, room, "patient", tokens["patient"])
+            await patient.connect()
+            sdp = patient.pc.remoteDescription.sdp
+            await patient.close()
+            return sdp
+
+    assert ice.loopback_candidate_enabled()  # serving on 127.0.0.1
+    sdp = run(scenario())
+    assert re.search(r"a=candidate:\S+ 1 udp \d+ 127\.0\.0\.1 ", sdp)
+    assert re.search(r"a=fmtp:\d+ x-google-start-bitrate=\d+", sdp)
+    assert "H264" not in sdp
+
+    munged = munge_answer("m=video 9 UDP/TLS/RTP/SAVPF 97 98\r\na=rtpmap:97 VP8/90000\r\na=rtpmap:98 rtx/90000\r\na=fmtp:98 apt=97\r\n")
+    assert "a=fmtp:97 x-google-start-bitrate=1200;x-google-min-bitrate=600;x-google-max-bitrate=2500" in munged
+    assert "a=fmtp:98 apt=97\r\n" in munged
+
+
+def test_self_signed_certificate_is_made_once_and_private(tmp_path: Path) -> None:
+    cert, key = tls.ensure_certificate(tmp_path, ["dmask.example"])
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600
+    first = cert.read_bytes()
+    assert tls.ensure_certificate(tmp_path, ["dmask.example"])[0].read_bytes() == first  # cached
+    assert tls.ensure_certificate(tmp_path, ["other.example"])[0].read_bytes() != first  # new names: new cert
+    tls.server_context(tmp_path, ["other.example"])
