@@ -59,10 +59,10 @@ class NystagmusWindow:
     start_s: float
     end_s: float
     detected: bool
-    frequency_hz: float        # of the strongest in-band peak (reported even when not detected)
+    frequency_hz: float        # of the strongest in-band peak, also when not detected; NaN: no peak at all
     amplitude_deg: tuple[float, float]  # (horizontal, vertical), half peak-to-peak at that frequency
     direction: str             # "horizontal", "vertical", "oblique" or "none"
-    p_value: float             # Fisher's g test, the smaller over the two axes (before Bonferroni)
+    p_value: float             # step 5's p, the smaller over the two axes (compare with alpha / 2)
 
 
 def resample(times: np.ndarray, values: np.ndarray, rate_hz: float, start: float, end: float) -> tuple[np.ndarray, np.ndarray]:
@@ -129,7 +129,7 @@ def nystagmus_windows(
         inside = (times >= start - 1e-9) & (times < start + window_s)
         span = times[inside]
         gaps = np.diff(np.concatenate([[start], span, [start + window_s]]))
-        if len(span) >= 8 and gaps.max() <= max_gap_s:
+        if len(span) >= 8 and gaps.max() <= max_gap_s:  # 8: well over the fit's 4 parameters
             out.append(analyse_window(*resample(times, angles, rate, start, start + window_s), **criteria))
         start += window_s / 2
     return out

@@ -25,16 +25,19 @@ from collections import Counter
 import numpy as np
 
 from ..model.generic_face import GenericFace
-from ..model.params import AvatarParams
+from ..model.params import EYE_ANGLE_NAMES, AvatarParams
 from .alignment import alignment_measures
 from .blinks import LidEvent, blink_rate_per_minute, closed_eyes, lid_events
 from .eyelids import EYE_SIDES, IRIS_DIAMETER_MM, eyelid_measures
+from .frame import MEASURE_NAMES
 from .nystagmus import NystagmusWindow, nystagmus_windows
 
 #: Frequency agreement between consecutive detected windows for a sustained finding.
 SUSTAINED_FREQUENCY_RATIO = 1.25
 
 _SUMMARY_LENGTHS = ("mrd1", "mrd2", "fissure_height", "fissure_width")
+#: What is kept per frame: the log's measures and the eye angles.
+COLUMNS = MEASURE_NAMES + EYE_ANGLE_NAMES
 
 
 class MeasureSeries:
@@ -44,7 +47,10 @@ class MeasureSeries:
         self.face = face
         self.iris_diameter_mm = iris_diameter_mm
         self.times: list[float] = []
-        self.rows: list[dict[str, float] | None] = []
+        # One float row per frame (NaN without a face), not dicts: an hour at 30 fps is about 50 MB.
+        self._rows: list[np.ndarray] = []
+        self._table: np.ndarray | None = None  # the rows stacked, rebuilt after an add
+        self._index = {name: k for k, name in enumerate(COLUMNS)}
 
     def __len__(self) -> int:
         return len(self.times)
@@ -52,16 +58,21 @@ class MeasureSeries:
     def add(self, time_s: float, params: AvatarParams | None) -> dict[str, float] | None:
         """Measure one frame at `time_s` seconds (None: no face) and keep it; returns its measures."""
         row = None
+        values = np.full(len(COLUMNS), math.nan)
         if params is not None:
             eyelids = eyelid_measures(self.face, params, self.iris_diameter_mm)
             row = {**eyelids, **alignment_measures(params, eyelids)}
+            values = np.array([row[name] for name in COLUMNS])
         self.times.append(float(time_s))
-        self.rows.append(row)
+        self._rows.append(values)
+        self._table = None
         return row
 
     def column(self, name: str) -> np.ndarray:
-        """(N,) one measure over all frames, NaN where there was no face."""
-        return np.array([math.nan if r is None else r[name] for r in self.rows])
+        """(N,) one measure (a COLUMNS name) over all frames, NaN where there was no face."""
+        if self._table is None:
+            self._table = np.array(self._rows).reshape(len(self._rows), len(COLUMNS))
+        return self._table[:, self._index[name]].copy()
 
     def openness(self) -> np.ndarray:
         """(N, 2) [right, left] openness."""
@@ -97,7 +108,7 @@ class MeasureSeries:
         `nystagmus_verdict`.
         """
         times = np.array(self.times)
-        face = np.array([r is not None for r in self.rows], bool)
+        face = np.isfinite(self.column("eye_r_horizontal_deg"))
         duration = float(times[face][-1] - times[face][0]) if face.sum() > 1 else 0.0
         events = self.lid_events()
         open_frames = face & ~closed_eyes(self.openness()).any(axis=1)
