@@ -256,6 +256,7 @@ def clip_series(face: GenericFace):
 
 
 def frames_of(series: MeasureSeries, start_s: float, end_s: float) -> tuple[float, float]:
+    """Event times as (fractional) frame numbers of the clip."""
     fps = 1.0 / np.median(np.diff(series.times))
     return start_s * fps, end_s * fps
 
@@ -266,8 +267,8 @@ def test_p04_winks_and_closures(clip_series) -> None:
     winks = [e for e in events if e[0] == "wink"]
     both = [e for e in events if e[1] == "both"]
     # Seen on the video: her left eye shut around frames 7-19 and her right eye at 36-45.
-    # Measured: wink l 6.9-19.1, wink r 34.6-47.5 (frames, where the lower eye crosses
-    # half its usual opening), and nothing else is a wink.
+    # Measured: wink l 6.9-19.1, wink r 34.6-47.5 (frames at which the winking eye
+    # crosses 45% of its usual opening), and nothing else is a wink.
     assert [e[1] for e in winks] == ["l", "r"]
     assert winks[1][2] < 36 and winks[1][3] > 45
     assert winks[0][2] < 10 and winks[0][3] > 17

@@ -12,10 +12,10 @@ from ..model.params import AvatarParams
 from .alignment import AXES, alignment_measures
 from .eyelids import EYE_SIDES, IRIS_DIAMETER_MM, eyelid_measures
 
-_LENGTHS = ("mrd1", "mrd2", "fissure_height", "fissure_width")
+LENGTHS = ("mrd1", "mrd2", "fissure_height", "fissure_width")  # each in _mm and _iris
 
 MEASURE_NAMES: tuple[str, ...] = (
-    tuple(f"{m}_{s}_{u}" for s in EYE_SIDES for m in _LENGTHS for u in ("mm", "iris"))
+    tuple(f"{m}_{s}_{u}" for s in EYE_SIDES for m in LENGTHS for u in ("mm", "iris"))
     + tuple(f"openness_{s}" for s in EYE_SIDES)
     + tuple(f"gaze_{a}_deg" for a in AXES)
     + tuple(f"deviation_{s}_{a}_{u}" for s in EYE_SIDES for a in AXES for u in ("deg", "pd"))

@@ -29,13 +29,12 @@ from ..model.params import EYE_ANGLE_NAMES, AvatarParams
 from .alignment import alignment_measures
 from .blinks import LidEvent, blink_rate_per_minute, closed_eyes, lid_events
 from .eyelids import EYE_SIDES, IRIS_DIAMETER_MM, eyelid_measures
-from .frame import MEASURE_NAMES
+from .frame import LENGTHS, MEASURE_NAMES
 from .nystagmus import NystagmusWindow, nystagmus_windows
 
 #: Frequency agreement between consecutive detected windows for a sustained finding.
 SUSTAINED_FREQUENCY_RATIO = 1.25
 
-_SUMMARY_LENGTHS = ("mrd1", "mrd2", "fissure_height", "fissure_width")
 #: What is kept per frame: the log's measures and the eye angles.
 COLUMNS = MEASURE_NAMES + EYE_ANGLE_NAMES
 
@@ -122,7 +121,7 @@ class MeasureSeries:
             return {"median": float(q2), "iqr": float(q3 - q1)}
 
         eyes = {
-            s: {f"{m}_{unit}": stats(f"{m}_{s}_{unit}") for m in _SUMMARY_LENGTHS for unit in ("mm", "iris")}
+            s: {f"{m}_{unit}": stats(f"{m}_{s}_{unit}") for m in LENGTHS for unit in ("mm", "iris")}
             | {"openness": stats(f"openness_{s}")}
             for s in EYE_SIDES
         }
