@@ -1,4 +1,4 @@
-"""The `dmask` command: mask a video file, preview live, benchmark, fetch the models.
+"""The `dmask` command: mask a video file, preview live, benchmark, fetch the models, serve consultations.
 
 Exit codes: 0 done, 2 unusable input/output, no display or no models (one line
 on stderr, nothing written), 130 interrupted. Anything else is a bug and shows a traceback.
@@ -103,6 +103,27 @@ def cmd_setup(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Live consultations: the patient's browser camera reaches the doctor's browser only as the masked avatar."""
+    from server.app import ServeConfig, serve  # heavy import (aiortc): only for this command
+    from server.ice import rtc_configuration
+    from server.rooms import Limits
+
+    try:
+        rtc_configuration(args.ice_server, args.turn_username, args.turn_password)
+        config = ServeConfig(
+            host=args.host, port=args.port, https=args.https, hostnames=args.hostname,
+            ice_servers=args.ice_server, turn_username=args.turn_username, turn_password=args.turn_password,
+            recordings=Path(args.recordings),
+            limits=Limits(max_rooms=args.max_rooms, max_peers=args.max_peers, idle_timeout_s=args.idle_timeout),
+        )
+        serve(config)
+    except (ValueError, OSError) as err:  # a bad ICE URL, a port in use
+        print(f"dmask: error: {err}", file=sys.stderr)
+        return EXIT_UNUSABLE
+    return 0
+
+
 def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -138,6 +159,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     setup_cmd = commands.add_parser("setup", help="fetch the model files", description=cmd_setup.__doc__)
     setup_cmd.set_defaults(run=cmd_setup)
+
+    serve_cmd = commands.add_parser("serve", help="live masked consultations in the browser (WebRTC relay)", description=cmd_serve.__doc__)
+    serve_cmd.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    serve_cmd.add_argument("--port", type=int, default=8080, help="port (default: 8080)")
+    serve_cmd.add_argument("--https", action="store_true", help="serve https with a self-signed certificate (needed for cameras away from localhost)")
+    serve_cmd.add_argument("--hostname", action="append", default=[], metavar="NAME", help="extra name or address for the certificate (repeatable)")
+    serve_cmd.add_argument("--ice-server", action="append", default=[], metavar="URL", help="stun:/turn: server (repeatable; default: none, works offline)")
+    serve_cmd.add_argument("--turn-username", metavar="USER", help="username for the turn: servers")
+    serve_cmd.add_argument("--turn-password", metavar="PASSWORD", help="password for the turn: servers")
+    serve_cmd.add_argument("--recordings", default="recordings", metavar="DIR", help="where recordings go (default: ./recordings)")
+    serve_cmd.add_argument("--max-rooms", type=_positive_int, default=16, metavar="N", help="open rooms at a time (default: 16)")
+    serve_cmd.add_argument("--max-peers", type=_positive_int, default=8, metavar="N", help="connected pages at a time (default: 8)")
+    serve_cmd.add_argument("--idle-timeout", type=float, default=1800.0, metavar="S", help="close a room after S idle seconds (default: 1800)")
+    serve_cmd.set_defaults(run=cmd_serve)
     return parser
 
 

@@ -270,6 +270,9 @@ def create_app(config: ServeConfig | None = None, masker_factory: MaskerFactory 
 
 def serve(config: ServeConfig) -> None:
     """Run the relay until interrupted."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    for chatty in ("aioice", "aiortc"):  # per-packet and per-check lines
+        logging.getLogger(chatty).setLevel(logging.WARNING)
     ssl_context = tls.server_context(config.tls_dir, [config.host, *config.hostnames]) if config.https else None
     scheme = "https" if ssl_context else "http"
     shown = f"[{config.host}]" if ":" in config.host else config.host

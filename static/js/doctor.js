@@ -8,16 +8,17 @@ const status = $("status");
 const link = roomFromLocation();
 const HISTORY = 100; // samples (~10 s at 10 Hz)
 
+// [key, label, unit, smallest vertical span of its trace: tracking noise stays small]
 const MEASURES = [
-  ["head_yaw_deg", "Head yaw", "°"], ["head_pitch_deg", "Head pitch", "°"], ["head_roll_deg", "Head roll", "°"],
-  ["lid_r_upper_closure", "Right upper lid closure", ""], ["lid_l_upper_closure", "Left upper lid closure", ""],
-  ["eye_r_horizontal_deg", "Right eye horizontal", "°"], ["eye_r_vertical_deg", "Right eye vertical", "°"],
-  ["eye_l_horizontal_deg", "Left eye horizontal", "°"], ["eye_l_vertical_deg", "Left eye vertical", "°"],
+  ["head_yaw_deg", "Head yaw", "°", 30], ["head_pitch_deg", "Head pitch", "°", 30], ["head_roll_deg", "Head roll", "°", 30],
+  ["lid_r_upper_closure", "Right upper lid closure", "", 1], ["lid_l_upper_closure", "Left upper lid closure", "", 1],
+  ["eye_r_horizontal_deg", "Right eye horizontal", "°", 30], ["eye_r_vertical_deg", "Right eye vertical", "°", 30],
+  ["eye_l_horizontal_deg", "Left eye horizontal", "°", 30], ["eye_l_vertical_deg", "Left eye vertical", "°", 30],
 ];
 const rows = new Map();
 
 function buildTable() {
-  for (const [key, label, unit] of MEASURES) {
+  for (const [key, label, unit, minSpan] of MEASURES) {
     const tr = document.createElement("tr");
     const th = document.createElement("th"); th.scope = "row"; th.textContent = label;
     const value = document.createElement("td"); value.className = "value"; value.textContent = "–";
@@ -27,17 +28,17 @@ function buildTable() {
     traceCell.append(canvas);
     tr.append(th, value, traceCell);
     $("values").append(tr);
-    rows.set(key, { value, canvas, unit, history: [] });
+    rows.set(key, { value, canvas, unit, minSpan, history: [] });
   }
 }
 
-function drawTrace(canvas, history) {
+function drawTrace(canvas, history, minSpan) {
   const ctx = canvas.getContext("2d");
   ctx.clearRect(0, 0, canvas.width, canvas.height);
   const numbers = history.filter((v) => v !== null);
   if (numbers.length < 2) return;
   let lo = Math.min(...numbers), hi = Math.max(...numbers);
-  const span = Math.max(hi - lo, 1e-3 + 0.05 * Math.abs(hi)); // flat lines stay flat, not noisy
+  const span = Math.max(hi - lo, minSpan);
   const mid = (hi + lo) / 2; lo = mid - span / 2;
   ctx.strokeStyle = "#1f5fa8"; ctx.lineWidth = 1.5; ctx.beginPath();
   let pen = false;
@@ -58,7 +59,7 @@ function showParams(message) {
     row.history.push(v ?? null);
     if (row.history.length > HISTORY) row.history.shift();
     row.value.textContent = v == null ? "–" : (row.unit ? `${v.toFixed(1)}${row.unit}` : v.toFixed(2));
-    drawTrace(row.canvas, row.history);
+    drawTrace(row.canvas, row.history, row.minSpan);
   }
 }
 

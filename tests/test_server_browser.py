@@ -1,0 +1,154 @@
+"""End to end in a real browser: Debian's Chromium, driven by Playwright, plays a real
+clip as the patient's camera; the doctor's page, in a second browser context, must show
+the avatar at the camera's size and never the patient.
+
+dlib's HOG detector also finds the avatar's face (it is a face, just nobody's), so
+"not the patient" is checked with dlib's face-recognition network: the doctor's
+frames must be farther than 0.6 (its "same person" threshold) from every camera frame,
+and their corners the avatar's background colour. Screenshots of both pages go to
+test-artifacts/.
+"""
+from __future__ import annotations
+
+import base64
+import json
+import socket
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+import av
+import cv2
+import dlib
+import face_recognition_models
+import numpy as np
+import pytest
+from playwright.sync_api import Page, sync_playwright
+
+from conftest import DATA, DMASK, video_frames
+from dmask_rt.render.palette import BACKGROUND_RGB
+
+CHROMIUM = "/usr/bin/chromium"
+CLIP = DATA / "videos" / "p09_webcam.mp4"  # 640x360, 30 fps, one face
+ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
+SAME_PERSON = 0.6  # dlib's face-recognition threshold
+
+
+def _write_y4m(source: Path, target: Path) -> tuple[int, int]:
+    """The clip as raw YUV 4:2:0 frames, which Chromium's fake camera loops."""
+    with av.open(str(source)) as inp, av.open(str(target), "w", format="yuv4mpegpipe") as out:
+        stream = inp.streams.video[0]
+        video = out.add_stream("rawvideo", rate=30)
+        video.width, video.height, video.pix_fmt = stream.codec_context.width, stream.codec_context.height, "yuv420p"
+        for frame in inp.decode(stream):
+            frame.pts = None
+            for packet in video.encode(frame.reformat(format="yuv420p")):
+                out.mux(packet)
+        for packet in video.encode(None):
+            out.mux(packet)
+        return video.width, video.height
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class _Faces:
+    """dlib's detector and 128-d face descriptor (face_recognition_models' weights)."""
+
+    def __init__(self) -> None:
+        self.detect = dlib.get_frontal_face_detector()
+        self.shape = dlib.shape_predictor(face_recognition_models.pose_predictor_model_location())
+        self.net = dlib.face_recognition_model_v1(face_recognition_models.face_recognition_model_location())
+
+    def descriptors(self, rgb: np.ndarray) -> list[np.ndarray]:
+        rgb = np.ascontiguousarray(rgb)
+        return [np.array(self.net.compute_face_descriptor(rgb, self.shape(rgb, box))) for box in self.detect(rgb, 1)]
+
+
+def _grab(page: Page, selector: str) -> np.ndarray:
+    """The <video>'s current picture at its own size, as RGB."""
+    url = page.eval_on_selector(selector, """v => {
+        const c = document.createElement('canvas'); c.width = v.videoWidth; c.height = v.videoHeight;
+        c.getContext('2d').drawImage(v, 0, 0); return c.toDataURL('image/png'); }""")
+    png = np.frombuffer(base64.b64decode(url.split(",", 1)[1]), np.uint8)
+    return cv2.cvtColor(cv2.imdecode(png, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+
+
+def _wait_playing(page: Page, selector: str, width: int, height: int, timeout_s: float) -> None:
+    page.wait_for_function(
+        """([sel, w, h]) => { const v = document.querySelector(sel);
+            return v && v.videoWidth === w && v.videoHeight === h && v.currentTime > 0 && !v.paused
+                && v.getVideoPlaybackQuality().totalVideoFrames > 20; }""",
+        arg=[selector, width, height], timeout=timeout_s * 1000,
+    )
+
+
+@pytest.fixture
+def relay(tmp_path: Path):
+    port = _free_port()
+    server = subprocess.Popen([*DMASK, "serve", "--port", str(port)], cwd=tmp_path,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            urllib.request.urlopen(base + "/healthz", timeout=1)
+            break
+        except OSError:
+            assert server.poll() is None and time.monotonic() < deadline, server.stdout.read() if server.stdout else ""
+            time.sleep(0.2)
+    yield base
+    server.terminate()
+    log = server.communicate(timeout=20)[0]
+    assert "token=" not in log  # tokens never reach the log
+
+
+def test_doctor_page_shows_the_avatar_not_the_patient(relay: str, tmp_path: Path) -> None:
+    width, height = _write_y4m(CLIP, tmp_path / "camera.y4m")
+    faces = _Faces()
+    source = [d for frame in video_frames(CLIP, step=12) for d in faces.descriptors(frame)]
+    assert len(source) >= 5  # the detector does find the patient in the camera frames
+
+    with urllib.request.urlopen(urllib.request.Request(relay + "/api/rooms", method="POST")) as response:
+        links = json.load(response)
+    flags = [
+        "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--use-fake-ui-for-media-stream",
+        "--use-fake-device-for-media-stream", f"--use-file-for-fake-video-capture={tmp_path / 'camera.y4m'}",
+        "--autoplay-policy=no-user-gesture-required", "--allow-loopback-in-peer-connection",
+    ]
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=flags)
+        try:
+            patient = browser.new_context(permissions=["camera", "microphone"]).new_page()
+            doctor = browser.new_context(permissions=["microphone"]).new_page()
+            patient.goto(links["patient"])
+            doctor.goto(links["doctor"])
+            _wait_playing(doctor, "#masked", width, height, timeout_s=45)
+            _wait_playing(patient, "#avatar", width, height, timeout_s=10)
+            frames = []
+            for _ in range(8):
+                frames.append(_grab(doctor, "#masked"))
+                doctor.wait_for_timeout(250)
+            doctor.wait_for_function("document.querySelector('#status').dataset.state === 'live'", timeout=10000)
+            patient.wait_for_function("document.querySelector('#status').dataset.state === 'live'", timeout=10000)
+            assert doctor.locator("#values td.value").first.inner_text() != "–"  # live head yaw
+            patient.screenshot(path=str(ARTIFACTS / "serve-patient.png"), full_page=True)
+            doctor.screenshot(path=str(ARTIFACTS / "serve-doctor.png"), full_page=True)
+        finally:
+            browser.close()
+
+    background = np.array(BACKGROUND_RGB)
+    for frame in frames:
+        assert frame.shape == (height, width, 3)
+        for corner in (frame[:8, :8], frame[:8, -8:], frame[-8:, :8], frame[-8:, -8:]):
+            assert np.abs(corner.reshape(-1, 3).mean(0) - background).max() < 10
+    avatar = [d for frame in frames for d in faces.descriptors(frame)]
+    assert avatar, "no avatar face in the doctor's frames"
+    closest = min(np.linalg.norm(a - s) for a in avatar for s in source)
+    assert closest > SAME_PERSON, f"the doctor's video resembles the patient ({closest:.2f})"
