@@ -7,6 +7,8 @@ merged into one parameter-log row.
 """
 from __future__ import annotations
 
+import numpy as np
+
 from ..model.generic_face import GenericFace
 from ..model.params import AvatarParams
 from .alignment import AXES, alignment_measures
@@ -25,9 +27,15 @@ MEASURE_NAMES: tuple[str, ...] = (
 
 
 def frame_measures(
-    face: GenericFace, params: AvatarParams, iris_diameter_mm: float = IRIS_DIAMETER_MM
+    face: GenericFace,
+    params: AvatarParams,
+    iris_diameter_mm: float = IRIS_DIAMETER_MM,
+    eye_centres: np.ndarray | None = None,
 ) -> dict[str, float]:
-    """Every MEASURE_NAMES value for one fitted frame (lengths in mm and iris diameters, angles in deg/PD)."""
-    eyelids = eyelid_measures(face, params, iris_diameter_mm)
+    """Every MEASURE_NAMES value for one fitted frame (lengths in mm and iris diameters, angles in deg/PD).
+
+    `eye_centres`: as in `eyelids.eyelid_measures`.
+    """
+    eyelids = eyelid_measures(face, params, iris_diameter_mm, eye_centres)
     merged = {**eyelids, **alignment_measures(params, eyelids)}
     return {name: merged[name] for name in MEASURE_NAMES}
