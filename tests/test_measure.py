@@ -106,17 +106,6 @@ def test_template_measures(face: GenericFace) -> None:
     assert up["eye_r_vertical_deg"] == pytest.approx(10.0)
 
 
-def test_eyeball_centres_move_the_pupil_not_the_lids(face: GenericFace) -> None:
-    """The fit's eyeball, shifted with the patient's eye corners, is the one to measure from."""
-    p = base_params(face)
-    template = eyelid_measures(face, p)
-    lower_eyes = face.eye_centres + np.array([0.0, 1.5, 0.0])  # both eyeballs 1.5 mm lower (y down)
-    shifted = eyelid_measures(face, p, eye_centres=lower_eyes)
-    assert shifted["mrd1_r_mm"] == pytest.approx(template["mrd1_r_mm"] + 1.5, abs=1e-9)
-    assert shifted["mrd2_l_mm"] == pytest.approx(template["mrd2_l_mm"] - 1.5, abs=1e-9)
-    assert shifted["fissure_height_r_mm"] == pytest.approx(template["fissure_height_r_mm"])
-
-
 def test_alignment_signs_and_prism_dioptres(face: GenericFace) -> None:
     p = base_params(face)
     p.eyes[0, 0] = math.radians(10.0)  # right eye toward the image right = toward the nose

@@ -35,14 +35,6 @@ pupil centre vertically by about 0.2 mm); means over 30 frames are within 0.13 m
 the truth. Lids and eye angles are fitted frame by frame without temporal smoothing, so
 averages over a second or more are much steadier than single frames.
 
-Where the eyeball sits. The fit moves each eyeball with the patient's own eye corners
-(`fit/own_shape.py`: C_e + the learned shift), while the lid margins carry no learned
-offset, so the pupil-to-lid distances of the fit are those of the shifted eyeball. On
-the development clips that shift is 0.5-2.5 mm vertically, and MRD1 / MRD2 measured on
-the template's eyeball (the avatar's, the default) are off by that much, the same in
-every frame: pass the fit's eyeball centres as `eye_centres` whenever they are
-available. Changes over time and blinks do not depend on it.
-
 Absolute millimetres rest on the generic face's scale (an average adult eye, iris
 11.7 mm): the lid positions are the patient's own (the fit never absorbs lid shape into
 the learned face shape), but an unusually large or small eye is scaled to the average.
@@ -82,25 +74,19 @@ def margin_height(vertices: np.ndarray, eye: int, lid: np.ndarray, x: float) -> 
 
 
 def eyelid_measures(
-    face: GenericFace,
-    params: AvatarParams,
-    iris_diameter_mm: float = IRIS_DIAMETER_MM,
-    eye_centres: np.ndarray | None = None,
+    face: GenericFace, params: AvatarParams, iris_diameter_mm: float = IRIS_DIAMETER_MM
 ) -> dict[str, float]:
     """Per-eye lid and eye measures for one fitted frame, keyed `{measure}_{r|l}_{unit}`.
 
     Keys per eye s: mrd1_s_mm, mrd2_s_mm, fissure_height_s_mm, fissure_width_s_mm, each
     also as _iris (divided by `iris_diameter_mm`), openness_s, and
     eye_s_horizontal_deg / eye_s_vertical_deg (as in AvatarParams.to_dict()).
-    `eye_centres` (2, 3): the eyeballs the fit rotated (see the module notes); the
-    template's `face.eye_centres` when None.
     """
     vertices = face.vertices(params.expression, params.lids)
-    centres = face.eye_centres if eye_centres is None else eye_centres
     out: dict[str, float] = {}
     for e, s in enumerate(EYE_SIDES):
         theta, phi = params.eyes[e]
-        pupil = iris_centre(centres[e], theta, phi)
+        pupil = iris_centre(face.eye_centres[e], theta, phi)
         x = float(pupil[0])
         upper = margin_height(vertices, e, UPPER_LID, x)
         lower = margin_height(vertices, e, LOWER_LID, x)

@@ -7,8 +7,6 @@ merged into one parameter-log row.
 """
 from __future__ import annotations
 
-import numpy as np
-
 from ..model.generic_face import GenericFace
 from ..model.params import AvatarParams
 from .alignment import AXES, alignment_measures
@@ -27,15 +25,9 @@ MEASURE_NAMES: tuple[str, ...] = (
 
 
 def frame_measures(
-    face: GenericFace,
-    params: AvatarParams,
-    iris_diameter_mm: float = IRIS_DIAMETER_MM,
-    eye_centres: np.ndarray | None = None,
+    face: GenericFace, params: AvatarParams, iris_diameter_mm: float = IRIS_DIAMETER_MM
 ) -> dict[str, float]:
-    """Every MEASURE_NAMES value for one fitted frame (lengths in mm and iris diameters, angles in deg/PD).
-
-    `eye_centres`: as in `eyelids.eyelid_measures`.
-    """
-    eyelids = eyelid_measures(face, params, iris_diameter_mm, eye_centres)
+    """Every MEASURE_NAMES value for one fitted frame (lengths in mm and iris diameters, angles in deg/PD)."""
+    eyelids = eyelid_measures(face, params, iris_diameter_mm)
     merged = {**eyelids, **alignment_measures(params, eyelids)}
     return {name: merged[name] for name in MEASURE_NAMES}

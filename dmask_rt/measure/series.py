@@ -54,17 +54,12 @@ class MeasureSeries:
     def __len__(self) -> int:
         return len(self.times)
 
-    def add(
-        self, time_s: float, params: AvatarParams | None, eye_centres: np.ndarray | None = None
-    ) -> dict[str, float] | None:
-        """Measure one frame at `time_s` seconds (None: no face) and keep it; returns its measures.
-
-        `eye_centres`: the fit's eyeballs, as in `eyelids.eyelid_measures`.
-        """
+    def add(self, time_s: float, params: AvatarParams | None) -> dict[str, float] | None:
+        """Measure one frame at `time_s` seconds (None: no face) and keep it; returns its measures."""
         row = None
         values = np.full(len(COLUMNS), math.nan)
         if params is not None:
-            eyelids = eyelid_measures(self.face, params, self.iris_diameter_mm, eye_centres)
+            eyelids = eyelid_measures(self.face, params, self.iris_diameter_mm)
             row = {**eyelids, **alignment_measures(params, eyelids)}
             values = np.array([row[name] for name in COLUMNS])
         self.times.append(float(time_s))
