@@ -35,6 +35,14 @@ pupil centre vertically by about 0.2 mm); means over 30 frames are within 0.13 m
 the truth. Lids and eye angles are fitted frame by frame without temporal smoothing, so
 averages over a second or more are much steadier than single frames.
 
+Where the eyeball sits. The fit moves each eyeball and both lid margins together with
+the patient's own eye corners (`fit/own_shape.py`), so measuring the pupil and the lids
+both on the template keeps their relation; the learned offset itself (the patient's
+identity) is never needed. On the development clips the medians over open-eye frames
+come out at MRD1 2.7-4.9 mm, MRD2 3.9-5.9 mm, fissure height 6.9-10.8 mm (p01, p02,
+p04): plausible, if on the low side of adult norms (about 4-5, 5 and 9-10 mm; p04
+looks down for much of her clip, which lowers the lid).
+
 Absolute millimetres rest on the generic face's scale (an average adult eye, iris
 11.7 mm): the lid positions are the patient's own (the fit never absorbs lid shape into
 the learned face shape), but an unusually large or small eye is scaled to the average.
