@@ -186,9 +186,9 @@ def test_synthetic_blink(face: GenericFace) -> None:
     events = fit_sequence(face, truths).lid_events()
     expected = truth_series(face, truths).lid_events()
     assert [(e.kind, e.eyes) for e in events] == [("blink", "both")]
-    # The true lids (openness 1, 2/3, 1/3, 0, 1/3, 2/3, 1) spend 2.7 frames (0.09 s) below
-    # CLOSE_BELOW = 0.45 of their opening; the fitted blink lasts the same within one frame.
-    assert expected[0].duration_s == pytest.approx(2.7 / FPS, abs=0.002)
+    # The true lids (openness 1, 2/3, 1/3, 0, 1/3, 2/3, 1) spend 3 frames (0.1 s) below
+    # half their opening; the fitted blink lasts the same within one frame.
+    assert expected[0].duration_s == pytest.approx(3 / FPS, abs=0.002)
     assert events[0].duration_s == pytest.approx(expected[0].duration_s, abs=1 / FPS)
     assert events[0].start_s == pytest.approx(expected[0].start_s, abs=1 / FPS)
 
@@ -267,26 +267,39 @@ def test_p04_winks_and_closures(clip_series) -> None:
     winks = [e for e in events if e[0] == "wink"]
     both = [e for e in events if e[1] == "both"]
     # Seen on the video: her left eye shut around frames 7-19 and her right eye at 36-45.
-    # Measured: wink l 6.9-19.1, wink r 34.6-47.5 (frames at which the winking eye
-    # crosses 45% of its usual opening), and nothing else is a wink.
+    # Measured: wink l 6.2-19.8, wink r 33.8-47.5 (frames at which the winking eye
+    # crosses half its usual opening), and nothing else is a wink.
     assert [e[1] for e in winks] == ["l", "r"]
     assert winks[1][2] < 36 and winks[1][3] > 45
     assert winks[0][2] < 10 and winks[0][3] > 17
     # The slow closures (112-129, 226-249) are closures of both eyes. Measured: both-eye
-    # events 104.6-134.4 and 214.0-255.2 (lids come down while she looks down first).
+    # events 102.1-135.1 and 213.3-255.5 (lids come down while she looks down first).
     for a, b in ((112, 129), (226, 249)):
         assert any(kind == "closure" and s <= a and e >= b for kind, _, s, e in both), (a, b, events)
 
 
-def test_p02_single_frame_wink(clip_series) -> None:
+def test_p02_single_frame_wink_reads_as_an_uneven_blink(clip_series) -> None:
     series = clip_series("p02_gaze_wink.mp4")
-    winks = [e for e in series.lid_events() if e.kind == "wink"]
-    # Frame 388 only: left eye shut, right narrowed (seen on the video). Measured relative
-    # openness there: left 0.42 (< CLOSE_BELOW), right 0.59, just above the 0.55 that
-    # counts the other eye as open: a thin single-frame signal, but the only wink found.
-    assert len(winks) == 1 and winks[0].eyes == "l"
-    assert frames_of(series, winks[0].start_s, winks[0].end_s) == pytest.approx((388, 388), abs=0.5)
-    assert winks[0].min_openness < CLOSE_BELOW
+    events = series.lid_events()
+    # Frame 388 only: left eye shut, right narrowed but open (seen on the video).
+    # Measured relative openness there: left 0.44, right 0.60. The right eye is as low as
+    # the closed eye the fit under-reads in p08's blinks (0.61-0.64, next test), so the
+    # wink rule (other eye above 0.7) calls it an uneven blink: the honest outcome for a
+    # thin single-frame signal. What it must show is which eye closed.
+    at_388 = [e for e in events if frames_of(series, e.start_s, e.end_s)[0] == pytest.approx(388, abs=0.5)]
+    assert len(at_388) == 1
+    right, left = at_388[0].min_openness
+    assert left < CLOSE_BELOW < right and right - left > 0.1
+    assert not any(e.kind == "wink" for e in events)
+
+
+def test_p08_low_resolution_blinks_are_not_winks(clip_series) -> None:
+    series = clip_series("p08_low_res_256.mp4")
+    events = series.lid_events()
+    # Seen on the video: every closure is a blink of both eyes. Measured: 10 both-eye
+    # events, and in 3 of them the right eye reads only 0.61-0.64 (the fit under-reads it
+    # on this 160 px face) while the left falls to 0.2-0.39.
+    assert len(events) >= 8 and all(e.eyes == "both" for e in events), events
 
 
 def test_p01_gaze_shifts_move_both_eyes_together(clip_series) -> None:
@@ -300,15 +313,15 @@ def test_p01_gaze_shifts_move_both_eyes_together(clip_series) -> None:
     swing = np.median(gaze[high]) - np.median(gaze[low])
     change = np.median(difference[high]) - np.median(difference[low])
     slope = np.polyfit(gaze, difference, 1)[0]
-    # Measured: the common gaze swings 66 deg (-29 to +37) between its quartiles while the
-    # right-minus-left difference changes by -5.1 deg (22.4 -> 17.3), a slope of -0.08:
+    # Measured: the common gaze swings 64 deg (-29.5 to +34.7) between its quartiles while
+    # the right-minus-left difference changes by -4.6 deg (24.8 -> 20.2), a slope of -0.07:
     # the eyes turn together. (The difference itself sits near 20 deg: convergence on a
     # near camera plus the generic eye's placement; only its variation is tested.)
-    # Limits at 0.2 of the swing: a one-eye palsy would leave the difference following
-    # the gaze with slope near +-1.
+    # Limits at 0.2: with one eye not moving at all the difference would follow the
+    # common gaze with slope +-2 (the gaze moves half as far as the moving eye).
     assert swing > 40
     assert abs(change) < 0.2 * swing
     assert abs(slope) < 0.2
-    # Looking left and right is not nystagmus: every window's spectrum only falls off
-    # from its lowest frequency (no rhythm), so no window is significant.
+    # Looking left and right is not nystagmus. Measured: no window significant (without
+    # the interior-peak rule both were, at the band's 1 Hz edge: a step, not a rhythm).
     assert all(v["verdict"] == "none" for v in series.summary()["nystagmus"].values())

@@ -151,7 +151,7 @@ class MeasureSeries:
                 "winks_l": sum(e.kind == "wink" and e.eyes == "l" for e in events),
                 "events": [
                     {"kind": e.kind, "eyes": e.eyes, "start_s": e.start_s, "end_s": e.end_s,
-                     "duration_s": e.duration_s, "min_openness": e.min_openness}
+                     "duration_s": e.duration_s, "min_openness_r": e.min_openness[0], "min_openness_l": e.min_openness[1]}
                     for e in events
                 ],
             },
