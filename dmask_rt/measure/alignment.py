@@ -13,13 +13,14 @@ turned toward the image right = toward the nose, relative to the left): eso dire
 < 0 diverge: exo direction. Vertical > 0 means the right eye sits higher (right hyper).
 
 A near camera makes normal eyes converge: at 50 cm, each eye turns about 3.6 degrees
-inward (half of the 63 mm interocular distance over 500 mm). On the real development
-clips the difference reads 15-20 degrees while the people look around normally: more
-than the geometric convergence, so part of it is the generic eyeball's placement
-relative to the patient's real eye. A steady horizontal difference is therefore not
-by itself a squint; what this method measures reliably is how the difference behaves
-as the common gaze moves (on a 66-degree gaze swing it changed by 5 degrees, slope
--0.08, where a paralysed eye would give a slope near +-1) and changes over time.
+inward (half of the 63 mm interocular distance over 500 mm). On the six development
+clips (normal eyes, camera distance unknown) the median difference reads -5 to +21
+degrees: more spread than convergence explains, so part of it is how the generic
+eyeball sits relative to each patient's real eye. A steady horizontal difference is
+therefore not by itself a squint; what this method measures reliably is how the
+difference behaves as the common gaze moves (p01: on a 64-degree gaze swing it changed
+by 4.6 degrees, slope -0.07, where one eye not moving at all would give a slope of +-2)
+and how it changes over time.
 
 Trust: per-frame eye-angle noise is about 1.1-1.3 degrees per eye on synthetic frames
 at 50 cm with 0.3 px landmark noise, about 1.9 degrees for the difference

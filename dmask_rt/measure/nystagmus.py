@@ -37,10 +37,19 @@ The method sees rotations of the eyeball in two axes only: torsional nystagmus i
 invisible. Its null hypothesis is white noise, and real eyes that look around are not
 white: a single gaze shift is a step whose spectrum only falls from the band's lowest
 frequency (no interior peak, so never significant), but repeated shifts every half
-second look like a slow oscillation. On the development clip p02 (a person looking
-left, right and back every 0.5-1 s) the eyes' mean is called a sustained 1.8 Hz, 8
-degree "oblique" nystagmus over 3 s: the test only means something while the patient
-fixates a target. In simulation (2 degrees in 1.3 degrees of white noise, 2 s windows at 30 fps) rhythms
+second look like a slow oscillation, and so can blinks: frames around them, with the
+iris partly covered, are best left out (`series.py` does). On the development clips
+(normal eyes, none fixating) single windows still reach significance during gaze
+shifts, talking and blinking (p02, p03, p06, p08: up to 5 of 12 windows), and p03,
+whose head sways side to side at about 1-2 Hz while he talks, is called a sustained
+2.3 Hz vertical oscillation of 3.5 degrees (his eyes do swing in the fitted head by up
+to +-15 degrees; turning them into the camera frame with the head pose does not remove
+it). Before partly open frames were left out, p02's looking around also read as a
+sustained 1.8 Hz "oblique" nystagmus. So the test means something only with the head
+still and the gaze on a fixed target, as in a clinical examination; a finding should
+be checked on the video.
+
+In simulation (2 degrees in 1.3 degrees of white noise, 2 s windows at 30 fps) rhythms
 from 1.2 Hz to just under `max_hz` (8 Hz) are found in every window; 1.0 Hz (two
 cycles, at the band's edge) rarely is: use a longer window for slower nystagmus.
 Nothing above 0.45 x the frame rate is searched (13.5 Hz at 30 fps).

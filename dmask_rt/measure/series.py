@@ -9,11 +9,13 @@ alignment measures; None = no face, kept as a gap). `summary()` then gives:
 - the lid events of `blinks.py` and the blink rate;
 - nystagmus (`nystagmus.py`) in sliding windows of the right eye, the left eye and
   their mean (the conjugate movement, with sqrt(2) less noise), with frames where the
-  eye is closed treated as gaps (the fit holds a covered eye's angle, which is no
-  measurement). A signal's verdict is a direction only when the oscillation is
-  sustained: detected in at least two consecutive (half-overlapping) windows whose
-  frequencies agree within 25%, i.e. over at least 1.5 windows (3 s at the default 2 s);
-  otherwise "none".
+  eye is closed or less than 70% open treated as gaps (the fit holds a covered eye's
+  angle, and a partly covered iris is tracked off-centre). A signal's verdict is a
+  direction only when the oscillation is sustained: detected in at least two
+  consecutive (half-overlapping) windows whose frequencies agree within 25%, i.e. over
+  at least 1.5 windows (3 s at the default 2 s); "none" when windows were analysed
+  without such a finding; "no data" when no window could be (too short, or the eyes
+  never open for a whole window).
 
 Units as in the per-frame measures: mm, iris diameters, degrees, prism dioptres, Hz.
 """
@@ -27,11 +29,15 @@ import numpy as np
 from ..model.generic_face import GenericFace
 from ..model.params import EYE_ANGLE_NAMES, AvatarParams
 from .alignment import alignment_measures
-from .blinks import LidEvent, blink_rate_per_minute, closed_eyes, lid_events
+from .blinks import LidEvent, blink_rate_per_minute, closed_eyes, lid_events, relative_openness
 from .eyelids import EYE_SIDES, IRIS_DIAMETER_MM, eyelid_measures
 from .frame import LENGTHS, MEASURE_NAMES
 from .nystagmus import NystagmusWindow, nystagmus_windows
 
+#: Relative openness below which an eye's angles are left out of the nystagmus analysis:
+#: a partly covered iris biases the tracked centre (on the development clips, blinks
+#: every second or so otherwise read as a 2-3 Hz "vertical nystagmus").
+IRIS_OPEN_ABOVE = 0.7
 #: Frequency agreement between consecutive detected windows for a sustained finding.
 SUSTAINED_FREQUENCY_RATIO = 1.25
 
@@ -83,12 +89,14 @@ class MeasureSeries:
 
     def eye_angles(self) -> dict[str, np.ndarray]:
         """(N, 2) [horizontal, vertical] degrees for "r", "l" and "both" (their mean), NaN where
-        the eye is closed or there is no face ("both": where either is)."""
-        closed = closed_eyes(self.openness())
+        there is no face or the eye is closed or under IRIS_OPEN_ABOVE open ("both": either eye)."""
+        openness = self.openness()
+        with np.errstate(invalid="ignore"):  # NaN rows (no face) are NaN anyway
+            hidden = closed_eyes(openness) | (relative_openness(openness) < IRIS_OPEN_ABOVE)
         out = {}
         for e, s in enumerate(EYE_SIDES):
             a = np.column_stack([self.column(f"eye_{s}_horizontal_deg"), self.column(f"eye_{s}_vertical_deg")])
-            a[closed[:, e]] = math.nan
+            a[hidden[:, e]] = math.nan
             out[s] = a
         out["both"] = (out["r"] + out["l"]) / 2
         return out
@@ -182,6 +190,8 @@ def nystagmus_verdict(windows: list[NystagmusWindow]) -> dict:
         if len(run) > len(best):
             best = list(run)
     verdict: dict = {"windows": len(windows), "windows_detected": sum(w.detected for w in windows)}
+    if not windows:
+        return verdict | {"verdict": "no data"}  # no 2 s stretch with the eyes open: nothing was tested
     if len(best) < 2:
         return verdict | {"verdict": "none"}
     return verdict | {
