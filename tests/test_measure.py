@@ -322,6 +322,7 @@ def test_p01_gaze_shifts_move_both_eyes_together(clip_series) -> None:
     assert swing > 40
     assert abs(change) < 0.2 * swing
     assert abs(slope) < 0.2
-    # Looking left and right is not nystagmus. Measured: no window significant (without
-    # the interior-peak rule both were, at the band's 1 Hz edge: a step, not a rhythm).
+    # Looking left and right is not nystagmus. Measured: the one window with the eyes open
+    # throughout is not significant (without the interior-peak rule the clip's windows
+    # were, at the band's 1 Hz edge: a step, not a rhythm).
     assert all(v["verdict"] == "none" for v in series.summary()["nystagmus"].values())

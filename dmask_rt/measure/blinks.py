@@ -29,7 +29,8 @@ one) crosses `close_below`, linearly interpolated between frames: its duration i
 time spent below half the usual opening, the half-closure duration common in blink
 studies. Blink rate = blinks (not winks or closures) per minute of the series.
 
-Trust, and where the numbers come from (tests/test_measure.py, six development clips):
+Trust, and where the numbers come from (six development clips, p01-p04, p06 and p08;
+tests/test_measure.py checks four):
 the fitted lids do not close fully on every shut eye. Measured o: squeezed winks
 0.26-0.45, blinks down to 0.0-0.45; eyes open but looking down 0.5-0.7; the open eye
 during a wink mostly 0.66-0.86. But the fit can also under-read one eye of a blink: on the
