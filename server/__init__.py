@@ -11,6 +11,7 @@ as it is, both ways. One module per concept:
 - `relay`: fan-out of a remote track to bounded subscriber mailboxes.
 - `recording`: masked video (+ audio) and parameters to disk.
 - `ice`: ICE servers and the loopback candidate.
+- `jitter`: aiortc's jitter buffer releasing a video frame on its marked last packet.
 - `metrics`: counters and the Prometheus text format.
 - `tls`: the self-signed certificate for `--https`.
 """

@@ -28,7 +28,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
-from . import ice, signaling, tls
+from . import ice, jitter, signaling, tls
 from .media import MaskerFactory, default_masker
 from .metrics import Metrics
 from .recording import NAME_RE, Recorder
@@ -240,6 +240,7 @@ def create_app(config: ServeConfig | None = None, masker_factory: MaskerFactory 
     config = config or ServeConfig()
     if ice.is_loopback(config.host):
         ice.enable_loopback_candidate()
+    jitter.install()
     relay = Relay(config, masker_factory)
     app = web.Application(client_max_size=MAX_BODY, middlewares=[_headers_and_json_errors])
     app[RELAY] = relay

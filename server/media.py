@@ -284,6 +284,9 @@ class MaskedVideoTrack(MediaStreamTrack):
             self._size = (masked.image.shape[1], masked.image.shape[0])
         if masked is None or not self._engine.live:
             return placeholder_frame(*self._size, WAITING_MESSAGE)
+        if masked.seq != self._seq:
+            # In the relay: camera frame received -> its avatar handed to this encoder.
+            self._metrics.stage("relay_latency", (time.monotonic() - masked.received) * 1e3)
         self._seq = masked.seq
         self.face_found = masked.face_found
         return masked.image

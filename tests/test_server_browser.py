@@ -147,7 +147,7 @@ def test_doctor_page_shows_the_avatar_not_the_patient(relay: str, tmp_path: Path
     for frame in frames:
         assert frame.shape == (height, width, 3)
         for corner in (frame[:8, :8], frame[:8, -8:], frame[-8:, :8], frame[-8:, -8:]):
-            assert np.abs(corner.reshape(-1, 3).mean(0) - background).max() < 10
+            assert np.abs(corner.reshape(-1, 3).mean(0) - background).max() < 12  # VP8 shifts flat chroma a little
     avatar = [d for frame in frames for d in faces.descriptors(frame)]
     assert avatar, "no avatar face in the doctor's frames"
     closest = min(np.linalg.norm(a - s) for a in avatar for s in source)

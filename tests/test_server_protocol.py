@@ -17,16 +17,18 @@ import av
 import numpy as np
 import pytest
 from aiohttp import web
+import aiortc.rtcrtpreceiver
 from aiortc import RTCPeerConnection
 from aiortc.contrib.media import MediaPlayer
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from aiortc.rtp import RtpPacket
 
 from client.peer import Peer, SignalingError
 from conftest import DATA, video_frames
 from dmask_rt.pipeline import FrameResult
 from dmask_rt.render.palette import BACKGROUND_RGB
 from dmask_rt.render.placeholder import placeholder_frame
-from server import ice, tls
+from server import ice, jitter, tls
 from server.app import RELAY, Relay, ServeConfig, create_app
 from server.media import MaskedVideoTrack, MaskEngine
 from server.metrics import Metrics
@@ -242,7 +244,7 @@ def test_doctor_receives_the_avatar_never_the_camera(tmp_path: Path) -> None:
             # Far from every camera frame, and the corners are the avatar's background.
             assert min(np.abs(frame.astype(int) - s).mean() for s in source) > 20
             for corner in (frame[:8, :8], frame[:8, -8:], frame[-8:, :8], frame[-8:, -8:]):
-                assert np.abs(corner.reshape(-1, 3).mean(0) - background).max() < 8
+                assert np.abs(corner.reshape(-1, 3).mean(0) - background).max() < 12  # VP8 shifts flat chroma a little
         params = [m for m in messages if m["type"] == "params"]
         assert params and params[-1]["face"] and "head_yaw_deg" in params[-1]["values"]
         assert not any(k.startswith("expr_") for k in params[-1]["values"])
@@ -262,7 +264,7 @@ def test_no_face_gives_only_placeholder_frames(tmp_path: Path) -> None:
         assert received and all(_is_placeholder(f) for f in received)
         assert received[-1].shape == (540, 960, 3)
         cartoon = next(video_frames(CARTOON))
-        assert np.abs(received[-1].astype(int) - placeholder_frame(960, 540)).mean() < 8
+        assert np.abs(received[-1].astype(int) - placeholder_frame(960, 540)).mean() < 15  # VP8 at its start bitrate
         assert np.abs(received[-1].astype(int) - cartoon).mean() > 30
         assert messages and not any(m["face"] for m in messages)
         assert status and not any(m["face"] for m in status)
@@ -419,3 +421,25 @@ def test_self_signed_certificate_is_made_once_and_private(tmp_path: Path) -> Non
     assert tls.ensure_certificate(tmp_path, ["dmask.example"])[0].read_bytes() == first  # cached
     assert tls.ensure_certificate(tmp_path, ["other.example"])[0].read_bytes() != first  # new names: new cert
     tls.server_context(tmp_path, ["other.example"])
+
+
+def _packet(seq: int, timestamp: int, marker: bool) -> RtpPacket:
+    packet = RtpPacket(payload_type=96, sequence_number=seq, timestamp=timestamp, marker=int(marker))
+    packet._data = bytes([seq])  # type: ignore[attr-defined]  # the depayloaded bytes
+    return packet
+
+
+def test_jitter_buffer_releases_a_video_frame_with_its_marked_packet() -> None:
+    assert jitter.install() and aiortc.rtcrtpreceiver.JitterBuffer is jitter.MarkerJitterBuffer
+    buffer = jitter.MarkerJitterBuffer(capacity=128, is_video=True)
+    assert buffer.add(_packet(0, 1000, False))[1] is None
+    frame = buffer.add(_packet(1, 1000, True))[1]
+    assert frame is not None and frame.data == b"\x00\x01" and frame.timestamp == 1000  # not waiting for frame 2
+    # A gap: the marked packet alone is not a frame; it goes once the gap is filled.
+    assert buffer.add(_packet(2, 4000, False))[1] is None
+    assert buffer.add(_packet(4, 4000, True))[1] is None
+    frame = buffer.add(_packet(3, 4000, False))[1]
+    assert frame is not None and frame.data == b"\x02\x03\x04"
+    # Audio keeps aiortc's prefetching.
+    audio = jitter.MarkerJitterBuffer(capacity=16, prefetch=4)
+    assert all(audio.add(_packet(i, 960 * i, True))[1] is None for i in range(4))
