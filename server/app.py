@@ -63,6 +63,7 @@ class ServeConfig:
     turn_password: str | None = None
     recordings: Path = Path("recordings")
     limits: Limits = field(default_factory=Limits)
+    frame_reports: bool = False  # per-frame timing reports to the doctor (the latency harness)
 
 
 class _PathOnlyAccessLogger(AbstractAccessLogger):
@@ -154,7 +155,7 @@ class Relay:
             raise web.HTTPBadRequest(reason='expected {"type": "offer", "sdp": "..."}')
         try:
             self.rooms.check_peer_capacity(room, role)
-            _, sdp = await signaling.answer(room, role, body["sdp"], self.rtc)
+            _, sdp = await signaling.answer(room, role, body["sdp"], self.rtc, self.config.frame_reports)
         except LimitReached as err:
             return _error(err.status, str(err), **{"Retry-After": "30"})
         except signaling.OfferError as err:

@@ -26,7 +26,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import av
 import numpy as np
@@ -59,6 +59,7 @@ class Masked:
     params: dict[str, float] | None
     timings_ms: dict[str, float] = field(default_factory=dict)
     received: float = 0.0            # time.monotonic() when its camera frame arrived
+    input_pts: int | None = None     # its camera frame's pts (90 kHz, as received)
 
 
 class MaskerLike(Protocol):
@@ -143,7 +144,7 @@ class MaskEngine:
                 if self.failures % 100 == 1:  # the first of a series, not 30 a second
                     log.exception("masking failed (%d times); sending the placeholder", self.failures)
                 masked = self._placeholder(frame.width, frame.height, received)
-            await self._publish(masked)
+            await self._publish(replace(masked, input_pts=frame.pts))
 
     def _mask(self, frame: av.VideoFrame, received: float) -> Masked:
         """Worker thread: camera frame -> avatar; the camera pixels end here."""
@@ -253,7 +254,11 @@ class MaskedVideoTrack(MediaStreamTrack):
         self._last_pts = -1
         self._last_return = 0.0
         self._size = DEFAULT_SIZE
+        self._fresh: Masked | None = None  # the new result the next frame carries, if any
         self.face_found = False
+        # Opt-in per-frame reports (times and ids, never pixels): how the latency harness
+        # matches each frame its doctor receives to the camera frame it came from.
+        self.on_frame: Callable[[dict[str, Any]], None] | None = None
 
     async def recv(self) -> av.VideoFrame:
         if self.readyState != "live" or self._engine.closed:
@@ -270,7 +275,21 @@ class MaskedVideoTrack(MediaStreamTrack):
         frame.pts, frame.time_base = self._next_pts(), VIDEO_TIME_BASE
         self._metrics.frame_out()
         self._last_return = time.monotonic()
+        if self.on_frame is not None and self._fresh is not None:
+            self._report(frame.pts)
         return frame
+
+    def _report(self, pts: int) -> None:
+        masked, self._fresh = self._fresh, None
+        assert masked is not None and self.on_frame is not None
+        try:
+            self.on_frame({
+                "pts": pts, "input_pts": masked.input_pts, "seq": masked.seq,
+                "received": masked.received, "sent": self._last_return,
+                "timings_ms": {k: round(v, 3) for k, v in masked.timings_ms.items()},
+            })
+        except Exception:  # noqa: BLE001 - a report must not stop the video
+            log.exception("masked track: frame report failed")
 
     async def _next_image(self) -> np.ndarray:
         # Pace: never faster than MAX_FPS, whatever the camera does.
@@ -282,11 +301,13 @@ class MaskedVideoTrack(MediaStreamTrack):
             masked = self._engine.latest
         if masked is not None:
             self._size = (masked.image.shape[1], masked.image.shape[0])
+        self._fresh = None
         if masked is None or not self._engine.live:
             return placeholder_frame(*self._size, WAITING_MESSAGE)
         if masked.seq != self._seq:
             # In the relay: camera frame received -> its avatar handed to this encoder.
             self._metrics.stage("relay_latency", (time.monotonic() - masked.received) * 1e3)
+            self._fresh = masked
         self._seq = masked.seq
         self.face_found = masked.face_found
         return masked.image

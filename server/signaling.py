@@ -115,8 +115,13 @@ def munge_answer(sdp: str) -> str:
     return "\r\n".join(out)
 
 
-async def answer(room: Room, role: str, offer_sdp: str, config: RTCConfiguration) -> tuple[Session, str]:
-    """Open `role`'s peer connection in `room` from its offer; returns the answer SDP."""
+async def answer(room: Room, role: str, offer_sdp: str, config: RTCConfiguration,
+                 frame_reports: bool = False) -> tuple[Session, str]:
+    """Open `role`'s peer connection in `room` from its offer; returns the answer SDP.
+
+    `frame_reports`: the doctor's data channel also gets `{"type": "frame", ...}` for
+    every new masked frame sent (ids and times only; see `MaskedVideoTrack.on_frame`).
+    """
     _check_offer(offer_sdp)
     pc = RTCPeerConnection(config)
     session = Session(role, pc)
@@ -140,6 +145,8 @@ async def answer(room: Room, role: str, offer_sdp: str, config: RTCConfiguration
 
     try:
         sending = (_wire_patient if role == "patient" else _wire_doctor)(room, session)
+        if frame_reports and role == "doctor":
+            sending.sender.track.on_frame = lambda report: session.send({"type": "frame", **report})
         for transceiver in pc.getTransceivers():
             if transceiver.kind == "video":
                 _vp8_only(transceiver)
