@@ -2,8 +2,9 @@
 
 It offers the same transceivers in the same order as static/js (see
 server/signaling.py), waits for all candidates (non-trickle), posts the offer, and
-collects what it receives: video frames of the first incoming video track, audio
-frames, and the JSON messages of the "dmask" data channel.
+collects what it receives: the frames of the first transceiver's video (the masked
+avatar, for both roles), a frame count per transceiver, and the JSON messages of the
+"dmask" data channel.
 """
 from __future__ import annotations
 
@@ -30,8 +31,8 @@ class SignalingError(Exception):
 
 @dataclass
 class Received:
-    video: list[tuple[float, av.VideoFrame]] = field(default_factory=list)  # (monotonic time, frame)
-    audio_frames: int = 0
+    video: list[tuple[float, av.VideoFrame]] = field(default_factory=list)  # first video track: (loop time, frame)
+    counts: dict[int, int] = field(default_factory=dict)  # frames per transceiver, in offer order
     messages: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -60,19 +61,17 @@ class Peer:
         self.pc.on("track", self._on_track)
 
     def _on_track(self, track: MediaStreamTrack) -> None:
-        first_video = track.kind == "video" and self.pc.getTransceivers()[0].receiver.track is track
-        if first_video or track.kind == "audio":
-            self._tasks.append(asyncio.ensure_future(self._collect(track)))
+        index = next(i for i, t in enumerate(self.pc.getTransceivers()) if t.receiver.track is track)
+        self._tasks.append(asyncio.ensure_future(self._collect(index, track)))
 
-    async def _collect(self, track: MediaStreamTrack) -> None:
+    async def _collect(self, index: int, track: MediaStreamTrack) -> None:
         with contextlib.suppress(MediaStreamError):
             while True:
                 frame = await track.recv()
-                if track.kind == "audio":
-                    self.received.audio_frames += 1
-                    continue
-                self.received.video.append((asyncio.get_running_loop().time(), frame))
-                del self.received.video[:-self._keep]
+                self.received.counts[index] = self.received.counts.get(index, 0) + 1
+                if index == 0:
+                    self.received.video.append((asyncio.get_running_loop().time(), frame))
+                    del self.received.video[:-self._keep]
 
     async def post(self, path: str, body: Any = None, raw: bytes | None = None) -> tuple[int, Any]:
         """POST to the room API under this role's URL; returns (status, JSON)."""

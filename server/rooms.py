@@ -34,7 +34,7 @@ STATUS_INTERVAL_S = 1.0   # the patient's status is re-sent at least this often
 class Limits:
     max_rooms: int = 16
     max_peers: int = 8             # peer connections across all rooms (each masks or relays)
-    idle_timeout_s: float = 1800.0  # no one connected and nothing happening
+    idle_timeout_s: float = 1800.0  # no frame, no signaling for this long
     empty_grace_s: float = 60.0    # both left: time to come back (page reload, network)
 
 
@@ -161,6 +161,10 @@ class Room:
             with contextlib.suppress(Exception):
                 await self.recorder.stop()
             self.recorder = None
+        if self.sessions:
+            for session in self.sessions.values():
+                session.send({"type": "ended"})  # the pages stop instead of reconnecting
+            await asyncio.sleep(0.1)  # let the data channels deliver it
         for session in list(self.sessions.values()):
             await session.close()
         self.sessions.clear()

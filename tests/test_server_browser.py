@@ -135,11 +135,14 @@ def test_doctor_page_shows_the_avatar_not_the_patient(relay: str, tmp_path: Path
             for _ in range(8):
                 frames.append(_grab(doctor, "#masked"))
                 doctor.wait_for_timeout(250)
-            doctor.wait_for_function("document.querySelector('#status').dataset.state === 'live'", timeout=10000)
-            patient.wait_for_function("document.querySelector('#status').dataset.state === 'live'", timeout=10000)
+            doctor.wait_for_function("() => document.querySelector('#status').dataset.state === 'live'", timeout=10000)
+            patient.wait_for_function("() => document.querySelector('#status').dataset.state === 'live'", timeout=10000)
             assert doctor.locator("#values td.value").first.inner_text() != "–"  # live head yaw
             patient.screenshot(path=str(ARTIFACTS / "serve-patient.png"), full_page=True)
             doctor.screenshot(path=str(ARTIFACTS / "serve-doctor.png"), full_page=True)
+            doctor.click("#end")  # both pages stop (the patient's does not try to reconnect)
+            for page in (doctor, patient):
+                page.wait_for_function("() => document.querySelector('#status').dataset.state === 'ended'", timeout=10000)
         finally:
             browser.close()
 

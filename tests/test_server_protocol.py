@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from aiohttp import web
 import aiortc.rtcrtpreceiver
-from aiortc import RTCPeerConnection
+from aiortc import AudioStreamTrack, RTCPeerConnection, VideoStreamTrack
 from aiortc.contrib.media import MediaPlayer
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.rtp import RtpPacket
@@ -30,7 +30,7 @@ from dmask_rt.render.palette import BACKGROUND_RGB
 from dmask_rt.render.placeholder import placeholder_frame
 from server import ice, jitter, tls
 from server.app import RELAY, Relay, ServeConfig, create_app
-from server.media import MaskedVideoTrack, MaskEngine
+from server.media import MaskedVideoTrack, MaskEngine, MaskerFactory, default_masker
 from server.metrics import Metrics
 from server.relay import RelayTrack
 from server.rooms import Limits
@@ -58,8 +58,8 @@ class Server:
 
 
 @contextlib.asynccontextmanager
-async def relay_server(tmp_path: Path, **limits: float) -> AsyncIterator[Server]:
-    app = create_app(ServeConfig(recordings=tmp_path / "recordings", limits=Limits(**limits)))
+async def relay_server(tmp_path: Path, masker_factory: MaskerFactory = default_masker, **limits: float) -> AsyncIterator[Server]:
+    app = create_app(ServeConfig(recordings=tmp_path / "recordings", limits=Limits(**limits)), masker_factory)
     runner = web.AppRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -308,6 +308,30 @@ def test_recording_holds_masked_video_and_params_for_the_doctor_only(tmp_path: P
     run(scenario())
 
 
+def test_audio_both_ways_and_the_doctors_camera_reach_the_patient(tmp_path: Path) -> None:
+    async def scenario() -> tuple[Peer, Peer]:
+        async with relay_server(tmp_path, _FlakyMasker) as server:
+            room, tokens = await server.room()
+            patient = Peer(server.base, room, "patient", tokens["patient"], video=_Camera([(320, 240)]), audio=AudioStreamTrack())
+            doctor = Peer(server.base, room, "doctor", tokens["doctor"], video=VideoStreamTrack(), audio=AudioStreamTrack())
+            for peer in (patient, doctor):
+                await peer.connect()
+            for peer in (patient, doctor):
+                await peer.wait_connected()
+            await asyncio.sleep(2.5)
+            for peer in (patient, doctor):
+                await peer.close()
+            return patient, doctor
+
+    patient, doctor = run(scenario())  # type: ignore[misc]
+    # Transceivers in offer order: 0 video (avatar), 1 audio, 2 video (doctor's camera).
+    assert doctor.received.counts.get(1, 0) > 50     # the patient's voice (20 ms frames)
+    assert patient.received.counts.get(1, 0) > 50    # the doctor's voice
+    assert patient.received.counts.get(2, 0) > 10    # the doctor's camera
+    assert patient.received.counts.get(0, 0) > 10 and doctor.received.counts.get(0, 0) > 10  # the avatar, both
+    assert 2 not in doctor.received.counts           # nothing else comes to the doctor
+
+
 def test_room_ends_when_both_leave(tmp_path: Path) -> None:
     async def scenario() -> None:
         async with relay_server(tmp_path, empty_grace_s=0.5) as server:
@@ -325,6 +349,26 @@ def test_room_ends_when_both_leave(tmp_path: Path) -> None:
             assert server.relay.rooms.get(room) is None
             status, body = await server.request("POST", f"/api/rooms/{room}/patient/offer?token={tokens['patient']}", data="{}")
             assert status == 404
+
+    run(scenario())
+
+
+def test_doctor_ends_the_consultation(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with relay_server(tmp_path, _FlakyMasker) as server:
+            room, tokens = await server.room()
+            patient = Peer(server.base, room, "patient", tokens["patient"], video=_Camera([(320, 240)]))
+            await patient.connect()
+            await patient.wait_connected()
+            while not patient.received.messages:  # the data channel is open
+                await asyncio.sleep(0.05)
+            status, _ = await server.request("DELETE", f"/api/rooms/{room}?token={tokens['patient']}")
+            assert status == 403
+            status, _ = await server.request("DELETE", f"/api/rooms/{room}?token={tokens['doctor']}")
+            assert status == 200 and server.relay.rooms.get(room) is None
+            await asyncio.sleep(0.3)
+            assert {"type": "ended"} in patient.received.messages
+            await patient.close()
 
     run(scenario())
 

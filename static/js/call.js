@@ -10,8 +10,10 @@ export function roomFromLocation() {
   return { room: match ? match[1] : "", role: match ? match[2] : "", token: token || "" };
 }
 
+// The room's API URL for `path` ("" is the room itself), with the token.
 export function apiUrl(link, path) {
-  return `/api/rooms/${encodeURIComponent(link.room)}/${path}?token=${encodeURIComponent(link.token)}`;
+  const room = `/api/rooms/${encodeURIComponent(link.room)}${path ? `/${path}` : ""}`;
+  return `${room}?token=${encodeURIComponent(link.token)}`;
 }
 
 function gathered(pc, timeoutMs) {
@@ -41,7 +43,11 @@ export class Call {
     const transceivers = this.setup(pc);
     pc.ontrack = (event) => this.onTrack(event, transceivers);
     const channel = pc.createDataChannel("dmask");
-    channel.onmessage = (event) => { try { this.onMessage(JSON.parse(event.data)); } catch (e) { /* ignore */ } };
+    channel.onmessage = (event) => {
+      const message = JSON.parse(event.data);
+      if (message.type === "ended") this.end("ended", "The consultation has ended.");
+      else this.onMessage(message);
+    };
     pc.onconnectionstatechange = () => this.watch(pc);
     try {
       await pc.setLocalDescription(await pc.createOffer());
