@@ -24,7 +24,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.rtp import RtpPacket
 
 from client.peer import Peer, SignalingError
-from conftest import DATA, video_frames
+from conftest import DATA, assert_refused, run_dmask, video_frames
 from dmask_rt.pipeline import FrameResult
 from dmask_rt.render.palette import BACKGROUND_RGB
 from dmask_rt.render.placeholder import placeholder_frame
@@ -437,6 +437,24 @@ def test_masked_track_never_raises_and_drops_stale_frames() -> None:
     assert metrics.frames_dropped > 0 and metrics.frames_in == sent  # the worker skipped stale frames
 
 
+def test_masked_track_sends_the_placeholder_when_anything_fails() -> None:
+    async def scenario() -> list[av.VideoFrame]:
+        engine = MaskEngine(Metrics(), _FlakyMasker)
+
+        async def broken(seq: int, timeout: float) -> None:
+            raise RuntimeError("simulated bug")
+
+        engine.wait_newer = broken  # type: ignore[method-assign]
+        track = MaskedVideoTrack(engine)
+        frames = [await track.recv() for _ in range(3)]
+        await engine.close()
+        return frames
+
+    frames = run(scenario())
+    assert all(np.array_equal(f.to_ndarray(format="rgb24"), placeholder_frame(640, 480)) for f in frames)  # type: ignore[union-attr]
+    assert [f.pts for f in frames] == sorted({f.pts for f in frames})  # type: ignore[union-attr]
+
+
 def test_answer_offers_loopback_candidate_and_chrome_start_bitrate(tmp_path: Path) -> None:
     async def scenario() -> str:
         async with relay_server(tmp_path) as server:
@@ -464,7 +482,27 @@ def test_self_signed_certificate_is_made_once_and_private(tmp_path: Path) -> Non
     first = cert.read_bytes()
     assert tls.ensure_certificate(tmp_path, ["dmask.example"])[0].read_bytes() == first  # cached
     assert tls.ensure_certificate(tmp_path, ["other.example"])[0].read_bytes() != first  # new names: new cert
-    tls.server_context(tmp_path, ["other.example"])
+
+    async def scenario() -> object:
+        app = create_app(ServeConfig(https=True))
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=tls.server_context(tmp_path, ["other.example"]))
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        try:
+            async with aiohttp.ClientSession() as http:
+                async with http.get(f"https://127.0.0.1:{port}/healthz", ssl=False) as response:
+                    return await response.json()
+        finally:
+            await runner.cleanup()
+
+    assert run(scenario()) == {"status": "ok", "rooms": 0, "peers": 0}
+
+
+def test_serve_refuses_a_bad_ice_server_url(tmp_path: Path) -> None:
+    result = run_dmask("serve", "--ice-server", "http://stun.example", cwd=tmp_path)
+    assert_refused(result, "ICE server URL")
 
 
 def _packet(seq: int, timestamp: int, marker: bool) -> RtpPacket:
