@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import sys
 import time
 from pathlib import Path
@@ -19,7 +20,7 @@ from .paramlog import ParamLog, check_params_path
 from .video import encode
 from .video.compose import side_by_side
 from .video.decode import VideoInputError, VideoReader, open_camera
-from .video.outfile import OutputPathError, check_output_path
+from .video.outfile import OutputPathError, check_output_path, write_atomically
 
 # The development clips live in the shared data folder beside the repository.
 SHARED_VIDEOS = Path(__file__).resolve().parents[2] / "shared" / "data" / "videos"
@@ -71,6 +72,40 @@ def cmd_mask(args: argparse.Namespace) -> int:
         frames = writer.frames
         print(f"{source.name}: {frames} frames, {faces} with a face ({100 * faces / frames:.0f}%), "
               f"{frames / elapsed:.1f} fps -> {output}" + (f", {params_path}" if params_path else ""))
+    return 0
+
+
+def cmd_measure(args: argparse.Namespace) -> int:
+    """Ocular measurements of a video: a summary on stdout, per-frame values (CSV) and a plot (PNG)."""
+    source = _input_path(args.input)
+    csv_path = check_params_path(args.csv) if args.csv else None
+    plot_path = check_output_path(args.plot, (".png",)) if args.plot else None
+    json_path = check_output_path(args.json, (".json",)) if args.json else None
+    with VideoReader(source) as reader:
+        if csv_path is None or plot_path is None:  # defaults only once the input is known to be good
+            DEFAULT_OUT_DIR.mkdir(exist_ok=True)
+            csv_path = csv_path or check_params_path(DEFAULT_OUT_DIR / f"{source.stem}.measures.csv")
+            plot_path = plot_path or check_output_path(DEFAULT_OUT_DIR / f"{source.stem}.measures.png", (".png",))
+
+        from .measure import MeasureSeries, format_summary
+        from .measure.plot import plot_series
+        from .measure.series import COLUMNS
+        from .pipeline import Masker
+
+        with Masker() as masker, ParamLog(csv_path, COLUMNS) as log:
+            series = MeasureSeries(masker.face)
+            for frame in tqdm(reader, total=reader.frames, unit="frame", disable=args.quiet, desc=source.name):
+                values = masker.process(frame.rgb).params
+                series.add_values(frame.time, values)
+                log.write(frame.index, frame.time, values is not None,
+                          None if values is None else {name: values[name] for name in COLUMNS})
+        summary = series.summary()
+    write_atomically(plot_path, plot_series(series, source.name))
+    if json_path is not None:
+        write_atomically(json_path, (json.dumps(summary, indent=2, allow_nan=False) + "\n").encode())
+    print(format_summary(summary))
+    if not args.quiet:
+        print(f"-> {csv_path}, {plot_path}" + (f", {json_path}" if json_path else ""), file=sys.stderr)
     return 0
 
 
@@ -143,6 +178,14 @@ def build_parser() -> argparse.ArgumentParser:
     mask_cmd.add_argument("--side-by-side", action="store_true", help="write original | avatar for review (puts the input's pixels in the output)")
     mask_cmd.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
     mask_cmd.set_defaults(run=cmd_mask)
+
+    measure_cmd = commands.add_parser("measure", help="ocular measurements of a video (summary, CSV, plot)", description=cmd_measure.__doc__)
+    measure_cmd.add_argument("input", nargs="?", metavar="VIDEO", help=f"video file (default: {DEFAULT_CLIP})")
+    measure_cmd.add_argument("--csv", metavar="FILE", help="per-frame measures (default: out/<stem>.measures.csv)")
+    measure_cmd.add_argument("--plot", metavar="PNG", help="plot of lids, openness and eye rotation (default: out/<stem>.measures.png)")
+    measure_cmd.add_argument("--json", metavar="FILE", help="also save the summary as JSON")
+    measure_cmd.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    measure_cmd.set_defaults(run=cmd_measure)
 
     preview_cmd = commands.add_parser("preview", help="live window: original | avatar", description=cmd_preview.__doc__)
     source = preview_cmd.add_mutually_exclusive_group()

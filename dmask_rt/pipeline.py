@@ -1,7 +1,7 @@
 """One frame through the mask: track -> fit -> render.
 
-`Masker.process` takes a camera frame and returns the avatar frame and the fitted
-parameters. It fails closed: whenever there is no trustworthy face (none found, low
+`Masker.process` takes a camera frame and returns the avatar frame, the fitted
+parameters and the ocular measures derived from them (`measure/`). It fails closed: whenever there is no trustworthy face (none found, low
 confidence, a fit that diverged) the output is the placeholder, never input pixels, and
 the next face starts a fresh track and a cold fit.
 """
@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from .fit.fitter import FaceFitter, FitConfig, FitDiverged
+from .measure.frame import MEASURE_NAMES, frame_measures
 from .model.camera import Camera
 from .model.eyeball import EYEBALL_RADIUS_MM, IRIS_RADIUS_MM, PUPIL_RADIUS_MM, eyeball_rotation
 from .model.generic_face import N_EXPRESSION, GenericFace
@@ -28,8 +29,8 @@ from .track.tracker import FaceTracker
 class FrameResult:
     image: np.ndarray                 # (h, w, 3) uint8 RGB: the avatar, or the placeholder
     face_found: bool
-    params: dict[str, float] | None   # AvatarParams.to_dict(), None when no face
-    timings_ms: dict[str, float] = field(default_factory=dict)  # "track", "fit", "render"
+    params: dict[str, float] | None   # fitted parameters and ocular measures (PARAM_NAMES), None when no face
+    timings_ms: dict[str, float] = field(default_factory=dict)  # "track", "fit", "render", "measure"
     avatar: AvatarParams | None = None
 
 
@@ -47,7 +48,8 @@ def avatar_pose(face: GenericFace, params: AvatarParams) -> tuple[np.ndarray, tu
 class Masker:
     """Turns frames of a patient's face into frames of the generic avatar."""
 
-    PARAM_NAMES: tuple[str, ...] = param_names(N_EXPRESSION)
+    #: Per-frame values: the fitted parameters, then the ocular measures derived from them.
+    PARAM_NAMES: tuple[str, ...] = param_names(N_EXPRESSION) + MEASURE_NAMES
 
     def __init__(
         self,
@@ -80,8 +82,11 @@ class Masker:
             return FrameResult(placeholder_frame(width, height), False, None, timings)
         vertices, eyes = avatar_pose(self.face, params)
         image = self._renderer_for(width, height).render(camera, vertices, eyes)
-        timings["render"] = (time.perf_counter() - t2) * 1e3
-        return FrameResult(image, True, params.to_dict(), timings, params)
+        t3 = time.perf_counter()
+        timings["render"] = (t3 - t2) * 1e3
+        values = {**params.to_dict(), **frame_measures(self.face, params)}
+        timings["measure"] = (time.perf_counter() - t3) * 1e3
+        return FrameResult(image, True, values, timings, params)
 
     def _fit(self, landmarks: FaceLandmarks | None, camera: Camera) -> AvatarParams | None:
         if landmarks is None or landmarks.confidence < self.min_confidence:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -63,15 +64,21 @@ class MeasureSeries:
     def add(self, time_s: float, params: AvatarParams | None) -> dict[str, float] | None:
         """Measure one frame at `time_s` seconds (None: no face) and keep it; returns its measures."""
         row = None
-        values = np.full(len(COLUMNS), math.nan)
         if params is not None:
             eyelids = eyelid_measures(self.face, params, self.iris_diameter_mm)
             row = {**eyelids, **alignment_measures(params, eyelids)}
-            values = np.array([row[name] for name in COLUMNS])
-        self.times.append(float(time_s))
-        self._rows.append(values)
-        self._table = None
+        self.add_values(time_s, row)
         return row
+
+    def add_values(self, time_s: float, values: Mapping[str, float] | None) -> None:
+        """Keep one frame's already computed values (e.g. `FrameResult.params`; None: no face).
+
+        `values` must hold every COLUMNS name; other keys are ignored.
+        """
+        row = np.full(len(COLUMNS), math.nan) if values is None else np.array([values[name] for name in COLUMNS])
+        self.times.append(float(time_s))
+        self._rows.append(row)
+        self._table = None
 
     def column(self, name: str) -> np.ndarray:
         """(N,) one measure (a COLUMNS name) over all frames, NaN where there was no face."""
