@@ -159,6 +159,30 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_latency(args: argparse.Namespace) -> int:
+    """What the mask costs: latency with the mask off and on, sessions per machine, drift (aiortc peers, no browser)."""
+    import asyncio
+
+    from client.latency import report, runner  # heavy import (aiortc): only for this command
+
+    clip = _input_path_or(args.clip, SHARED_VIDEOS / "p09_webcam.mp4")
+    options = runner.Options(clip=clip, seconds=args.seconds, sweep=args.sweep, max_sessions=args.max_sessions,
+                             soak_minutes=args.soak, progress=not args.quiet)
+    result = asyncio.run(runner.run(options))
+    written = report.write(result, Path(args.out))
+    print(report.summary(result))
+    print("-> " + ", ".join(str(p) for p in written), file=sys.stderr)
+    return 0
+
+
+def _input_path_or(arg: str | None, default: Path) -> Path:
+    """The given video, or `default`; either must be a file."""
+    path = Path(arg) if arg is not None else default
+    if not path.is_file():
+        raise VideoInputError(f"{path}: no such video file")
+    return path
+
+
 def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -216,6 +240,16 @@ def build_parser() -> argparse.ArgumentParser:
     serve_cmd.add_argument("--max-peers", type=_positive_int, default=8, metavar="N", help="connected pages at a time (default: 8)")
     serve_cmd.add_argument("--idle-timeout", type=float, default=1800.0, metavar="S", help="close a room after S idle seconds (default: 1800)")
     serve_cmd.set_defaults(run=cmd_serve)
+
+    latency_cmd = commands.add_parser("latency", help="latency the mask adds, and sessions per machine (harness)", description=cmd_latency.__doc__)
+    latency_cmd.add_argument("--clip", metavar="PATH", help=f"the patient's camera (default: {SHARED_VIDEOS / 'p09_webcam.mp4'})")
+    latency_cmd.add_argument("--seconds", type=float, default=20.0, metavar="S", help="measured seconds per run (default: 20)")
+    latency_cmd.add_argument("--sweep", action="store_true", help="capacity sweep: 1, 2, 4, ... concurrent sessions")
+    latency_cmd.add_argument("--max-sessions", type=_positive_int, default=16, metavar="N", help="the sweep's maximum (default: 16)")
+    latency_cmd.add_argument("--soak", type=float, metavar="MINUTES", help="also one session for MINUTES: drift and relay memory")
+    latency_cmd.add_argument("--out", default="out/latency", metavar="DIR", help="JSON and plots (default: out/latency)")
+    latency_cmd.add_argument("-q", "--quiet", action="store_true", help="no progress line")
+    latency_cmd.set_defaults(run=cmd_latency)
     return parser
 
 
