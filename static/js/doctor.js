@@ -9,11 +9,16 @@ const link = roomFromLocation();
 const HISTORY = 100; // samples (~10 s at 10 Hz)
 
 // [key, label, unit, smallest vertical span of its trace: tracking noise stays small]
+// (dmask_rt/measure documents each: MRD = margin-reflex distance, lid margin to pupil centre.)
 const MEASURES = [
   ["head_yaw_deg", "Head yaw", "°", 30], ["head_pitch_deg", "Head pitch", "°", 30], ["head_roll_deg", "Head roll", "°", 30],
-  ["lid_r_upper_closure", "Right upper lid closure", "", 1], ["lid_l_upper_closure", "Left upper lid closure", "", 1],
+  ["mrd1_r_mm", "Right MRD1", " mm", 4], ["mrd1_l_mm", "Left MRD1", " mm", 4],
+  ["mrd2_r_mm", "Right MRD2", " mm", 4], ["mrd2_l_mm", "Left MRD2", " mm", 4],
+  ["fissure_height_r_mm", "Right fissure height", " mm", 6], ["fissure_height_l_mm", "Left fissure height", " mm", 6],
+  ["openness_r", "Right openness", "", 1], ["openness_l", "Left openness", "", 1],
   ["eye_r_horizontal_deg", "Right eye horizontal", "°", 30], ["eye_r_vertical_deg", "Right eye vertical", "°", 30],
   ["eye_l_horizontal_deg", "Left eye horizontal", "°", 30], ["eye_l_vertical_deg", "Left eye vertical", "°", 30],
+  ["difference_horizontal_pd", "Horizontal deviation R−L", " PD", 20], ["difference_vertical_pd", "Vertical deviation R−L", " PD", 20],
 ];
 const rows = new Map();
 
