@@ -1,0 +1,108 @@
+"""The harness's relays: `dmask serve`'s application with per-frame reports, mask on or off.
+
+Only the harness starts these. The pass-through masker (the camera frame itself as the
+"avatar") exists for the baseline and is not reachable from `dmask serve`.
+
+`python -m client.latency.relay` serves a masking relay and a pass-through relay from
+one child process (so the clients' CPU use is not the relay's, and its memory is its
+own), prints `{"pid", "mask", "pass"}` (base URLs) as one JSON line, and stops when
+its stdin closes.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import sys
+import tempfile
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from aiohttp import web
+
+from dmask_rt.pipeline import FrameResult
+from server.app import ServeConfig, create_app
+from server.media import MaskerFactory, default_masker
+from server.rooms import Limits
+
+LIMITS = Limits(max_rooms=64, max_peers=128)  # the capacity sweep, not the product, sets the limit
+
+
+class PassThrough:
+    """A 'masker' that returns the camera frame: the relay's cost without the mask."""
+
+    def process(self, rgb: np.ndarray) -> FrameResult:
+        return FrameResult(rgb, True, None, {})
+
+    def close(self) -> None:
+        pass
+
+
+@contextlib.asynccontextmanager
+async def relays(factories: Mapping[str, MaskerFactory]) -> AsyncIterator[dict[str, str]]:
+    """One relay per masker factory on 127.0.0.1, in this event loop; yields name -> base URL."""
+    async with contextlib.AsyncExitStack() as stack:
+        recordings = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="dmask-latency-")))
+        urls = {}
+        for name, factory in factories.items():
+            config = ServeConfig(recordings=recordings, limits=LIMITS, frame_reports=True)
+            runner = web.AppRunner(create_app(config, factory), access_log=None)
+            await runner.setup()
+            stack.push_async_callback(runner.cleanup)
+            site = web.TCPSite(runner, "127.0.0.1", 0)
+            await site.start()
+            port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+            urls[name] = f"http://127.0.0.1:{port}"
+        yield urls
+
+
+@dataclass(frozen=True)
+class RelayProcess:
+    pid: int
+    urls: dict[str, str]
+
+
+@contextlib.asynccontextmanager
+async def child_relays(timeout: float = 60.0) -> AsyncIterator[RelayProcess]:
+    """The masking and pass-through relays in a child process."""
+    child = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "client.latency.relay", stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
+    assert child.stdin is not None and child.stdout is not None
+    try:
+        line = await asyncio.wait_for(child.stdout.readline(), timeout)
+        if not line:
+            raise RuntimeError("the harness relay did not start (see its error above)")
+        info = json.loads(line)
+        yield RelayProcess(info["pid"], {"mask": info["mask"], "pass": info["pass"]})
+    finally:
+        child.stdin.close()
+        try:
+            await asyncio.wait_for(child.wait(), 15)
+        except asyncio.TimeoutError:
+            child.kill()
+            await child.wait()
+
+
+def rss_mib(pid: int) -> float:
+    """Resident memory of process `pid` (Linux /proc), in MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise ValueError(f"no VmRSS for process {pid}")
+
+
+async def _main() -> None:
+    async with relays({"mask": default_masker, "pass": PassThrough}) as urls:
+        print(json.dumps({"pid": os.getpid(), **urls}), flush=True)
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, sys.stdin.read)  # until the harness closes our stdin
+
+
+if __name__ == "__main__":
+    import logging
+
+    logging.basicConfig(level=logging.WARNING, format="relay: %(name)s: %(message)s")
+    asyncio.run(_main())

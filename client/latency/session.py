@@ -1,0 +1,127 @@
+"""Measured consultations: rooms on a relay, each with a clip-playing patient and a timing doctor."""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sys
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import numpy as np
+
+from client.peer import Peer
+from server import jitter
+
+from . import matching, stats
+from .clip import Clip, ClipTrack
+from .doctor import DoctorProbe
+from .matching import FrameTiming
+
+FIRST_FRAME_TIMEOUT_S = 180.0  # a new room loads the face models before its first avatar
+TAIL_S = 1.0                   # frames captured just before the end are still on their way
+
+
+class Consultation:
+    """One room: the patient plays the clip, the doctor times what arrives."""
+
+    def __init__(self, base_url: str, room: str, tokens: dict[str, str], clip: Clip, keep_images: int = 0) -> None:
+        self.base_url, self.room, self.tokens = base_url, room, tokens
+        self.camera = ClipTrack(clip)
+        self.patient = Peer(base_url, room, "patient", tokens["patient"], video=self.camera, keep_frames=1)
+        self.doctor = DoctorProbe(base_url, room, tokens["doctor"], keep_images)
+        self._hops: tuple[int, int] | None = None
+
+    def timings(self) -> list[FrameTiming]:
+        """Every camera frame matched so far to its arrival at the doctor."""
+        sent, reports, arrivals = self.camera.sent.frames, self.doctor.reports, self.doctor.arrivals
+        if self._hops is None:
+            self._hops = matching.offsets(sent, reports, arrivals)
+        return matching.match(sent, reports, arrivals, self._hops)
+
+    def window(self, begin: float, end: float) -> dict[str, Any]:
+        return stats.window(self.timings(), self.camera.sent.frames, self.doctor.arrivals, begin, end)
+
+    async def close(self) -> None:
+        with contextlib.suppress(aiohttp.ClientError):
+            async with aiohttp.ClientSession() as http:
+                await http.delete(f"{self.base_url}/api/rooms/{self.room}", params={"token": self.tokens["doctor"]})
+        self.camera.stop()
+        await self.patient.close()
+        await self.doctor.close()
+
+
+async def _open(base_url: str, clip: Clip, keep_images: int) -> Consultation:
+    async with aiohttp.ClientSession() as http:
+        async with http.post(f"{base_url}/api/rooms") as response:
+            body = await response.json()
+            if response.status != 201:
+                raise RuntimeError(f"the relay refused a room: {body}")
+    tokens = {role: body[role].split("token=")[1] for role in ("patient", "doctor")}
+    consultation = Consultation(base_url, body["id"], tokens, clip, keep_images)
+    for peer in (consultation.patient, consultation.doctor):
+        await peer.connect()
+    for peer in (consultation.patient, consultation.doctor):
+        await peer.wait_connected(30)
+    return consultation
+
+
+@contextlib.asynccontextmanager
+async def consultations(base_url: str, clip: Clip, count: int, keep_images: int = 0) -> AsyncIterator[list[Consultation]]:
+    """`count` concurrent consultations on the relay, each already showing the avatar."""
+    jitter.install()  # the peers, too, release a frame once complete, as browsers do
+    opened: list[Consultation] = []
+    try:
+        for _ in range(count):
+            opened.append(await _open(base_url, clip, keep_images))
+        deadline = time.monotonic() + FIRST_FRAME_TIMEOUT_S
+        while not all(c.doctor.reports for c in opened):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no avatar frame after {FIRST_FRAME_TIMEOUT_S:.0f} s")
+            await asyncio.sleep(0.1)
+        yield opened
+    finally:
+        for consultation in opened:
+            await consultation.close()
+
+
+class Progress:
+    """One status line on stderr, rewritten in place."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+
+    def show(self, text: str) -> None:
+        if self.enabled:
+            sys.stderr.write(f"\r\033[K{text}")
+            sys.stderr.flush()
+
+    def done(self, text: str) -> None:
+        if self.enabled:
+            self.show(text)
+            sys.stderr.write("\n")
+
+
+def _live_line(label: str, elapsed: float, total: float, opened: list[Consultation]) -> str:
+    recent = time.monotonic() - 2.0
+    latencies = [f.latency_ms for c in opened for f in c.timings()[-90:] if f.delivered >= recent]
+    sent = sum(len(c.camera.sent.frames) for c in opened)
+    delivered = sum(len(c.doctor.reports) for c in opened)
+    p50 = f"{np.median(latencies):.0f} ms" if latencies else "-"
+    return f"{label}: {elapsed:5.1f}/{total:.0f} s  sessions {len(opened)}  sent {sent}  masked {delivered}  latency p50 (2 s) {p50}"
+
+
+async def measure(opened: list[Consultation], warmup: float, seconds: float, label: str, progress: Progress,
+                  on_second: Callable[[float], None] | None = None) -> tuple[float, float]:
+    """Let the consultations run `warmup` + `seconds` (+ a tail); returns the measured (begin, end)."""
+    start = time.monotonic()
+    begin, end = start + warmup, start + warmup + seconds
+    while (now := time.monotonic()) < end + TAIL_S:
+        progress.show(_live_line(label, now - start, warmup + seconds + TAIL_S, opened))
+        if on_second is not None:
+            on_second(now)
+        await asyncio.sleep(1.0)
+    progress.done(_live_line(label, time.monotonic() - start, warmup + seconds + TAIL_S, opened))
+    return begin, end

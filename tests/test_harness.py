@@ -1,0 +1,100 @@
+"""`dmask latency`, the latency harness (client/latency), on short runs with in-process relays.
+
+No timing thresholds: the only comparison is a deliberately slowed relay against the
+pass-through one in the same run.
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+
+import av
+import numpy as np
+
+from client.latency import matching, runner
+from client.latency.clip import Clip, tagged_pts
+from client.latency.relay import PassThrough, RelayProcess, relays
+from client.latency.session import Progress, consultations, measure
+from conftest import DATA
+from dmask_rt.pipeline import FrameResult
+
+WEBCAM = DATA / "videos" / "p09_webcam.mp4"
+
+
+class _SlowRelay:
+    """Pass-through after sleeping 40 ms: a relay that obviously adds latency."""
+
+    def process(self, rgb: np.ndarray) -> FrameResult:
+        time.sleep(0.04)
+        return FrameResult(rgb, True, None, {"track": 40.0})
+
+    def close(self) -> None:
+        pass
+
+
+def _numbered_clip(frames: int = 150) -> Clip:
+    """Frames that cannot be mistaken for their neighbours, even after VP8: frame k
+    lights up cell k % 8 of a 4x2 grid, at a brightness that also follows k. Longer than
+    the test runs, so that it never plays backwards (where frames repeat)."""
+    yuv = []
+    for k in range(frames):
+        rgb = np.full((480, 640, 3), 30, np.uint8)
+        row, col = divmod(k % 8, 4)
+        rgb[row * 240:(row + 1) * 240, col * 160:(col + 1) * 160] = 60 + (37 * k) % 180
+        yuv.append(av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p").to_ndarray())
+    return Clip(WEBCAM, 30.0, yuv)
+
+
+def test_hop_offset_survives_drops_and_rounding() -> None:
+    sent = [tagged_pts(k, 30.0) for k in range(400)]
+    rng = np.random.default_rng(0)
+    kept = sorted(rng.choice(np.arange(10, 400), 200, replace=False))  # the relay skipped the rest
+    constant = sent[10]
+    received = [(sent[k] - constant + int(rng.integers(-1, 2))) % matching.MOD for k in kept]
+    assert abs(matching.hop_offset(sent, received) - constant) <= 1
+    assert matching.hop_offset(sent, received[:2]) is None or len(received[:2]) < matching.MIN_VOTES
+
+
+def test_frames_are_matched_to_the_camera_frames_they_show() -> None:
+    clip = _numbered_clip()
+
+    async def scenario() -> tuple[list[matching.FrameTiming], dict[int, np.ndarray]]:
+        async with relays({"pass": PassThrough}) as urls:
+            async with consultations(urls["pass"], clip, 1, keep_images=90) as opened:
+                await measure(opened, 0.0, 2.5, "match", Progress(False))
+                return opened[0].timings(), opened[0].doctor.images
+
+    timings, images = asyncio.run(scenario())
+    compared = 0
+    for frame in timings:
+        image = images.get(frame.delivered_pts)
+        if image is None:
+            continue
+        errors = {j: np.abs(image.astype(int) - clip.rgb(j)).mean() for j in range(max(0, frame.index - 3), frame.index + 4)}
+        assert min(errors, key=errors.get) == frame.index, (frame.index, errors)
+        compared += 1
+    assert compared >= 30
+    assert all(f.captured <= f.relay_received <= f.relay_sent <= f.delivered for f in timings)
+
+
+def test_short_run_gives_numbers_and_a_slow_relay_shows_more_latency() -> None:
+    async def scenario() -> dict:
+        async with relays({"pass": PassThrough, "mask": _SlowRelay}) as urls:
+            options = runner.Options(clip=WEBCAM, seconds=3.0, warmup=1.0, progress=False)
+            return await runner.run(options, RelayProcess(os.getpid(), urls))
+
+    result = asyncio.run(scenario())
+    runs = result["side_by_side"]
+    for name in ("pass", "mask"):
+        run = runs[name]
+        assert run["frames_captured"] > 0 and run["frames_delivered"] > 0
+        assert run["fps_in"] > 0 and run["fps_out"] > 0 and run["dropped"] >= 0
+        assert set(run["latency_ms"]) == {"p50", "p90", "p99", "mean", "max"}
+        assert set(run["hops_ms"]) == {"to_relay", "in_relay", "to_doctor"}
+        assert "encode" in run["relay_stages_ms"]
+        assert len(run["series"]) == run["frames_delivered"]
+    assert runs["mask"]["stages_ms"]["track"] == 40.0
+    assert runs["mask"]["latency_ms"]["p50"] > runs["pass"]["latency_ms"]["p50"]
+    assert runs["added_ms"]["p50"] > 0
+    assert result["relay_rss_mib_start"] > 0
