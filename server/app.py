@@ -29,6 +29,8 @@ from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
 from . import ice, jitter, signaling, tls
+from dmask_rt.video.outfile import OutputPathError
+
 from .media import MaskerFactory, default_masker
 from .metrics import Metrics
 from .recording import NAME_RE, Recorder
@@ -83,6 +85,11 @@ async def _headers_and_json_errors(request: web.Request, handler: Any) -> web.St
         if not request.path.startswith("/api/"):
             raise
         response = _error(exc.status, exc.reason)
+    except Exception:
+        if not request.path.startswith("/api/"):
+            raise
+        log.exception("%s %s failed", request.method, request.path)  # the path only: no token
+        response = _error(500, "internal error (see the relay's log)")
     response.headers.update(SECURITY_HEADERS)
     return response
 
@@ -187,7 +194,10 @@ class Relay:
         if action == "start":
             if room.recorder is None:
                 audio = [room.patient_audio, room.doctor_audio] if body.get("audio") else []
-                room.recorder = Recorder(self.config.recordings / room.id, room.engine, audio)
+                try:
+                    room.recorder = Recorder(self.config.recordings / room.id, room.engine, audio)
+                except (OSError, OutputPathError) as err:
+                    return _error(500, f"cannot record: {err}")
                 room.recorder.start()
             names = room.recorder.names
         elif action == "stop":

@@ -32,7 +32,7 @@ from server import ice, jitter, tls
 from server.app import RELAY, Relay, ServeConfig, create_app
 from server.media import MaskedVideoTrack, MaskEngine, MaskerFactory, default_masker
 from server.metrics import Metrics
-from server.relay import RelayTrack
+from server.relay import FrameRelay, RelayTrack
 from server.rooms import Limits
 from server.signaling import munge_answer
 
@@ -332,9 +332,10 @@ def test_audio_both_ways_and_the_doctors_camera_reach_the_patient(tmp_path: Path
     assert 2 not in doctor.received.counts           # nothing else comes to the doctor
 
 
-def test_room_ends_when_both_leave(tmp_path: Path) -> None:
+def test_room_ends_when_both_leave_or_idle(tmp_path: Path) -> None:
     async def scenario() -> None:
-        async with relay_server(tmp_path, empty_grace_s=0.5) as server:
+        async with relay_server(tmp_path, empty_grace_s=0.5, idle_timeout_s=1.5) as server:
+            idle, _ = await server.room()
             room, tokens = await server.room()
             patient = Peer(server.base, room, "patient", tokens["patient"])
             doctor = Peer(server.base, room, "doctor", tokens["doctor"])
@@ -345,8 +346,10 @@ def test_room_ends_when_both_leave(tmp_path: Path) -> None:
                 status, _ = await peer.post("leave")
                 assert status == 200
                 await peer.close()
-            await asyncio.sleep(2.0)
+            await asyncio.sleep(1.5)
             assert server.relay.rooms.get(room) is None
+            await asyncio.sleep(1.0)
+            assert server.relay.rooms.get(idle) is None  # never joined: closed after the idle timeout
             status, body = await server.request("POST", f"/api/rooms/{room}/patient/offer?token={tokens['patient']}", data="{}")
             assert status == 404
 
@@ -369,6 +372,29 @@ def test_doctor_ends_the_consultation(tmp_path: Path) -> None:
             await asyncio.sleep(0.3)
             assert {"type": "ended"} in patient.received.messages
             await patient.close()
+
+    run(scenario())
+
+
+def test_relay_keeps_the_newest_frames_and_follows_a_new_source() -> None:
+    async def scenario() -> None:
+        relay = FrameRelay("video")
+        audio_like = relay.subscribe(maxlen=3)
+        latest = relay.subscribe(maxlen=1)
+        first = _Camera([(32, 24)])
+        relay.set_source(first)
+        await asyncio.sleep(0.3)  # ~18 frames, nobody reading
+        frames = [await audio_like.recv() for _ in range(3)]
+        assert [f.pts for f in frames] == list(range(frames[0].pts, frames[0].pts + 3))
+        assert audio_like.dropped > 10 and latest.dropped > 10
+        assert (await latest.recv()).pts >= frames[-1].pts
+        second = _Camera([(64, 48)])
+        relay.set_source(second)
+        await asyncio.sleep(0.1)
+        assert (await latest.recv()).width == 64
+        relay.close()
+        with pytest.raises(MediaStreamError):
+            await latest.recv()
 
     run(scenario())
 
