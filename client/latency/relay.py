@@ -86,6 +86,12 @@ async def child_relays(timeout: float = 60.0) -> AsyncIterator[RelayProcess]:
             await child.wait()
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time process `pid` has used (Linux /proc), in seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def rss_mib(pid: int) -> float:
     """Resident memory of process `pid` (Linux /proc), in MiB."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():

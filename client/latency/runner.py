@@ -18,7 +18,7 @@ import numpy as np
 
 from . import stats
 from .clip import Clip, load_clip
-from .relay import RelayProcess, child_relays, rss_mib
+from .relay import RelayProcess, child_relays, cpu_seconds, rss_mib
 from .session import Consultation, Progress, consultations, measure
 
 MIN_FPS = 25.0        # capacity: every session's output at least this ...
@@ -49,46 +49,52 @@ def _series(opened: list[Consultation], begin: float, end: float) -> list[list[f
                   for c in opened for f in c.timings() if begin <= f.captured < end)
 
 
-async def _segment(base_url: str, clip: Clip, sessions: int, options: Options, label: str,
+async def _segment(base_url: str, pid: int, clip: Clip, sessions: int, options: Options, label: str,
                    progress: Progress) -> dict[str, Any]:
-    """`sessions` concurrent consultations measured for `options.seconds`."""
+    """`sessions` concurrent consultations measured for `options.seconds`.
+
+    `cpu_percent` (100 = one core) tells the relay's share from the harness's own (the
+    peers encode and decode too): with the relay in this process, the two are one.
+    """
     async with consultations(base_url, clip, sessions) as opened:
         before = await _stage_totals(base_url)
+        pids = {"relay": pid, "harness": os.getpid()}
+        cpu = {name: cpu_seconds(p) for name, p in pids.items()}
+        started = time.monotonic()
         begin, end = await measure(opened, options.warmup, options.seconds, label, progress)
+        elapsed = time.monotonic() - started
+        cpu_percent = {name: round(100 * (cpu_seconds(p) - cpu[name]) / elapsed, 1) for name, p in pids.items()}
         after = await _stage_totals(base_url)
         windows = [c.window(begin, end) for c in opened]
         series = _series(opened, begin, end)
-    result = windows[0] if sessions == 1 else {
-        "sessions": windows,
-        "latency_ms": stats.percentiles([ms for _, ms in series]),
-        "fps_out_min": min(w["fps_out"] for w in windows),
-        "fps_out_mean": round(float(np.mean([w["fps_out"] for w in windows])), 2),
-    }
-    return {**result, "relay_stages_ms": stats.stage_means(before, after), "series": series}
+    fps = [w["fps_out"] for w in windows]
+    result = windows[0] if sessions == 1 else {"sessions": windows, "latency_ms": stats.percentiles([ms for _, ms in series])}
+    result |= {"fps_out_min": min(fps), "fps_out_mean": round(float(np.mean(fps)), 2)}
+    return {**result, "relay_stages_ms": stats.stage_means(before, after), "cpu_percent": cpu_percent, "series": series}
 
 
-async def side_by_side(urls: dict[str, str], clip: Clip, options: Options, progress: Progress) -> dict[str, Any]:
+async def side_by_side(relays: RelayProcess, clip: Clip, options: Options, progress: Progress) -> dict[str, Any]:
     """The clip through the pass-through relay, then the masking one; the mask's added latency."""
-    runs = {name: await _segment(urls[name], clip, 1, options, f"mask {'off' if name == 'pass' else 'on '}", progress)
+    runs = {name: await _segment(relays.urls[name], relays.pid, clip, 1, options, f"mask {'off' if name == 'pass' else 'on '}", progress)
             for name in ("pass", "mask")}
     added = {p: round(runs["mask"]["latency_ms"][p] - runs["pass"]["latency_ms"][p], 2) for p in ("p50", "p99")}
     return {"pass": runs["pass"], "mask": runs["mask"], "added_ms": added}
 
 
 def _meets(run: dict[str, Any]) -> bool:
-    fps = run.get("fps_out_min", run["fps_out"])
-    return fps >= MIN_FPS and run["latency_ms"].get("p99", float("inf")) <= MAX_P99_MS
+    return run["fps_out_min"] >= MIN_FPS and run["latency_ms"].get("p99", float("inf")) <= MAX_P99_MS
 
 
-async def sweep(url: str, clip: Clip, options: Options, progress: Progress) -> dict[str, Any]:
+async def sweep(url: str, pid: int, clip: Clip, options: Options, progress: Progress) -> dict[str, Any]:
     """1, 2, 4, ... sessions until one fails the targets, then bisect the gap."""
     runs: dict[int, dict[str, Any]] = {}
 
     async def measure_n(n: int) -> bool:
-        run = await _segment(url, clip, n, options, f"sweep {n:2d}", progress)
+        run = await _segment(url, pid, clip, n, options, f"sweep {n:2d}", progress)
         run.pop("series")
-        runs[n] = {"fps_out_min": run.get("fps_out_min", run["fps_out"]), "fps_out_mean": run.get("fps_out_mean", run["fps_out"]),
-                   "latency_ms": run["latency_ms"], "relay_stages_ms": run["relay_stages_ms"], "meets": _meets(run)}
+        runs[n] = {"fps_out_min": run["fps_out_min"], "fps_out_mean": run["fps_out_mean"],
+                   "latency_ms": run["latency_ms"], "relay_stages_ms": run["relay_stages_ms"],
+                   "cpu_percent": run["cpu_percent"], "meets": _meets(run)}
         return runs[n]["meets"]
 
     good, bad, n = 0, None, 1
@@ -153,10 +159,10 @@ async def run(options: Options, relay: RelayProcess | None = None) -> dict[str, 
             "clip": {"path": str(clip.path), "fps": round(clip.fps, 3), "frames": len(clip.frames), "size": [clip.frames[0].shape[1], clip.frames[0].shape[0] * 2 // 3]},
             "machine": {"cpus": os.cpu_count()},
             "relay_rss_mib_start": round(rss_mib(relays.pid), 1),
-            "side_by_side": await side_by_side(relays.urls, clip, options, progress),
+            "side_by_side": await side_by_side(relays, clip, options, progress),
         }
         if options.sweep:
-            result["sweep"] = await sweep(relays.urls["mask"], clip, options, progress)
+            result["sweep"] = await sweep(relays.urls["mask"], relays.pid, clip, options, progress)
         if options.soak_minutes:
             result["soak"] = await soak(relays.urls["mask"], relays.pid, clip, options.soak_minutes, options, progress)
         result["relay_rss_mib_end"] = round(rss_mib(relays.pid), 1)
