@@ -95,3 +95,19 @@ def test_model_explains_real_faces(masker: Masker, clip: str) -> None:
         iod_px = masker._camera.fx * 63.0 / out.params["head_z_mm"]
         ratios.append(out.params["fit_rms_px"] / iod_px)
     assert np.median(ratios) < 0.04
+
+
+def test_two_faces_mask_the_larger_and_pass_neither(masker: Masker) -> None:
+    """Two people in view: the larger face drives the avatar, and no face reaches the output."""
+    big = next(video_frames(VIDEOS / "p05_studio_mouth.mp4"))  # 480x480
+    small = cv2.resize(next(video_frames(VIDEOS / "p07_talking.mp4")), (240, 240))
+    canvas = np.zeros((480, 720, 3), np.uint8)
+    canvas[:, :480] = big
+    canvas[120:360, 480:] = small
+    masker.tracker.reset()
+    landmarks = masker.tracker.track(canvas)
+    assert landmarks is not None and landmarks.points[:, 0].max() < 480  # on the big face
+    out = masker.process(canvas)
+    assert out.face_found
+    background = np.all(out.image == BACKGROUND_RGB, axis=2)
+    assert background[:, 480:].all()  # where the second face was: nothing but background
