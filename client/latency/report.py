@@ -115,8 +115,8 @@ def summary(result: dict[str, Any]) -> str:
     stages = {**mask["stages_ms"], **{k: v for k, v in mask["relay_stages_ms"].items() if k == "encode"}}
     lines.append(f"mask on, p50 per hop (ms): {hops}")
     lines.append("relay stages, mean ms: " + ", ".join(f"{k} {v:.1f}" for k, v in stages.items()))
-    lines.append("CPU, % of one core (relay / harness peers): " + ", ".join(
-        f"{label} {runs[name]['cpu_percent']['relay']:.0f} / {runs[name]['cpu_percent']['harness']:.0f}"
+    lines.append("CPU, % of one core (relay / harness peers / whole machine): " + ", ".join(
+        f"{label} {runs[name]['cpu_percent']['relay']:.0f} / {runs[name]['cpu_percent']['harness']:.0f} / {runs[name]['cpu_percent']['machine']:.0f}"
         for name, label in (("pass", "mask off"), ("mask", "mask on"))))
     if "sweep" in result:
         sweep = result["sweep"]
@@ -125,7 +125,8 @@ def summary(result: dict[str, Any]) -> str:
             f"{n}: {r['fps_out_min']:.0f} fps/{_ms(r['latency_ms'], 'p99')} ms{'' if r['meets'] else ' x'}" for n, r in sweep["runs"].items()))
         lines.append("  relay CPU per session, % of one core: " + "  ".join(
             f"{n}: {r['cpu_percent']['relay'] / int(n):.0f}" for n, r in sweep["runs"].items())
-            + f"  (harness peers, same machine: {max(r['cpu_percent']['harness'] for r in sweep['runs'].values()):.0f}% at most)")
+            + f"  (harness peers, same machine: {max(r['cpu_percent']['harness'] for r in sweep['runs'].values()):.0f}% at most;"
+            f" whole machine: {max(r['cpu_percent']['machine'] for r in sweep['runs'].values()):.0f}% at most)")
         more = " (the sweep's maximum)" if sweep["limited_by_max_sessions"] else ""
         lines.append(f"sessions per machine at >= {sweep['criteria']['min_fps']:g} fps and p99 <= {sweep['criteria']['max_p99_ms']:g} ms: "
                      f"{sweep['sessions_per_machine']}{more} (target >= {TARGET_SESSIONS}: {_verdict(sweep['sessions_per_machine'] >= TARGET_SESSIONS)})")

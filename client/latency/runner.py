@@ -18,7 +18,7 @@ import numpy as np
 
 from . import stats
 from .clip import Clip, load_clip
-from .relay import RelayProcess, child_relays, cpu_seconds, rss_mib
+from .relay import RelayProcess, child_relays, cpu_seconds, machine_cpu_seconds, rss_mib
 from .session import Consultation, Progress, consultations, measure
 
 MIN_FPS = 25.0        # capacity: every session's output at least this ...
@@ -54,16 +54,17 @@ async def _segment(base_url: str, pid: int, clip: Clip, sessions: int, options: 
     """`sessions` concurrent consultations measured for `options.seconds`.
 
     `cpu_percent` (100 = one core) tells the relay's share from the harness's own (the
-    peers encode and decode too): with the relay in this process, the two are one.
+    peers encode and decode too; with the relay in this process, the two are one) and
+    from the whole machine's (other programs running meanwhile make a run noisy).
     """
     async with consultations(base_url, clip, sessions) as opened:
         before = await _stage_totals(base_url)
-        pids = {"relay": pid, "harness": os.getpid()}
-        cpu = {name: cpu_seconds(p) for name, p in pids.items()}
+        readers = {"relay": lambda: cpu_seconds(pid), "harness": lambda: cpu_seconds(os.getpid()), "machine": machine_cpu_seconds}
+        cpu = {name: read() for name, read in readers.items()}
         started = time.monotonic()
         begin, end = await measure(opened, options.warmup, options.seconds, label, progress)
         elapsed = time.monotonic() - started
-        cpu_percent = {name: round(100 * (cpu_seconds(p) - cpu[name]) / elapsed, 1) for name, p in pids.items()}
+        cpu_percent = {name: round(100 * (read() - cpu[name]) / elapsed, 1) for name, read in readers.items()}
         after = await _stage_totals(base_url)
         windows = [c.window(begin, end) for c in opened]
         series = _series(opened, begin, end)
