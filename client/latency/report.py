@@ -60,7 +60,9 @@ def _plots(result: dict[str, Any], out: Path) -> list[Path]:
         right.plot(n, [runs_n[k]["latency_ms"].get("p99", np.nan) for k in runs_n], "s-", color="tab:red", label="p99 latency")
         right.axhline(result["sweep"]["criteria"]["max_p99_ms"], color="tab:red", ls=":")
         right.set_ylabel("p99 latency (ms)")
-        fig.legend(loc="upper center")
+        left.set_xticks(n)
+        left.legend(left.get_lines()[:1] + right.get_lines()[:1], [line.get_label() for line in left.get_lines()[:1] + right.get_lines()[:1]],
+                    loc="center left")
         written.append(_save(fig, out / "capacity.png"))
 
     if "soak" in result:
