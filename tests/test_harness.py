@@ -18,6 +18,7 @@ from client.latency.relay import PassThrough, RelayProcess, relays
 from client.latency.session import Progress, consultations, measure
 from conftest import DATA
 from dmask_rt.pipeline import FrameResult
+from server.app import ServeConfig
 
 WEBCAM = DATA / "videos" / "p09_webcam.mp4"
 
@@ -59,13 +60,15 @@ def test_hop_offset_survives_drops_and_rounding() -> None:
 def test_frames_are_matched_to_the_camera_frames_they_show() -> None:
     clip = _numbered_clip()
 
-    async def scenario() -> tuple[list[matching.FrameTiming], dict[int, np.ndarray]]:
+    async def scenario() -> tuple[list[matching.FrameTiming], dict[int, np.ndarray], list[dict]]:
         async with relays({"pass": PassThrough}) as urls:
             async with consultations(urls["pass"], clip, 1, keep_images=90) as opened:
                 await measure(opened, 0.0, 2.5, "match", Progress(False))
-                return opened[0].timings(), opened[0].doctor.images
+                return opened[0].timings(), opened[0].doctor.images, opened[0].doctor.reports
 
-    timings, images = asyncio.run(scenario())
+    timings, images, reports = asyncio.run(scenario())
+    assert not ServeConfig().frame_reports  # opt-in: `dmask serve` sends none
+    assert {key for r in reports for key in r} == {"type", "pts", "input_pts", "seq", "received", "sent", "timings_ms"}  # no pixels
     compared = 0
     for frame in timings:
         image = images.get(frame.delivered_pts)

@@ -33,11 +33,17 @@ class Consultation:
         self.doctor = DoctorProbe(base_url, room, tokens["doctor"], keep_images)
         self._hops: tuple[int, int] | None = None
 
-    def timings(self) -> list[FrameTiming]:
-        """Every camera frame matched so far to its arrival at the doctor."""
+    def timings(self, recent: int | None = None) -> list[FrameTiming]:
+        """The camera frames matched so far to their arrival at the doctor.
+
+        `recent`: only among the last `recent` frames (cheap, for the progress line: it
+        runs on the event loop that also times the frames).
+        """
         sent, reports, arrivals = self.camera.sent.frames, self.doctor.reports, self.doctor.arrivals
         if self._hops is None:
             self._hops = matching.offsets(sent, reports, arrivals)
+        if recent is not None:
+            sent, reports, arrivals = sent[-recent:], reports[-recent:], arrivals[-recent:]
         return matching.match(sent, reports, arrivals, self._hops)
 
     def window(self, begin: float, end: float) -> dict[str, Any]:
@@ -105,7 +111,7 @@ class Progress:
 
 def _live_line(label: str, elapsed: float, total: float, opened: list[Consultation]) -> str:
     recent = time.monotonic() - 2.0
-    latencies = [f.latency_ms for c in opened for f in c.timings()[-90:] if f.delivered >= recent]
+    latencies = [f.latency_ms for c in opened for f in c.timings(90) if f.delivered >= recent]
     sent = sum(len(c.camera.sent.frames) for c in opened)
     delivered = sum(len(c.doctor.reports) for c in opened)
     p50 = f"{np.median(latencies):.0f} ms" if latencies else "-"
