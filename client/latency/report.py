@@ -68,14 +68,17 @@ def _plots(result: dict[str, Any], out: Path) -> list[Path]:
     if "soak" in result:
         soak = result["soak"]
         series = np.array(soak["series"]).reshape(-1, 2)
-        fig, left = plt.subplots(figsize=(9, 4))
+        fig, (left, under) = plt.subplots(2, 1, figsize=(9, 5.5), sharex=True, height_ratios=(3, 1))
         left.plot(series[:, 0] / 60, series[:, 1], ".", ms=2, color="tab:orange")
-        left.set(xlabel="minutes", ylabel="latency (ms)", title="Soak: latency and relay memory")
+        left.set(ylabel="latency (ms)", title="Soak: latency, relay memory, machine load")
+        under.set(xlabel="minutes", ylabel="machine CPU %")
         if soak["rss_mib"]:
             memory = np.array(soak["rss_mib"])
             right = left.twinx()
             right.plot(memory[:, 0] / 60, memory[:, 1], "-", color="tab:purple")
             right.set_ylabel("relay RSS (MiB)")
+            busy = np.array(soak["machine_cpu_percent"])
+            under.plot(busy[:, 0] / 60, busy[:, 1], "-", color="tab:gray")
         written.append(_save(fig, out / "soak.png"))
     return written
 

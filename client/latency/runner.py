@@ -115,15 +115,21 @@ async def sweep(url: str, pid: int, clip: Clip, options: Options, progress: Prog
 
 
 async def soak(url: str, pid: int, clip: Clip, minutes: float, options: Options, progress: Progress) -> dict[str, Any]:
-    """One consultation for `minutes`: latency drift (first minute vs last) and relay memory."""
-    memory: list[list[float]] = []
-    next_sample = 0.0
+    """One consultation for `minutes`: latency drift (first minute vs last) and relay memory.
+
+    Every `SOAK_SAMPLE_S`: the relay's resident memory, and the whole machine's CPU use
+    since the previous sample (a latency bump with a busy machine is someone else's load).
+    """
+    samples: list[list[float]] = []  # [time, relay MiB, machine CPU %]
+    previous = (time.monotonic(), machine_cpu_seconds())
 
     def sample(now: float) -> None:
-        nonlocal next_sample
-        if now >= next_sample:
-            memory.append([round(now, 1), round(rss_mib(pid), 1)])
-            next_sample = now + SOAK_SAMPLE_S
+        nonlocal previous
+        if not samples or now >= samples[-1][0] + SOAK_SAMPLE_S:
+            cpu = machine_cpu_seconds()
+            busy = 100 * (cpu - previous[1]) / max(now - previous[0], 1e-3)
+            samples.append([now, round(rss_mib(pid), 1), round(busy, 1)])
+            previous = (now, cpu)
 
     async with consultations(url, clip, 1) as opened:
         begin, end = await measure(opened, options.warmup, minutes * 60, "soak", progress, sample)
@@ -132,9 +138,10 @@ async def soak(url: str, pid: int, clip: Clip, minutes: float, options: Options,
     minute = min(60.0, (end - begin) / 2)
     first = [ms for t, ms in series if t < minute]
     last = [ms for t, ms in series if t >= end - begin - minute]
-    measured = [[round(t - begin, 1), mib] for t, mib in memory if t >= begin]
+    measured = [[round(t - begin, 1), mib] for t, mib, _ in samples if t >= begin]
+    machine = [[round(t - begin, 1), busy] for t, _, busy in samples if t >= begin]
     return {
-        "minutes": minutes, "window": window, "series": series, "rss_mib": measured,
+        "minutes": minutes, "window": window, "series": series, "rss_mib": measured, "machine_cpu_percent": machine,
         "first_minute_ms": stats.percentiles(first), "last_minute_ms": stats.percentiles(last),
         "drift_ms": {p: round(stats.percentiles(last)[p] - stats.percentiles(first)[p], 2) for p in ("p50", "p99")} if first and last else {},
         "rss_growth_mib": round(measured[-1][1] - measured[0][1], 1) if len(measured) > 1 else None,
