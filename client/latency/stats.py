@@ -24,7 +24,7 @@ def percentiles(values: Sequence[float]) -> dict[str, float]:
 
 
 def window(timings: Sequence[FrameTiming], sent: Sequence[tuple[int, int, float]],
-           arrivals: Sequence[tuple[float, float]], begin: float, end: float) -> dict[str, Any]:
+           arrivals: Sequence[tuple[float, int]], begin: float, end: float) -> dict[str, Any]:
     """The camera frames captured in [begin, end): how many arrived, how fast and how late.
 
     `dropped`: captured frames that never reached the doctor (the relay's latest-frame-wins
