@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 case "${1:-}" in
-  "") extras="" ;;
+  "") extras="[eval]" ;;
   --test) extras="[test]" ;;
   *) echo "usage: $0 [--test]" >&2; exit 2 ;;
 esac

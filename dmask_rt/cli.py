@@ -138,6 +138,28 @@ def cmd_setup(args: argparse.Namespace) -> int:
     return 0
 
 
+DEFAULT_EVAL_CLIPS = ("p01_gaze_left_right.mp4", "p02_gaze_wink.mp4", "p04_eye_closure_look_down.mp4", "p09_webcam.mp4")
+SHARED_REID = SHARED_VIDEOS.parent / "reid"
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    """Clinical fidelity and privacy of the mask beside crop, blur and pixelation: report.json, report.html and a table."""
+    from .evaluate import report, runner  # heavy imports (dlib, matplotlib): only for this command
+
+    videos = [Path(v) for v in args.videos] or [SHARED_VIDEOS / name for name in DEFAULT_EVAL_CLIPS]
+    galleries = [Path(g) for g in args.gallery] or [SHARED_REID / "johns", SHARED_REID / "face_recognition"]
+    try:
+        evaluation = runner.evaluate(videos, galleries, step=args.step,
+                                     masked=[Path(m) for m in args.masked] if args.masked else None)
+    except runner.EvaluationInputError as err:
+        print(f"dmask: error: {err}", file=sys.stderr)
+        return EXIT_UNUSABLE
+    json_path, html_path = report.write(evaluation, Path(args.out))
+    print(report.headline(evaluation.results))
+    print(f"\n-> {json_path}, {html_path}")
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     """Live consultations: the patient's browser camera reaches the doctor's browser only as the masked avatar."""
     from server.app import ServeConfig, serve  # heavy import (aiortc): only for this command
@@ -226,6 +248,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     setup_cmd = commands.add_parser("setup", help="fetch the model files", description=cmd_setup.__doc__)
     setup_cmd.set_defaults(run=cmd_setup)
+
+    eval_cmd = commands.add_parser("eval", help="measure fidelity and privacy beside crop, blur, pixelation", description=cmd_eval.__doc__)
+    eval_cmd.add_argument("videos", nargs="*", metavar="VIDEO", help="videos; names starting with the same NAME_ are one person (default: dev clips p01, p02, p04, p09_webcam)")
+    eval_cmd.add_argument("--gallery", action="append", default=[], metavar="DIR", help="identity gallery, a folder of NAME/*.jpg (repeatable; default: the shared reid sets)")
+    eval_cmd.add_argument("--masked", action="append", default=[], metavar="VIDEO", help="pre-masked output for each VIDEO, in order (repeatable; default: mask them now)")
+    eval_cmd.add_argument("--out", default=str(DEFAULT_OUT_DIR / "eval"), metavar="DIR", help="report folder (default: out/eval)")
+    eval_cmd.add_argument("--step", type=_positive_int, default=10, metavar="N", help="privacy probes every N frames, N >= 2 (default: 10)")
+    eval_cmd.set_defaults(run=cmd_eval)
 
     serve_cmd = commands.add_parser("serve", help="live masked consultations in the browser (WebRTC relay)", description=cmd_serve.__doc__)
     serve_cmd.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")

@@ -1,0 +1,308 @@
+"""The evaluation's outputs: report.json (every number), report.html (self-contained), a headline table.
+
+The HTML embeds its plots and sample frames as base64 PNG, so it is one file that
+opens offline. Note that its sample frames show the original faces: it is a report
+for whoever owns the footage, not something to share with the masked video.
+"""
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from ..video.outfile import write_atomically
+from .runner import OUTPUTS, ClipRun, Evaluation
+
+LABELS = {"mask": "digital mask", "raw": "raw original", "eye_crop": "eye-region crop", "blur": "face blur", "pixelate": "face pixelation"}
+
+
+@dataclass(frozen=True)
+class Target:
+    """One of the issue's targets, checked on the mask's pooled numbers."""
+
+    name: str
+    text: str
+    value: Callable[[dict], float | None]
+    ok: Callable[[float, dict], bool]
+
+
+def _get(results: dict, *keys: str) -> float | None:
+    node = results
+    for key in keys:
+        if node is None:
+            return None
+        node = node[key]
+    return node
+
+
+def _fid(*keys: str) -> Callable[[dict], float | None]:
+    return lambda r: _get(r, "fidelity", "pooled", "mask", *keys)
+
+
+def _priv(*keys: str) -> Callable[[dict], float | None]:
+    return lambda r: _get(r, "privacy", "mask", *keys)
+
+
+def _near_chance(attack: str) -> Callable[[float, dict], bool]:
+    # "Within 2 points of chance" read as "at most chance + 2 points": below chance
+    # (e.g. no face detected at all) is no privacy risk.
+    return lambda v, r: v <= _get(r, "privacy", "mask", attack, "chance") + 0.02
+
+
+TARGETS = (
+    Target("eye_region", "eye-region landmark error <= 0.8% of width (mean)", _fid("eye_region_error_pct_width", "mean"), lambda v, r: v <= 0.8),
+    Target("gaze_right", "gaze error, right eye <= 2 deg (mean)", _fid("gaze_error_deg", "right", "mean"), lambda v, r: v <= 2.0),
+    Target("gaze_left", "gaze error, left eye <= 2 deg (mean)", _fid("gaze_error_deg", "left", "mean"), lambda v, r: v <= 2.0),
+    Target("mrd1", "MRD1 error <= 0.05 iris diameters (mean)", _fid("lid_error_iris", "mrd1", "mean"), lambda v, r: v <= 0.05),
+    Target("mrd2", "MRD2 error <= 0.05 iris diameters (mean)", _fid("lid_error_iris", "mrd2", "mean"), lambda v, r: v <= 0.05),
+    Target("blink_f1", "blink F1 >= 0.95", _fid("blinks", "f1"), lambda v, r: v >= 0.95),
+    Target("identification", "rank-1 identification <= chance + 2 points", _priv("identification", "rank1"), _near_chance("identification")),
+    Target("mask2mask", "Mask2Mask rank-1 <= chance + 2 points", _priv("mask2mask", "rank1"), _near_chance("mask2mask")),
+    Target("verification", "verification (< 0.6 of own original) = 0%", _priv("verification", "share"), lambda v, r: v == 0.0),
+)
+
+
+def target_rows(results: dict) -> list[dict]:
+    """Each target with the mask's measured value and pass / fail / n/a (nothing to measure)."""
+    rows = []
+    for t in TARGETS:
+        value = t.value(results)
+        verdict = "n/a" if value is None else ("pass" if t.ok(value, results) else "FAIL")
+        rows.append({"target": t.name, "text": t.text, "measured": value, "result": verdict})
+    return rows
+
+
+# --- tables ----------------------------------------------------------------------------
+
+def _num(value: float | None, fmt: str = "{:.2f}", scale: float = 1.0) -> str:
+    return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else fmt.format(value * scale)
+
+
+def _pct(value: float | None) -> str:
+    return _num(value, "{:.1f}%", 100)
+
+
+FIDELITY_COLUMNS = ("output", "tracked", "eye err %w", "eye err /IOD", "gaze R deg", "gaze L deg",
+                    "MRD1 err", "MRD2 err", "fissure err", "blink F1", "kappa", "head pose deg")
+PRIVACY_COLUMNS = ("output", "rank-1 (chance)", "rank-1 of detected", "Mask2Mask (chance)", "verified < 0.6", "face detected")
+
+
+def fidelity_rows(results: dict) -> list[list[str]]:
+    rows = []
+    for name in OUTPUTS:
+        f = results["fidelity"]["pooled"][name]
+        m = lambda *k: _get(f, *k)  # noqa: E731
+        rows.append([LABELS[name], _pct(m("tracked_share")),
+                     _num(m("eye_region_error_pct_width", "mean"), "{:.2f}%"), _num(m("eye_region_error_iod", "mean"), "{:.3f}"),
+                     _num(m("gaze_error_deg", "right", "mean"), "{:.1f}"), _num(m("gaze_error_deg", "left", "mean"), "{:.1f}"),
+                     _num(m("lid_error_iris", "mrd1", "mean"), "{:.3f}"), _num(m("lid_error_iris", "mrd2", "mean"), "{:.3f}"),
+                     _num(m("lid_error_iris", "fissure", "mean"), "{:.3f}"),
+                     _num(m("blinks", "f1")), _num(m("blinks", "kappa")), _num(m("head_pose_error_deg", "mean"), "{:.1f}")])
+    rows.append(["target (mask)", "", "<= 0.80%", "", "<= 2.0", "<= 2.0", "<= 0.050", "<= 0.050", "", ">= 0.95", "(> 0.8 paper)", ""])
+    return rows
+
+
+def privacy_rows(results: dict) -> list[list[str]]:
+    rows = []
+    for name in OUTPUTS:
+        p = results["privacy"][name]
+        ident, m2m = p["identification"], p["mask2mask"]
+        rows.append([LABELS[name], f"{_pct(ident['rank1'])} ({_pct(ident['chance'])})", _pct(ident["rank1_detected"]),
+                     f"{_pct(m2m['rank1'])} ({_pct(m2m['chance'])})", _pct(p["verification"]["share"]), _pct(p["detection"]["share"])])
+    rows.append(["target (mask)", "<= chance + 2 pts", "", "<= chance + 2 pts", "0%", "(reported)"])
+    return rows
+
+
+def _markdown(columns: tuple[str, ...], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def headline(results: dict) -> str:
+    """The headline tables (fidelity, privacy, targets) as Markdown."""
+    clips = ", ".join(f"{Path(c['video']).name} ({c['frames']} frames)" for c in results["clips"])
+    gallery = results["privacy"]["gallery"]
+    targets = [[r["text"], _num(r["measured"], "{:.3f}"), r["result"]] for r in target_rows(results)]
+    parts = [
+        f"Clips: {clips}. Attack gallery: {gallery['identities']} identities, {gallery['embeddings']} embeddings; "
+        f"probes every {results['settings']['step']} frames.",
+        "Fidelity (original vs output, mean over frames where both show a face; lid errors in iris diameters):",
+        _markdown(FIDELITY_COLUMNS, fidelity_rows(results)),
+        "Privacy (dlib ResNet; a frame without a detected face is not identified):",
+        _markdown(PRIVACY_COLUMNS, privacy_rows(results)),
+        "Targets (digital mask):",
+        _markdown(("target", "measured", "result"), targets),
+    ]
+    if results["skipped"]:
+        parts.append("Skipped: " + "; ".join(f"{s['item']}: {s['reason']}" for s in results["skipped"]))
+    return "\n\n".join(parts)
+
+
+# --- JSON ------------------------------------------------------------------------------
+
+def jsonable(value: object) -> object:
+    """Numbers and containers as JSON values; numpy arrays as (nested) lists; NaN and inf as null."""
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return jsonable(np.round(value.astype(float), 5).tolist())
+    if isinstance(value, (np.floating, float)):
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, (np.integer, np.bool_)):
+        return value.item()
+    return value
+
+
+def _series_json(run: ClipRun) -> dict:
+    """Per-frame measures of the original and the mask, for anyone re-plotting them."""
+    out = {}
+    for name in ("original", "mask"):
+        s = run.series[name]
+        out[name] = {"face": s.found, "openness": s.openness, "mrd_iris": s.lids, "eye_angles_deg": s.eye_angles,
+                     "head_angles_deg": s.head_angles}
+    out["mask"]["fit_rms_px"] = run.fit_rms_px
+    return out
+
+
+def to_json(evaluation: Evaluation) -> dict:
+    """report.json: the results, the targets' verdicts and the per-frame measures."""
+    results = dict(evaluation.results)
+    results["targets"] = target_rows(results)
+    results["series"] = {Path(r.path).name: _series_json(r) for r in evaluation.runs}
+    return jsonable(results)
+
+
+# --- HTML ------------------------------------------------------------------------------
+
+def _png(figure) -> str:
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
+    plt.close(figure)
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def _img(b64: str, alt: str) -> str:
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{b64}">'
+
+
+def _trace_plot(run: ClipRun) -> str:
+    import matplotlib.pyplot as plt
+
+    o, m = run.series["original"], run.series["mask"]
+    panels = [
+        ("openness (right eye)", o.openness[:, 0], m.openness[:, 0]),
+        ("openness (left eye)", o.openness[:, 1], m.openness[:, 1]),
+        ("MRD1 right (iris d.)", o.lids[:, 0, 0], m.lids[:, 0, 0]),
+        ("gaze horizontal right (deg)", o.eye_angles[:, 0, 0], m.eye_angles[:, 0, 0]),
+        ("gaze vertical right (deg)", o.eye_angles[:, 0, 1], m.eye_angles[:, 0, 1]),
+        ("head yaw (deg)", o.head_angles[:, 0], m.head_angles[:, 0]),
+    ]
+    fig, axes = plt.subplots(len(panels), 1, figsize=(9, 1.6 * len(panels)), sharex=True)
+    for ax, (title, a, b) in zip(axes, panels):
+        ax.plot(a, label="original", lw=1.2)
+        ax.plot(b, label="mask", lw=1.2)
+        ax.set_ylabel(title, fontsize=7, rotation=0, ha="right")
+        ax.tick_params(labelsize=7)
+    axes[0].legend(fontsize=7, loc="upper right")
+    axes[-1].set_xlabel("frame")
+    return _png(fig)
+
+
+def _histograms(evaluation: Evaluation) -> str:
+    import matplotlib.pyplot as plt
+
+    per_clip = evaluation.results["fidelity"]["per_clip"].values()
+    panels = [("eye-region error (% width)", lambda p: p["eye_region_error_pct_width"], 0.8),
+              ("gaze error (deg, both eyes)", lambda p: p["gaze_error_deg"], 2.0),
+              ("MRD1 error (iris diameters)", lambda p: p["lid_error_iris"][:, :, 0], 0.05),
+              ("head pose error (deg)", lambda p: p["head_pose_error_deg"], None)]
+    fig, axes = plt.subplots(1, len(panels), figsize=(13, 2.8))
+    for ax, (title, pick, target) in zip(axes, panels):
+        for name in ("mask", "blur", "pixelate", "eye_crop"):
+            values = np.concatenate([np.ravel(pick(clip[name]["per_frame"])) for clip in per_clip])
+            values = values[np.isfinite(values)]
+            if len(values):
+                ax.hist(values, bins=30, histtype="step", label=LABELS[name])
+        if target is not None:
+            ax.axvline(target, color="k", ls="--", lw=1)
+        ax.set_title(title, fontsize=8)
+        ax.tick_params(labelsize=7)
+    axes[0].legend(fontsize=7)
+    return _png(fig)
+
+
+def _samples(run: ClipRun) -> str:
+    width = max(r.shape[1] for r in run.samples)
+    grid = np.vstack([np.pad(r, ((0, 0), (0, width - r.shape[1]), (0, 0))) for r in run.samples])
+    png = cv2.imencode(".png", grid[:, :, ::-1])[1]
+    return base64.b64encode(png.tobytes()).decode()
+
+
+def _table_html(columns: tuple[str, ...], rows: list[list[str]]) -> str:
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in row) + "</tr>" for row in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def to_html(evaluation: Evaluation) -> str:
+    """The self-contained HTML report."""
+    results = evaluation.results
+    targets = [[r["text"], _num(r["measured"], "{:.3f}"), r["result"]] for r in target_rows(results)]
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'><title>dmask evaluation</title><style>"
+        "body{font-family:sans-serif;margin:2em;max-width:1400px}table{border-collapse:collapse;margin:1em 0}"
+        "td,th{border:1px solid #bbb;padding:3px 8px;font-size:13px;text-align:right}td:first-child{text-align:left}"
+        "img{max-width:100%}</style></head><body>",
+        "<h1>dmask evaluation</h1>",
+        f"<p>{html.escape(headline(results).split(chr(10))[0])}</p>",
+        "<h2>Baseline table: fidelity</h2>",
+        "<p>Original vs each output, tracked with the same tracker; means over frames where both show a face. "
+        "Lid errors (MRD1, MRD2, fissure) in iris diameters.</p>",
+        _table_html(FIDELITY_COLUMNS, fidelity_rows(results)),
+        "<h2>Baseline table: privacy</h2>",
+        f"<p>Attacker: {html.escape(results['settings']['attacker'])}. A probe frame without a detected face counts as not identified.</p>",
+        _table_html(PRIVACY_COLUMNS, privacy_rows(results)),
+        "<h2>Targets (digital mask)</h2>",
+        _table_html(("target", "measured", "result"), targets),
+        "<h2>Error histograms (all clips)</h2>",
+        _img(_histograms(evaluation), "error histograms"),
+    ]
+    fit = results["fidelity"]["fit_rms_px"]["pooled"]
+    parts.append(f"<p>Mask fit residual (RMS landmark reprojection error): mean {_num(fit['mean'])} px, "
+                 f"p95 {_num(fit['p95'])} px over {fit['n']} frames.</p>")
+    for run in evaluation.runs:
+        name = Path(run.path).name
+        parts.append(f"<h2>{html.escape(name)} ({run.width}x{run.height}, {len(run.series['original'].found)} frames)</h2>")
+        parts.append("<h3>Per-frame traces: original vs mask</h3>" + _img(_trace_plot(run), f"traces {name}"))
+        if run.samples:
+            parts.append("<h3>Sample frames: original | mask | eye crop | blur | pixelation</h3>" + _img(_samples(run), f"samples {name}"))
+    if results["skipped"]:
+        parts.append("<h2>Skipped</h2><ul>" + "".join(
+            f"<li>{html.escape(s['item'])}: {html.escape(s['reason'])}</li>" for s in results["skipped"]) + "</ul>")
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def write(evaluation: Evaluation, out_dir: Path) -> tuple[Path, Path]:
+    """Write report.json and report.html into `out_dir` (created if missing); returns both paths."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, never a window
+    out_dir.mkdir(parents=True, exist_ok=True)
+    json_path, html_path = out_dir / "report.json", out_dir / "report.html"
+    write_atomically(json_path, json.dumps(to_json(evaluation), indent=1).encode())
+    write_atomically(html_path, to_html(evaluation).encode())
+    return json_path, html_path
