@@ -17,7 +17,8 @@ image pixels unless said otherwise. Per eye e (0 = subject's right):
                        MRD1 = (v_P - v_U(u_P)) / D,  MRD2 = (v_L(u_P) - v_P) / D,
                        fissure = MRD1 + MRD2, all in iris diameters
     gaze               the eye angles (theta, phi) of a FaceFitter fit; the error is the
-                       angle between the two gaze vectors, acos(d_orig . d_out)
+                       angle between the two gaze vectors, acos(d_orig . d_out), on
+                       frames where the original eye is open (blink states below)
     head pose          the fit's rotation; the error is the angle of R_orig^T R_out,
                        acos((tr(R_orig^T R_out) - 1) / 2)
     openness           fitter.eye_openness: mean lid gap / corner-to-corner width
@@ -220,6 +221,9 @@ def compare(original: Series, output: Series, width: int) -> dict:
     gaze_dot = np.sum(gaze_vectors(original.eye_angles) * gaze_vectors(output.eye_angles), axis=-1)
     gaze = np.degrees(np.arccos(np.clip(gaze_dot, -1.0, 1.0)))  # (n, 2)
     gaze[~both] = np.nan
+    # Under a closed lid the iris is not seen and the fit holds the last angle: no gaze to compare.
+    for e in range(2):
+        gaze[closed_states(np.where(ref, original.openness[:, e], np.nan)), e] = np.nan
     lids = np.abs(output.lids - original.lids)  # (n, 2, 3)
     lids[~both] = np.nan
     pose = rotation_angle_deg(original.rotation, output.rotation)
