@@ -14,9 +14,8 @@ import math
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from types import TracebackType
 
-from .video.outfile import AtomicFile, check_output_path
+from .video.outfile import AtomicFile, AtomicOutput, check_output_path
 
 SUFFIXES = (".jsonl", ".csv")
 FIXED_COLUMNS = ("frame", "time", "face_found")
@@ -27,7 +26,7 @@ def check_params_path(path: str | os.PathLike[str]) -> Path:
     return check_output_path(path, SUFFIXES)
 
 
-class ParamLog:
+class ParamLog(AtomicOutput):
     """Writes one row per frame; the format follows the suffix (.jsonl or .csv)."""
 
     def __init__(self, path: str | os.PathLike[str], param_names: Sequence[str]) -> None:
@@ -68,14 +67,6 @@ class ParamLog:
         self._out.close()
         self._file.discard()
 
-    def __enter__(self) -> ParamLog:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()
 
 
 def _number(value: float | None) -> float | None:

@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import os
 from fractions import Fraction
-from types import TracebackType
 
 import av
 import cv2
 import numpy as np
 
 from .decode import FALLBACK_RATE
-from .outfile import AtomicFile, check_output_path
+from .outfile import AtomicFile, AtomicOutput, check_output_path
 
 SUFFIXES = (".mp4", ".mov")
 # Measured at crf 20 on this 2-core class of machine, 512x512 / 960x540 real video:
@@ -79,7 +78,7 @@ class H264Encoder:
             self._container.mux(self._stream.encode(None))
 
 
-class VideoWriter:
+class VideoWriter(AtomicOutput):
     """An H.264 video file that appears at `path` only if the `with` block succeeds.
 
     It is written to a hidden temporary file in the same directory and renamed
@@ -126,11 +125,3 @@ class VideoWriter:
         finally:
             self._file.discard()
 
-    def __enter__(self) -> VideoWriter:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()

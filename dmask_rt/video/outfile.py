@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import secrets
 from pathlib import Path
+from types import TracebackType
 
 
 class OutputPathError(ValueError):
@@ -57,6 +58,29 @@ class AtomicFile:
     def discard(self) -> None:
         """Delete the temporary file; the final path is left untouched."""
         self.tmp.unlink(missing_ok=True)
+
+
+class AtomicOutput:
+    """Base of writers that publish their file only when complete.
+
+    Subclasses provide `close()` (finish and commit) and `abort()` (discard); as a
+    context manager the writer closes on success and aborts on any exception.
+    """
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def abort(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> AtomicOutput:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
 
 
 def write_atomically(path: Path, data: bytes) -> None:
