@@ -9,7 +9,11 @@ import numpy as np
 import pytest
 
 from conftest import DATA, assert_refused, run_dmask, video_frames
-from dmask_rt.evaluate import fidelity, privacy, runner
+from dmask_rt.evaluate import fidelity, ocular, privacy, runner
+from dmask_rt.measure import MeasureSeries
+from dmask_rt.measure.blinks import LidEvent
+from dmask_rt.model.generic_face import GenericFace
+from dmask_rt.model.params import AvatarParams
 from dmask_rt.track.tracker import FaceTracker
 
 CLIP = DATA / "videos" / "p09_webcam.mp4"
@@ -29,7 +33,7 @@ def embedder() -> privacy.Embedder:
 
 def _series(points: np.ndarray, n: int = 4) -> fidelity.Series:
     fit = (np.eye(3), np.zeros((2, 2)), (0.0, 0.0, 0.0))
-    return fidelity.Series.build([points] * n, [fit] * n)
+    return fidelity.Series.build(np.arange(n) / 30, [points] * n, [fit] * n)
 
 
 def test_identical_videos_give_zero_error(points):
@@ -57,21 +61,64 @@ def test_lid_distances_are_consistent(points):
     np.testing.assert_allclose(fidelity.lid_distances(points * 2 + 5), lids, atol=1e-9)  # scale-free
 
 
-def test_blink_events_f1_and_kappa():
-    closed = np.array([0, 1, 1, 0, 0, 1, 0], bool)
-    assert fidelity.events(closed) == [(1, 2), (5, 5)]
-    assert fidelity.event_f1([(1, 2), (5, 5)], [(2, 3)]) == pytest.approx(2 / 3)
-    assert fidelity.event_f1([(1, 2)], [(1, 2)]) == 1.0
+def test_lid_event_f1_needs_the_same_eyes_and_overlap_and_kappa():
+    blink = LidEvent("blink", "both", 1.0, 1.2, (0.1, 0.1))
+    wink = LidEvent("wink", "l", 3.0, 3.3, (0.9, 0.2))
+    assert fidelity.event_f1([blink, wink], [blink, wink]) == 1.0
+    # The wink read as a blink of both eyes does not agree; a blink elsewhere in time neither.
+    assert fidelity.event_f1([blink, wink], [blink, LidEvent("blink", "both", 3.0, 3.3, (0.2, 0.2))]) == pytest.approx(0.5)
+    assert fidelity.event_f1([blink], [LidEvent("blink", "both", 1.3, 1.5, (0.1, 0.1))]) == 0.0
     assert fidelity.event_f1([], []) is None
     assert fidelity.cohen_kappa(np.array([1, 1, 0, 0]), np.array([1, 0, 0, 0])) == pytest.approx(0.5)
-    assert fidelity.cohen_kappa(closed, closed) == 1.0
+    assert fidelity.cohen_kappa(np.array([1, 0, 1]), np.array([1, 0, 1])) == 1.0
     assert fidelity.cohen_kappa(np.zeros(5), np.zeros(5)) is None
 
 
-def test_hysteresis_keeps_one_closure_and_no_face_is_open():
-    openness = np.array([1, 1, 0.4, 0.55, 0.45, 0.7, 1, np.nan, 0.3, 1, 1])
-    closed = fidelity.closed_states(openness)
-    assert fidelity.events(closed) == [(2, 4), (8, 8)]
+def _with_openness(series: fidelity.Series, openness: np.ndarray) -> fidelity.Series:
+    series.openness[:] = openness
+    return series
+
+
+def test_blink_agreement_on_known_events(points):
+    n = 60
+    open_ = np.full((n, 2), 0.3)
+    original = open_.copy()
+    original[10:14] = 0.03     # a blink of both eyes
+    original[40:45, 1] = 0.03  # a wink of the left eye
+    same = fidelity.blink_agreement(_with_openness(_series(points, n), original), _with_openness(_series(points, n), original))
+    assert (same["events_original"], same["f1"], same["kappa"]) == (2, 1.0, 1.0)
+    as_blink = original.copy()
+    as_blink[40:45, 0] = 0.03  # the wink shown as a blink
+    result = fidelity.blink_agreement(_with_openness(_series(points, n), original), _with_openness(_series(points, n), as_blink))
+    assert result["f1"] == pytest.approx(0.5) and 0 < result["kappa"] < 1
+    # Frames where the output shows no face are open eyes: the blink is missed there.
+    faceless = _with_openness(_series(points, n), original)
+    faceless.found[8:16] = False
+    assert fidelity.blink_agreement(_with_openness(_series(points, n), original), faceless)["f1"] == pytest.approx(2 / 3)
+
+
+def _measured(face: GenericFace, n: int, right_eye_deg: float = 0.0) -> MeasureSeries:
+    series = MeasureSeries(face)
+    for i in range(n):
+        eyes = np.zeros((2, 2))
+        eyes[0, 0] = np.radians(right_eye_deg)
+        params = AvatarParams(np.eye(3), np.array([0.0, 0.0, 500.0]), np.zeros(face.n_expression), np.zeros(8), eyes)
+        series.add(i / 30, params)
+    return series
+
+
+def test_ocular_measures_compare_known_answers():
+    face = GenericFace.load()
+    same = ocular.compare(_measured(face, 40), _measured(face, 40))
+    assert same["errors"]["group_mrd1_iris"]["mean"] == 0.0 and same["errors"]["group_eye_angle_deg"]["n"] == 160
+    assert same["nystagmus"]["original"] == same["nystagmus"]["output"]
+    turned = ocular.compare(_measured(face, 40), _measured(face, 40, right_eye_deg=5.0))
+    assert turned["errors"]["eye_r_horizontal_deg"]["mean"] == pytest.approx(5.0)
+    assert turned["errors"]["eye_l_horizontal_deg"]["mean"] == 0.0
+    assert turned["errors"]["difference_horizontal_deg"]["mean"] == pytest.approx(5.0)
+    pooled = ocular.pooled([same, turned])
+    assert pooled["errors"]["difference_horizontal_deg"]["mean"] == pytest.approx(2.5)
+    assert pooled["nystagmus_agreement"] == 1.0
 
 
 def test_chance_level_and_rank1():
@@ -163,7 +210,12 @@ def test_small_evaluation_end_to_end(tmp_path):
     mask = report["fidelity"]["pooled"]["mask"]
     assert mask["tracked_share"] > 0.9 and mask["eye_region_error_pct_width"]["mean"] is not None
     assert {t["target"] for t in report["targets"]} >= {"eye_region", "blink_f1", "identification", "verification"}
+    # The ocular measures as `dmask measure` reads them: the raw original reads exactly the original.
+    ocular_raw = report["fidelity"]["ocular"]["pooled"]["raw"]
+    assert ocular_raw["errors"]["group_mrd1_iris"]["mean"] == 0.0 and ocular_raw["lid_events"]["f1"] == 1.0
+    assert report["fidelity"]["ocular"]["pooled"]["mask"]["errors"]["group_eye_angle_deg"]["n"] > 0
+    assert "Ocular measures as `dmask measure` reads them" in result.stdout
     page = (tmp_path / "r" / "report.html").read_text()
-    for section in ("Baseline table: fidelity", "Baseline table: privacy", "Error histograms", "Per-frame traces", "Sample frames"):
+    for section in ("Baseline table: fidelity", "Baseline table: ocular measures", "Baseline table: privacy", "Error histograms", "Per-frame traces", "Sample frames"):
         assert section in page
     assert page.count("data:image/png;base64,") >= 5 and "http" not in page

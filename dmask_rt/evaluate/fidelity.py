@@ -23,15 +23,15 @@ image pixels unless said otherwise. Per eye e (0 = subject's right):
                        acos((tr(R_orig^T R_out) - 1) / 2)
     openness           fitter.eye_openness: mean lid gap / corner-to-corner width
 
-Blinks: each eye's openness is divided by its own median over the clip (people's eyes
-differ in how open they are, and so do the avatar's), and the eye is closed from when
-that falls below `CLOSE_BELOW` until it rises above `REOPEN_ABOVE` (hysteresis: noise
-around one level does not split a closure in two). A blink event is a run of closed
-frames. Events agree when they overlap (one-to-one, in time order):
+Blinks: the events of `measure/blinks.py` (blinks, winks, closures; each eye's
+openness relative to its own usual opening, with hysteresis), found on each video's
+tracker openness. Events agree when they overlap in time and involve the same eyes (a
+wink read as a blink is a disagreement), matched one to one in time order:
 
     F1 = 2 TP / (events_original + events_output)
-    Cohen's kappa on the per-frame closed state: (p_o - p_e) / (1 - p_e), with p_o the
-    observed agreement and p_e = sum_c p_orig(c) p_out(c) the agreement by chance.
+    Cohen's kappa on the per-frame closed state of each eye, both eyes pooled:
+    (p_o - p_e) / (1 - p_e), with p_o the observed agreement and p_e = sum_c
+    p_orig(c) p_out(c) the agreement by chance.
 
 A frame in which the output shows no face is an open eye there: a doctor sees no blink.
 """
@@ -43,12 +43,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..fit.fitter import eye_openness
+from ..measure.blinks import LidEvent, closed_eyes, lid_events
 from ..model.eyeball import gaze_direction
 from ..model.mesh_indices import EYE_CORNERS, LOWER_LID, UPPER_LID, eye_rings
 from ..track.landmarks import IRIS_START
 
-CLOSE_BELOW = 0.5
-REOPEN_ABOVE = 0.65
 #: Eye-region point indices, per eye: the 16-point lid ring, then the 5 iris points.
 EYE_REGION = np.array(
     [np.concatenate([eye_rings()[e], np.arange(IRIS_START[e], IRIS_START[e] + 5)]) for e in range(2)]
@@ -99,6 +98,7 @@ def lid_distances(points: np.ndarray) -> np.ndarray:
 class Series:
     """Per-frame measures of one video (NaN where it has no face); n frames."""
 
+    times: np.ndarray        # (n,) seconds
     found: np.ndarray        # (n,) bool
     eye_points: np.ndarray   # (n, 2, 21, 2) eye-region points, px
     iod: np.ndarray          # (n,) px between the iris centres
@@ -109,15 +109,17 @@ class Series:
     head_angles: np.ndarray  # (n, 3) fitted yaw, pitch, roll, degrees
 
     @classmethod
-    def empty(cls, n: int) -> "Series":
-        nan = np.nan
-        return cls(np.zeros(n, bool), np.full((n, 2, 21, 2), nan), np.full(n, nan), np.full((n, 2), nan),
+    def empty(cls, times: np.ndarray) -> "Series":
+        nan, n = np.nan, len(times)
+        return cls(np.asarray(times, float), np.zeros(n, bool), np.full((n, 2, 21, 2), nan), np.full(n, nan), np.full((n, 2), nan),
                    np.full((n, 2, 3), nan), np.full((n, 2, 2), nan), np.full((n, 3, 3), nan), np.full((n, 3), nan))
 
     @classmethod
-    def build(cls, landmarks: list[np.ndarray | None], fits: list[tuple[np.ndarray, np.ndarray, tuple[float, float, float]] | None]) -> "Series":
-        """Measures from per-frame (478, 2) tracker points and fits (rotation, eye angles in radians, (yaw, pitch, roll) in degrees); None = none."""
-        series = cls.empty(len(landmarks))
+    def build(cls, times: np.ndarray, landmarks: list[np.ndarray | None],
+              fits: list[tuple[np.ndarray, np.ndarray, tuple[float, float, float]] | None]) -> "Series":
+        """Measures from per-frame times (s), (478, 2) tracker points and fits (rotation, eye
+        angles in radians, (yaw, pitch, roll) in degrees); None = none."""
+        series = cls.empty(times)
         for i, (points, fit) in enumerate(zip(landmarks, fits)):
             if points is None:
                 continue
@@ -144,38 +146,16 @@ def rotation_angle_deg(r1: np.ndarray, r2: np.ndarray) -> np.ndarray:
     return np.degrees(np.arccos(np.clip(cos, -1.0, 1.0)))
 
 
-def closed_states(openness: np.ndarray) -> np.ndarray:
-    """(n,) bool closed per frame from one eye's openness (NaN = no face = open), with hysteresis."""
-    level = np.nanmedian(openness) if np.any(np.isfinite(openness)) else np.nan
-    closed = np.zeros(len(openness), bool)
-    state = False
-    for i, o in enumerate(openness / level):
-        if not np.isfinite(o):
-            state = False
-        elif state:
-            state = o <= REOPEN_ABOVE
-        else:
-            state = o < CLOSE_BELOW
-        closed[i] = state
-    return closed
-
-
-def events(closed: np.ndarray) -> list[tuple[int, int]]:
-    """Runs of closed frames as (first, last) frame indices."""
-    padded = np.concatenate([[False], closed, [False]]).astype(np.int8)
-    edges = np.diff(padded)
-    return list(zip(np.flatnonzero(edges == 1).tolist(), (np.flatnonzero(edges == -1) - 1).tolist()))
-
-
-def event_f1(reference: list[tuple[int, int]], output: list[tuple[int, int]]) -> float | None:
-    """F1 = 2 TP / (|reference| + |output|), overlapping events matched one to one; None if neither has any."""
+def event_f1(reference: list[LidEvent], output: list[LidEvent]) -> float | None:
+    """F1 = 2 TP / (|reference| + |output|): events of the same eyes that overlap in time,
+    matched one to one in time order; None if neither has any."""
     if not reference and not output:
         return None
     used = [False] * len(output)
     tp = 0
-    for a0, a1 in reference:
-        for j, (b0, b1) in enumerate(output):
-            if not used[j] and b0 <= a1 and a0 <= b1:
+    for a in reference:
+        for j, b in enumerate(output):
+            if not used[j] and a.eyes == b.eyes and b.start_s <= a.end_s and a.start_s <= b.end_s:
                 used[j] = True
                 tp += 1
                 break
@@ -222,8 +202,7 @@ def compare(original: Series, output: Series, width: int) -> dict:
     gaze = np.degrees(np.arccos(np.clip(gaze_dot, -1.0, 1.0)))  # (n, 2)
     gaze[~both] = np.nan
     # Under a closed lid the iris is not seen and the fit holds the last angle: no gaze to compare.
-    for e in range(2):
-        gaze[closed_states(np.where(ref, original.openness[:, e], np.nan)), e] = np.nan
+    gaze[closed_eyes(np.where(ref[:, None], original.openness, np.nan))] = np.nan
     lids = np.abs(output.lids - original.lids)  # (n, 2, 3)
     lids[~both] = np.nan
     pose = rotation_angle_deg(original.rotation, output.rotation)
@@ -246,31 +225,23 @@ def compare(original: Series, output: Series, width: int) -> dict:
 
 
 def blink_agreement(original: Series, output: Series) -> dict:
-    """Blink events and per-frame closed states of both eyes, pooled: F1 and Cohen's kappa.
+    """Lid events and per-frame closed states of both eyes: F1 and Cohen's kappa.
 
     Frames where the original has no face do not count; where only the output lacks a
     face, its eyes count as open.
     """
     ref = original.found
-    n_ref_events = n_out_events = tp2 = 0
-    states_ref, states_out = [], []
-    for e in range(2):
-        a = closed_states(np.where(ref[:, None], original.openness, np.nan)[:, e])[ref]
-        b = closed_states(np.where(ref[:, None], output.openness, np.nan)[:, e])[ref]
-        ea, eb = events(a), events(b)
-        f1 = event_f1(ea, eb)
-        n_ref_events += len(ea)
-        n_out_events += len(eb)
-        tp2 += 0 if f1 is None else f1 * (len(ea) + len(eb))  # 2 TP of this eye
-        states_ref.append(a)
-        states_out.append(b)
-    total = n_ref_events + n_out_events
+    times = original.times[ref]
+    openness_ref = original.openness[ref]
+    openness_out = np.where(output.found[ref, None], output.openness[ref], np.nan)
+    events_ref, events_out = lid_events(times, openness_ref), lid_events(times, openness_out)
+    states_ref, states_out = closed_eyes(openness_ref).ravel(), closed_eyes(openness_out).ravel()
     return {
-        "events_original": n_ref_events,
-        "events_output": n_out_events,
-        "f1": tp2 / total if total else None,
-        "kappa": cohen_kappa(np.concatenate(states_ref), np.concatenate(states_out)),
-        "closed_share_original": float(np.mean(np.concatenate(states_ref))) if ref.any() else None,
+        "events_original": len(events_ref),
+        "events_output": len(events_out),
+        "f1": event_f1(events_ref, events_out),
+        "kappa": cohen_kappa(states_ref, states_out),
+        "closed_share_original": float(np.mean(states_ref)) if ref.any() else None,
     }
 
 

@@ -92,6 +92,8 @@ def _pct(value: float | None) -> str:
 
 FIDELITY_COLUMNS = ("output", "tracked", "eye err %w", "eye err /IOD", "gaze R deg", "gaze L deg",
                     "MRD1 err", "MRD2 err", "fissure err", "blink F1", "kappa", "head pose deg")
+OCULAR_COLUMNS = ("output", "MRD1 err", "MRD2 err", "fissure err", "openness err", "eye angle err deg",
+                  "R-L horiz. err deg", "R-L vert. err deg", "lid events F1", "nystagmus verdict agrees")
 PRIVACY_COLUMNS = ("output", "rank-1 (chance)", "rank-1 of detected", "Mask2Mask (chance)", "verified < 0.6", "face detected")
 
 
@@ -107,6 +109,17 @@ def fidelity_rows(results: dict) -> list[list[str]]:
                      _num(m("lid_error_iris", "fissure", "mean"), "{:.3f}"),
                      _num(m("blinks", "f1")), _num(m("blinks", "kappa")), _num(m("head_pose_error_deg", "mean"), "{:.1f}")])
     rows.append(["target (mask)", "", "<= 0.80%", "", "<= 2.0", "<= 2.0", "<= 0.050", "<= 0.050", "", ">= 0.95", "(> 0.8 paper)", ""])
+    return rows
+
+
+def ocular_rows(results: dict) -> list[list[str]]:
+    rows = []
+    for name in OUTPUTS:
+        o = results["fidelity"]["ocular"]["pooled"][name]
+        err = lambda group, fmt="{:.3f}": _num(_get(o, "errors", f"group_{group}", "mean"), fmt)  # noqa: E731
+        rows.append([LABELS[name], err("mrd1_iris"), err("mrd2_iris"), err("fissure_height_iris"), err("openness"),
+                     err("eye_angle_deg", "{:.1f}"), err("difference_horizontal_deg", "{:.1f}"),
+                     err("difference_vertical_deg", "{:.1f}"), _num(_get(o, "lid_events", "f1")), _pct(o["nystagmus_agreement"])])
     return rows
 
 
@@ -137,6 +150,9 @@ def headline(results: dict) -> str:
         f"probes every {results['settings']['step']} frames.",
         "Fidelity (original vs output, mean over frames where both show a face; lid errors in iris diameters):",
         _markdown(FIDELITY_COLUMNS, fidelity_rows(results)),
+        "Ocular measures as `dmask measure` reads them (original vs output, mean error over frames with the "
+        "original's eyes open; lengths in iris diameters):",
+        _markdown(OCULAR_COLUMNS, ocular_rows(results)),
         "Privacy (dlib ResNet; a frame without a detected face is not identified):",
         _markdown(PRIVACY_COLUMNS, privacy_rows(results)),
         "Targets (digital mask):",
@@ -272,6 +288,12 @@ def to_html(evaluation: Evaluation) -> str:
         "<p>Original vs each output, tracked with the same tracker; means over frames where both show a face. "
         "Lid errors (MRD1, MRD2, fissure) in iris diameters.</p>",
         _table_html(FIDELITY_COLUMNS, fidelity_rows(results)),
+        "<h2>Baseline table: ocular measures</h2>",
+        "<p>What <code>dmask measure</code> and the doctor's page read, from the fits of the original and of each "
+        "output: mean error over frames with the original's eyes open (lengths in iris diameters); lid events "
+        "(blinks, winks, closures) agree when the same eyes close at overlapping times; nystagmus: the share of "
+        "clips whose verdict is the same.</p>",
+        _table_html(OCULAR_COLUMNS, ocular_rows(results)),
         "<h2>Baseline table: privacy</h2>",
         f"<p>Attacker: {html.escape(results['settings']['attacker'])}. A probe frame without a detected face counts as not identified.</p>",
         _table_html(PRIVACY_COLUMNS, privacy_rows(results)),

@@ -28,13 +28,14 @@ import cv2
 import numpy as np
 
 from ..fit.fitter import FaceFitter, FitDiverged
+from ..measure import MeasureSeries
 from ..model.camera import Camera
 from ..model.generic_face import GenericFace
 from ..model.params import euler_angles
 from ..track.landmarks import FaceLandmarks
 from ..track.tracker import FaceTracker
 from ..video.decode import VideoInputError, VideoReader
-from . import fidelity, privacy
+from . import fidelity, ocular, privacy
 from .baselines import BASELINES
 
 OUTPUTS = ("mask", "raw", "eye_crop", "blur", "pixelate")
@@ -54,27 +55,32 @@ def identity_of(path: Path) -> str:
 
 
 class _Stream:
-    """Tracker + fitter of one stream, and its per-frame landmarks and fits."""
+    """Tracker + fitter of one stream, and its per-frame times, landmarks, fits and ocular measures."""
 
     def __init__(self, face: GenericFace) -> None:
         self.tracker = FaceTracker()
         self.fitter = FaceFitter(face)
+        self.times: list[float] = []
         self.landmarks: list[np.ndarray | None] = []
         self.fits: list[tuple[np.ndarray, np.ndarray, tuple[float, float, float]] | None] = []
+        self.measures = MeasureSeries(face)
 
-    def add(self, rgb: np.ndarray, camera: Camera) -> FaceLandmarks | None:
+    def add(self, rgb: np.ndarray, camera: Camera, time_s: float) -> FaceLandmarks | None:
         found = self.tracker.track(rgb)
-        fit = None
+        params = fit = None
         if found is not None:
             try:
                 params = self.fitter.fit(found, camera)
                 fit = (params.rotation, params.eyes, tuple(np.degrees(euler_angles(params.rotation))))
             except FitDiverged:
+                params = None
                 self.fitter.reset()
         else:
             self.fitter.reset()
+        self.times.append(time_s)
         self.landmarks.append(None if found is None else found.points.astype(np.float64))
         self.fits.append(fit)
+        self.measures.add(time_s, params)
         return found
 
 
@@ -87,6 +93,7 @@ class ClipRun:
     width: int
     height: int
     series: dict[str, fidelity.Series]
+    measures: dict[str, MeasureSeries]          # the ocular measures of the fits, per stream
     fit_rms_px: np.ndarray                      # (n,) the mask's fit residual, NaN without a face
     probe_frames: list[int]
     probes: dict[str, list[np.ndarray | None]]  # per output kind, at probe_frames
@@ -119,7 +126,7 @@ def run_clip(path: Path, step: int, face: GenericFace, embedder: privacy.Embedde
         total = reader.frames or 0
         sample_at = {int(total * q) // step * step for q in (0.2, 0.5, 0.8)} if total else {0}
         fit_rms: list[float] = []
-        run = ClipRun(path, identity_of(path), reader.width, reader.height, {}, np.empty(0), [],
+        run = ClipRun(path, identity_of(path), reader.width, reader.height, {}, {}, np.empty(0), [],
                       {name: [] for name in OUTPUTS}, [], [])
         for frame in reader:
             rgb = frame.rgb
@@ -135,10 +142,10 @@ def run_clip(path: Path, step: int, face: GenericFace, embedder: privacy.Embedde
                     raise EvaluationInputError(f"{masked}: ends at frame {frame.index}, before {path}")
                 mask = mask.rgb
                 fit_rms.append(np.nan)
-            found = streams["original"].add(rgb, camera)
+            found = streams["original"].add(rgb, camera, frame.time)
             outputs = {"mask": mask, **{name: make(rgb, found) for name, make in BASELINES.items()}}
             for name in TRACKED[1:]:
-                streams[name].add(outputs[name], camera)
+                streams[name].add(outputs[name], camera, frame.time)
             i = frame.index
             if i % step == 0:
                 run.probe_frames.append(i)
@@ -152,8 +159,10 @@ def run_clip(path: Path, step: int, face: GenericFace, embedder: privacy.Embedde
                 run.gallery.append(embedder.embed(rgb))
         if mask_frames is not None and next(mask_frames, None) is not None:
             raise EvaluationInputError(f"{masked}: has more frames than {path}")
-    run.series = {name: fidelity.Series.build(s.landmarks, s.fits) for name, s in streams.items()}
+    run.series = {name: fidelity.Series.build(np.array(s.times), s.landmarks, s.fits) for name, s in streams.items()}
     run.series["raw"] = run.series["original"]
+    run.measures = {name: s.measures for name, s in streams.items()}
+    run.measures["raw"] = run.measures["original"]
     run.fit_rms_px = np.array(fit_rms, float)
     return run
 
@@ -261,14 +270,21 @@ def _clip_keys(runs: list[ClipRun]) -> list[str]:
 
 
 def fidelity_results(runs: list[ClipRun]) -> dict:
-    """Per clip and pooled fidelity of every output kind, and the mask's fit residual."""
+    """Per clip and pooled fidelity of every output kind (tracker and ocular measures), and the mask's fit residual."""
+    keys = _clip_keys(runs)
     per_clip = {
         key: {name: fidelity.compare(run.series["original"], run.series[name], run.width) for name in OUTPUTS}
-        for key, run in zip(_clip_keys(runs), runs)
+        for key, run in zip(keys, runs)
+    }
+    measures = {
+        key: {name: ocular.compare(run.measures["original"], run.measures[name]) for name in OUTPUTS}
+        for key, run in zip(keys, runs)
     }
     pooled = {name: fidelity.pooled([clip[name] for clip in per_clip.values()]) for name in OUTPUTS}
     residual = {key: fidelity.stats(run.fit_rms_px) for key, run in zip(per_clip, runs)}
     return {"pooled": pooled, "per_clip": per_clip,
+            "ocular": {"pooled": {name: ocular.pooled([clip[name] for clip in measures.values()]) for name in OUTPUTS},
+                       "per_clip": measures},
             "fit_rms_px": {"pooled": fidelity.stats(np.concatenate([r.fit_rms_px for r in runs])), "per_clip": residual}}
 
 
