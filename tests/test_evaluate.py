@@ -115,9 +115,9 @@ def test_ocular_measures_compare_known_answers():
     turned = ocular.compare(_measured(face, 40), _measured(face, 40, right_eye_deg=5.0))
     assert turned["errors"]["eye_r_horizontal_deg"]["mean"] == pytest.approx(5.0)
     assert turned["errors"]["eye_l_horizontal_deg"]["mean"] == 0.0
-    assert turned["errors"]["difference_horizontal_deg"]["mean"] == pytest.approx(5.0)
+    assert turned["errors"]["deviation_horizontal_deg"]["mean"] == pytest.approx(5.0)
     pooled = ocular.pooled([same, turned])
-    assert pooled["errors"]["difference_horizontal_deg"]["mean"] == pytest.approx(2.5)
+    assert pooled["errors"]["deviation_horizontal_deg"]["mean"] == pytest.approx(2.5)
     assert pooled["nystagmus_agreement"] == 1.0
 
 

@@ -22,6 +22,7 @@ from dmask_rt.fit.gauss_newton import rodrigues
 from dmask_rt.measure import (
     MEASURE_NAMES, MeasureSeries, eyelid_measures, format_summary, frame_measures, nystagmus_windows,
 )
+from dmask_rt.measure.alignment import camera_fixation_angles
 from dmask_rt.measure.blinks import CLOSE_BELOW
 from dmask_rt.model.camera import Camera
 from dmask_rt.model.generic_face import GenericFace
@@ -112,10 +113,30 @@ def test_alignment_signs_and_prism_dioptres(face: GenericFace) -> None:
     m = frame_measures(face, p)
     assert m["difference_horizontal_deg"] == pytest.approx(10.0)  # > 0: converging (eso direction)
     assert m["difference_horizontal_pd"] == pytest.approx(100 * math.tan(math.radians(10.0)))  # 17.6 PD
-    assert m["deviation_r_horizontal_deg"] == pytest.approx(5.0) and m["deviation_l_horizontal_deg"] == pytest.approx(-5.0)
     assert m["gaze_horizontal_deg"] == pytest.approx(5.0)
+    # The deviation is what remains beyond the convergence that looking into the camera needs.
+    assert m["deviation_horizontal_deg"] == pytest.approx(10.0 - m["vergence_deg"])
+    assert m["deviation_r_horizontal_deg"] == pytest.approx(-m["deviation_l_horizontal_deg"])
+    assert m["deviation_r_horizontal_deg"] - m["deviation_l_horizontal_deg"] == pytest.approx(m["deviation_horizontal_deg"])
     # The log's measure columns never clash with the parameter columns they are merged with.
     assert set(m) == set(MEASURE_NAMES) and not set(MEASURE_NAMES) & set(param_names(face.n_expression))
+
+
+def test_vergence_of_a_frontal_face_at_known_distance(face: GenericFace) -> None:
+    p = base_params(face)
+    p.rotation, p.translation = np.eye(3), np.array([0.0, 0.0, 500.0])
+    centre = face.eye_centres[0]
+    # The camera sits 500 mm in front of the head frame's origin: each eye turns inward by
+    # atan(half the eye distance / that eye's distance from the camera).
+    expected = 2 * math.degrees(math.atan(abs(centre[0]) / (500.0 + centre[2])))
+    m = frame_measures(face, p)
+    assert m["vergence_deg"] == pytest.approx(expected) and 6.0 < expected < 8.0  # about 7 degrees at 50 cm
+    # Eyes looking straight into the camera: no deviation on either axis.
+    p.eyes = np.radians(camera_fixation_angles(face, p))
+    m = frame_measures(face, p)
+    assert m["deviation_horizontal_deg"] == pytest.approx(0.0, abs=1e-9)
+    assert m["deviation_vertical_deg"] == pytest.approx(0.0, abs=1e-9)
+    assert m["difference_horizontal_deg"] == pytest.approx(expected)
 
 
 # --- known answers through the real fitter ----------------------------------------------
@@ -146,12 +167,12 @@ def test_still_eyes_have_no_nystagmus(face: GenericFace) -> None:
 
 def test_squint_10deg_between_the_eyes(face: GenericFace) -> None:
     p = base_params(face)
-    p.eyes[0, 0] = math.radians(10.0)  # right eye 10 degrees inward, left eye straight
+    p.eyes = np.radians(camera_fixation_angles(face, p))  # both eyes on the camera...
+    p.eyes[0, 0] += math.radians(10.0)                    # ...but the right one 10 degrees inward
     series = fit_sequence(face, [p] * 90)
     # After the fit has learned the face's shape (30 frames), the mean over 60 frames.
-    difference = series.column("difference_horizontal_deg")[30:]
-    assert np.mean(difference) == pytest.approx(10.0, abs=1.0)
-    assert np.mean(series.column("difference_vertical_deg")[30:]) == pytest.approx(0.0, abs=1.0)
+    assert np.mean(series.column("deviation_horizontal_deg")[30:]) == pytest.approx(10.0, abs=1.0)
+    assert np.mean(series.column("deviation_vertical_deg")[30:]) == pytest.approx(0.0, abs=1.0)
 
 
 @pytest.mark.parametrize("closures", [(0.3, -0.15, 0.1, 0.0), (0.0, 0.5, 0.0, 0.2)])

@@ -21,12 +21,12 @@ from ..measure.blinks import closed_eyes
 from .fidelity import event_f1, stats
 
 #: Compared per frame: per-eye lid distances (iris diameters) and openness, each eye's
-#: angles, and the between-eye difference the deviation is read from.
+#: angles, and the deviation between the eyes.
 MEASURES = (
     "mrd1_r_iris", "mrd1_l_iris", "mrd2_r_iris", "mrd2_l_iris",
     "fissure_height_r_iris", "fissure_height_l_iris", "openness_r", "openness_l",
     "eye_r_horizontal_deg", "eye_l_horizontal_deg", "eye_r_vertical_deg", "eye_l_vertical_deg",
-    "difference_horizontal_deg", "difference_vertical_deg",
+    "deviation_horizontal_deg", "deviation_vertical_deg",
 )
 #: Headline groups: the mean error over both eyes of each.
 GROUPS = {
@@ -35,8 +35,8 @@ GROUPS = {
     "fissure_height_iris": ("fissure_height_r_iris", "fissure_height_l_iris"),
     "openness": ("openness_r", "openness_l"),
     "eye_angle_deg": ("eye_r_horizontal_deg", "eye_l_horizontal_deg", "eye_r_vertical_deg", "eye_l_vertical_deg"),
-    "difference_horizontal_deg": ("difference_horizontal_deg",),
-    "difference_vertical_deg": ("difference_vertical_deg",),
+    "deviation_horizontal_deg": ("deviation_horizontal_deg",),
+    "deviation_vertical_deg": ("deviation_vertical_deg",),
 }
 
 

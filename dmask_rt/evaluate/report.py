@@ -93,7 +93,7 @@ def _pct(value: float | None) -> str:
 FIDELITY_COLUMNS = ("output", "tracked", "eye err %w", "eye err /IOD", "gaze R deg", "gaze L deg",
                     "MRD1 err", "MRD2 err", "fissure err", "blink F1", "kappa", "head pose deg")
 OCULAR_COLUMNS = ("output", "MRD1 err", "MRD2 err", "fissure err", "openness err", "eye angle err deg",
-                  "R-L horiz. err deg", "R-L vert. err deg", "lid events F1", "nystagmus verdict agrees")
+                  "deviation horiz. err deg", "deviation vert. err deg", "lid events F1", "nystagmus verdict agrees")
 PRIVACY_COLUMNS = ("output", "rank-1 (chance)", "rank-1 of detected", "Mask2Mask (chance)", "verified < 0.6", "face detected")
 
 
@@ -118,8 +118,8 @@ def ocular_rows(results: dict) -> list[list[str]]:
         o = results["fidelity"]["ocular"]["pooled"][name]
         err = lambda group, fmt="{:.3f}": _num(_get(o, "errors", f"group_{group}", "mean"), fmt)  # noqa: E731
         rows.append([LABELS[name], err("mrd1_iris"), err("mrd2_iris"), err("fissure_height_iris"), err("openness"),
-                     err("eye_angle_deg", "{:.1f}"), err("difference_horizontal_deg", "{:.1f}"),
-                     err("difference_vertical_deg", "{:.1f}"), _num(_get(o, "lid_events", "f1")), _pct(o["nystagmus_agreement"])])
+                     err("eye_angle_deg", "{:.1f}"), err("deviation_horizontal_deg", "{:.1f}"),
+                     err("deviation_vertical_deg", "{:.1f}"), _num(_get(o, "lid_events", "f1")), _pct(o["nystagmus_agreement"])])
     return rows
 
 

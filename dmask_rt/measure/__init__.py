@@ -2,8 +2,9 @@
 
 - `eyelids.eyelid_measures`: MRD1, MRD2, palpebral fissure height and width (mm and
   iris diameters), openness and eye rotation, per eye, for one frame.
-- `alignment.alignment_measures`: deviation of each eye from the common gaze,
-  right-minus-left difference (degrees, prism dioptres) and MRD1 asymmetry.
+- `alignment.alignment_measures`: right-minus-left difference, the convergence that
+  fixating the camera needs, the deviation beyond it (degrees, prism dioptres) and
+  MRD1 asymmetry.
 - `frame.frame_measures` / `MEASURE_NAMES`: both as one flat row for the parameter log.
 - `blinks.lid_events`: blinks, winks and long closures with hysteresis.
 - `nystagmus.nystagmus_windows`: rhythmic eye oscillation in sliding windows.

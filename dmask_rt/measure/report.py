@@ -26,10 +26,12 @@ def format_summary(summary: dict) -> str:
     lines += [
         f"  MRD1 right - left: {_num(a['mrd1_asymmetry_mm']['median'])} mm",
         "Eye alignment, right - left (+ horizontal = converging, + vertical = right eye higher):",
-        f"  horizontal {_num(a['difference_horizontal_deg']['median'])} deg"
-        f" ({_num(a['difference_horizontal_pd']['median'])} PD), IQR {_num(a['difference_horizontal_deg']['iqr'])} deg",
-        f"  vertical {_num(a['difference_vertical_deg']['median'])} deg"
-        f" ({_num(a['difference_vertical_pd']['median'])} PD), IQR {_num(a['difference_vertical_deg']['iqr'])} deg",
+        f"  deviation from fixating the camera: horizontal {_num(a['deviation_horizontal_deg']['median'])} deg"
+        f" ({_num(a['deviation_horizontal_pd']['median'])} PD), IQR {_num(a['deviation_horizontal_deg']['iqr'])} deg;"
+        f" vertical {_num(a['deviation_vertical_deg']['median'])} deg"
+        f" ({_num(a['deviation_vertical_pd']['median'])} PD), IQR {_num(a['deviation_vertical_deg']['iqr'])} deg",
+        f"  = angle difference {_num(a['difference_horizontal_deg']['median'])} deg horizontal"
+        f" minus the {_num(a['vergence_deg']['median'])} deg convergence that looking into the camera needs",
         f"  common gaze IQR: horizontal {_num(a['gaze_horizontal_deg']['iqr'])} deg,"
         f" vertical {_num(a['gaze_vertical_deg']['iqr'])} deg",
     ]

@@ -29,10 +29,9 @@ import numpy as np
 
 from ..model.generic_face import GenericFace
 from ..model.params import EYE_ANGLE_NAMES, AvatarParams
-from .alignment import alignment_measures
 from .blinks import LidEvent, blink_rate_per_minute, closed_eyes, lid_events, relative_openness
-from .eyelids import EYE_SIDES, IRIS_DIAMETER_MM, eyelid_measures
-from .frame import LENGTHS, MEASURE_NAMES
+from .eyelids import EYE_SIDES, IRIS_DIAMETER_MM
+from .frame import LENGTHS, MEASURE_NAMES, all_measures
 from .nystagmus import NystagmusWindow, nystagmus_windows
 
 #: Relative openness below which an eye's angles are left out of the nystagmus analysis:
@@ -65,8 +64,7 @@ class MeasureSeries:
         """Measure one frame at `time_s` seconds (None: no face) and keep it; returns its measures."""
         row = None
         if params is not None:
-            eyelids = eyelid_measures(self.face, params, self.iris_diameter_mm)
-            row = {**eyelids, **alignment_measures(params, eyelids)}
+            row = all_measures(self.face, params, self.iris_diameter_mm)
         self.add_values(time_s, row)
         return row
 
@@ -144,7 +142,9 @@ class MeasureSeries:
             name: stats(name)
             for name in (
                 "difference_horizontal_deg", "difference_horizontal_pd",
-                "difference_vertical_deg", "difference_vertical_pd",
+                "difference_vertical_deg", "difference_vertical_pd", "vergence_deg",
+                "deviation_horizontal_deg", "deviation_horizontal_pd",
+                "deviation_vertical_deg", "deviation_vertical_pd",
                 "deviation_r_horizontal_deg", "deviation_l_horizontal_deg",
                 "deviation_r_vertical_deg", "deviation_l_vertical_deg",
                 "gaze_horizontal_deg", "gaze_vertical_deg", "mrd1_asymmetry_mm",

@@ -18,7 +18,8 @@ const MEASURES = [
   ["openness_r", "Right openness", "", 1], ["openness_l", "Left openness", "", 1],
   ["eye_r_horizontal_deg", "Right eye horizontal", "°", 30], ["eye_r_vertical_deg", "Right eye vertical", "°", 30],
   ["eye_l_horizontal_deg", "Left eye horizontal", "°", 30], ["eye_l_vertical_deg", "Left eye vertical", "°", 30],
-  ["difference_horizontal_pd", "Horizontal deviation R−L", " PD", 20], ["difference_vertical_pd", "Vertical deviation R−L", " PD", 20],
+  // Deviation beyond the convergence that looking into the camera needs (+ = eso / right hyper).
+  ["deviation_horizontal_pd", "Horizontal deviation R−L", " PD", 20], ["deviation_vertical_pd", "Vertical deviation R−L", " PD", 20],
 ];
 const rows = new Map();
 
