@@ -33,11 +33,18 @@ Trust, and where the numbers come from (six development clips, p01-p04, p06 and 
 tests/test_measure.py checks four):
 the fitted lids do not close fully on every shut eye. Measured o: squeezed winks
 0.26-0.45, blinks down to 0.0-0.45; eyes open but looking down 0.5-0.7; the open eye
-during a wink mostly 0.66-0.86. But the fit can also under-read one eye of a blink: on the
-low-resolution clip (face 160 px) one eye stays at 0.61-0.64 in 3 of 10 blinks. Hence
-0.7 for a wink's other eye: it calls those blinks blinks, at the price of a wink whose
-other eye is narrowed (p02, frame 388: 0.44 and 0.60), which is reported as an uneven
-blink, its `min_openness` showing which eye closed. The thresholds were set on these
+during a wink mostly 0.66-0.86. One eye of a blink can also be under-read: on the
+low-resolution clip (face 160 px), both eyes visibly shut, the right eye stays at
+0.61-0.64 in 3 of 10 blinks. Hence 0.7 for a wink's other eye: it calls those blinks
+blinks, at the price of a wink whose other eye is narrowed (p02, frame 388, left eye
+shut and right narrowed: 0.44 and 0.60), which is reported as an uneven blink, its
+`min_openness` showing which eye closed. Both readings come from the tracker, not the
+fit: the same relative openness taken from the tracked lid landmarks themselves
+(`fit.fitter.eye_openness`) is 0.60-0.63 for p08's right eye in those blinks and 0.46
+(left) / 0.66 (right) at p02's frame 388, and the fit follows them within a few
+hundredths (it reads fully shut lids lower than the landmarks, whose facing lid points
+never quite meet). With these inputs no threshold on the other eye tells that wink
+from those blinks. The thresholds were set on these
 clips, so they are tuned, not validated on independent footage. At 25-30 fps a blink
 spans 3-6 frames, so durations are good to about one frame (33-40 ms).
 """
