@@ -10,7 +10,9 @@ alignment measures; None = no face, kept as a gap). `summary()` then gives:
 - nystagmus (`nystagmus.py`) in sliding windows of the right eye, the left eye and
   their mean (the conjugate movement, with sqrt(2) less noise), with frames where the
   eye is closed or less than 70% open treated as gaps (the fit holds a covered eye's
-  angle, and a partly covered iris is tracked off-centre). A signal's verdict is a
+  angle, and a partly covered iris is tracked off-centre), the head pose and its
+  velocity regressed out of every window (the fitted eye angles follow head motion),
+  and the mean's windows counted only when both eyes beat together. A signal's verdict is a
   direction only when the oscillation is sustained: detected in at least two
   consecutive (half-overlapping) windows whose frequencies agree within 25%, i.e. over
   at least 1.5 windows (3 s at the default 2 s); "none" when windows were analysed
@@ -28,7 +30,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from ..model.generic_face import GenericFace
-from ..model.params import EYE_ANGLE_NAMES, AvatarParams
+from ..model.params import EYE_ANGLE_NAMES, POSE_NAMES, AvatarParams
 from .blinks import LidEvent, blink_rate_per_minute, closed_eyes, lid_events, relative_openness
 from .eyelids import EYE_SIDES, IRIS_DIAMETER_MM
 from .frame import LENGTHS, MEASURE_NAMES, all_measures
@@ -41,8 +43,9 @@ IRIS_OPEN_ABOVE = 0.7
 #: Frequency agreement between consecutive detected windows for a sustained finding.
 SUSTAINED_FREQUENCY_RATIO = 1.25
 
-#: What is kept per frame: the log's measures and the eye angles.
-COLUMNS = MEASURE_NAMES + EYE_ANGLE_NAMES
+#: What is kept per frame: the log's measures, the eye angles and the head pose (which the
+#: nystagmus test regresses out of the eye angles).
+COLUMNS = MEASURE_NAMES + EYE_ANGLE_NAMES + POSE_NAMES
 
 
 class MeasureSeries:
@@ -64,7 +67,8 @@ class MeasureSeries:
         """Measure one frame at `time_s` seconds (None: no face) and keep it; returns its measures."""
         row = None
         if params is not None:
-            row = all_measures(self.face, params, self.iris_diameter_mm)
+            pose = params.to_dict()
+            row = all_measures(self.face, params, self.iris_diameter_mm) | {name: pose[name] for name in POSE_NAMES}
         self.add_values(time_s, row)
         return row
 
@@ -106,10 +110,19 @@ class MeasureSeries:
         out["both"] = (out["r"] + out["l"]) / 2
         return out
 
+    def head_pose(self) -> np.ndarray:
+        """(N, 6) yaw, pitch, roll (deg) and x, y, z (mm) of the head, NaN without a face."""
+        return np.column_stack([self.column(name) for name in POSE_NAMES])
+
     def nystagmus(self, window_s: float = 2.0, **criteria: float) -> dict[str, list[NystagmusWindow]]:
-        """`nystagmus.nystagmus_windows` of each eye and of their mean."""
+        """`nystagmus.nystagmus_windows` of each eye and of their mean, with the head pose
+        regressed out; the mean's windows must be conjugate (both eyes)."""
         times = np.array(self.times)
-        return {k: nystagmus_windows(times, a, window_s, **criteria) for k, a in self.eye_angles().items()}
+        angles = self.eye_angles()
+        head = self.head_pose()
+        out = {k: nystagmus_windows(times, angles[k], window_s, head=head, **criteria) for k in EYE_SIDES}
+        out["both"] = nystagmus_windows(times, angles["both"], window_s, head=head, eyes=(angles["r"], angles["l"]), **criteria)
+        return out
 
     def summary(self, window_s: float = 2.0) -> dict:
         """The session's report as plain JSON values (None where nothing could be measured).
