@@ -10,12 +10,10 @@ X_e = R P_e + t. With the pinhole projection pi (camera.py), the energy is
     E = sum_i w_i |pi(X_i) - o_i|^2 / s^2  +  sum_e w_e |pi(X_e) - o_e|^2 / s^2
         + sum_j a_j (theta_j - m_j)^2
 
-        + sum_j tau_j H_jj (theta_j - theta_prev_j)^2
-
-where s (pixels per mm at the face) makes residuals read as millimetres on the face,
-(a, m) is the shape prior and the last term pulls toward the previous frame. The rotation is updated on the left, R <- exp([delta_omega]_x) R, so its
-Jacobian at the current estimate is dX/domega = -[R V]_x; omega accumulates the
-increments so the prior can hold the rotation near the previous frame's.
+where s (pixels per mm at the face) makes residuals read as millimetres on the face and
+(a, m) is the prior (`fitter.py` also uses it to hold a hidden eye's rotation). The
+rotation is updated on the left, R <- exp([delta_omega]_x) R, so its Jacobian at the
+current estimate is dX/domega = -[R V]_x; omega accumulates the increments.
 
 Analytic Jacobian of the projection:
 
@@ -111,16 +109,14 @@ def _pose_residual(R, t, V, P, X, fx, fy, cx, cy, ox, oy):
 def gauss_newton(
     mean, basis, fit_idx, weights, eye_centres, iris_depth, iris_w,
     obs, iris_obs, inv_s, fx, fy, cx, cy,
-    R, t, omega, beta, eyes, prior_w, prior_m, tau, previous, iters,
+    R, t, omega, beta, eyes, prior_w, prior_m, iters,
 ):
     """Run `iters` Gauss-Newton steps in place on (R, t, omega, beta, eyes).
 
     mean (N, 3), basis (K, N, 3): the linear face model, mm. fit_idx (F,), weights (F,):
     the vertices compared with `obs` (N, 2) pixels. eye_centres (2, 3), iris_obs (2, 2),
     iris_w (2,): the eyeballs and their tracked iris centres. prior_w, prior_m (6+K+4,):
-    the fixed priors. tau, previous (6+K+4,): the temporal prior, whose weight is tau_j
-    times the data's own curvature H_jj, so it steadies each parameter in proportion to
-    how well the landmarks pin it down, whatever the face's size in the image.
+    the priors' weights and means.
     Returns the weighted RMS reprojection error in pixels after the last step.
     """
     K = basis.shape[0]
@@ -199,7 +195,7 @@ def gauss_newton(
         rms = math.sqrt(sq / max(wsum, 1e-12))
         if it == iters:
             break
-        # Priors: a_j (theta_j - m_j)^2 + tau_j H_jj (theta_j - previous_j)^2.
+        # Priors: a_j (theta_j - m_j)^2.
         for j in range(n):
             if j < 3:
                 cur = omega[j]
@@ -209,9 +205,8 @@ def gauss_newton(
                 cur = beta[j - N_POSE]
             else:
                 cur = eyes[j - N_POSE - K]
-            temporal = tau[j] * h[j, j]
-            h[j, j] += prior_w[j] + temporal
-            g[j] += prior_w[j] * (cur - prior_m[j]) + temporal * (cur - previous[j])
+            h[j, j] += prior_w[j]
+            g[j] += prior_w[j] * (cur - prior_m[j])
         for a in range(n):
             h[a, a] += 1e-9
             for b in range(a + 1, n):

@@ -12,18 +12,20 @@ vertical angle in the head (degrees; or of both eyes' mean, the conjugate moveme
 
        x(t) = a + b t + sum_k g_k h_k(t) + sum_k g'_k dh_k/dt(t) + residual.
 
-   Why: the fitted eye angles follow head motion. The fit smooths the head pose over
-   time but not the eyes, so while the head moves the pose lags and the eye angles take
-   up the difference, an error of about (lag) x (head velocity), plus couplings between
-   pose and eye angle; to first order both are linear in the pose and its velocity. On
-   p03 (head swaying side to side at 1.1 Hz, x +-15 mm, yaw +-6 deg, roll +-4 deg, and
-   up and down at twice that) the eye angles swing +-15 deg horizontally and, at 2.2 Hz,
-   +-8 deg vertically in the fitted head, and these 12 regressors explain 94-99% of
-   their variance (R^2 of the mean: 0.99 horizontal, 0.94 vertical; pose alone 0.12 and
-   0.33). It is not the vestibulo-ocular reflex: the eyes move with the head, not
-   against it, and the eye angles that would fixate the camera explain under 2%; turning
-   the gaze into the camera frame leaves it as large. With the pose unsmoothed (fit
-   pose_tau = 0) the swing shrinks (horizontal SD 6.8 -> 2.6 deg) but does not vanish.
+   Why: the fitted eye angles follow head motion. The fit used to smooth the head pose
+   it fitted the eyes against, so while the head moved the pose lagged and the eye
+   angles took up the difference, an error of about (lag) x (head velocity), plus
+   couplings between pose and eye angle; to first order both are linear in the pose and
+   its velocity. On p03 (head swaying side to side at 1.1 Hz, x +-15 mm, yaw +-6 deg,
+   roll +-4 deg, and up and down at twice that) the eye angles then swung +-15 deg
+   horizontally and, at 2.2 Hz, +-8 deg vertically in the fitted head, and these 12
+   regressors explained 94-99% of their variance (R^2 of the mean: 0.99 horizontal,
+   0.94 vertical; pose alone 0.12 and 0.33). It is not the vestibulo-ocular reflex: the
+   eyes moved with the head, not against it, and the eye angles that would fixate the
+   camera explain under 2%. The fit now smooths only what it shows (`fit/fitter.py`),
+   which cut the swing from an SD of 6.8-7.6 to 2.6-3.3 deg (0.9-1.0 with the head
+   still), but not to nothing: without these regressors the single-eye signals of p02,
+   p03, p05 and p07 were still called sustained nystagmus; with them, none is.
 3. Peak, per axis: the highest local maximum of the 8x zero-padded, Hann-windowed
    periodogram of the residual strictly inside the band [2 / T, min(`max_hz`, 0.45 x
    frame rate)] (at least two cycles in the window; 1-8 Hz at the default 2 s). A
