@@ -113,9 +113,9 @@ def is_iris_or_pupil(img: np.ndarray) -> np.ndarray:
 
 
 def is_sclera(img: np.ndarray) -> np.ndarray:
-    """Bright, nearly grey pixels (skin is a warmer tone, the background darker)."""
+    """Nearly grey pixels, bright or in the lids' shadow (skin is a warmer tone, the background bluer)."""
     i = img.astype(int)
-    return (i.min(axis=-1) > 150) & (i.max(axis=-1) - i.min(axis=-1) < 20)
+    return (i.min(axis=-1) > 90) & (i.max(axis=-1) - i.min(axis=-1) < 20)
 
 
 def is_skin(img: np.ndarray) -> np.ndarray:
@@ -187,6 +187,22 @@ def test_open_eye_shows_pupil_at_gaze_point(renderer, face, camera):
     eye_u = camera.project(np.array([p.center for p in eyes]))[:, 0]
     assert np.all(np.minimum(np.abs(xs - eye_u[0]), np.abs(xs - eye_u[1])) < 40)
     assert (xs < W // 2).any() and (xs > W // 2).any()
+
+
+def test_lid_margins_have_lash_lines_and_shade_the_eyeball(renderer, face, camera):
+    """The skin just outside the upper margin takes the lash colour, and the sclera just
+    inside it lies in the lid's shadow: darker than the same sclera mid-opening."""
+    vertices, topology = face
+    img = renderer.render(camera, vertices, eye_poses()).astype(float)
+    luma = img.mean(axis=-1)
+    for ring, (_, cy) in zip(topology.eye_rings, EYE_CENTERS):
+        top = vertices[ring[14]]   # upper lid, 10 mm sideways from the eye centre: sclera below it
+        u, v = np.round(camera.project(top[None].astype(float))[0]).astype(int)
+        v_mid = int(round(camera.project(np.array([[top[0], cy, top[2]]]))[0, 1]))
+        assert is_sclera(img[v + 2 : v + 3, u : u + 1].astype(np.uint8)).all()
+        assert is_sclera(img[v_mid : v_mid + 1, u : u + 1].astype(np.uint8)).all()
+        assert luma[v + 2, u] < 0.85 * luma[v_mid, u]
+        assert luma[v - 2, u] < 0.8 * luma[v - 25, u]
 
 
 def test_collapsed_rings_hide_the_eyes(renderer, face, camera):

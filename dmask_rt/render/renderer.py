@@ -6,6 +6,8 @@ Per frame, in one framebuffer the size of the input frame:
      depth 1.0 so only there can the eyeballs pass the depth test; paint the mouth
      opening dark, writing depth 0.0;
   3. draw both eyeballs with the depth test: they appear only inside the eye openings;
+     then multiply in the lids' shadow: a band below each upper margin and a narrower
+     one above each lower margin (a fraction of the lid gap deep, darkest at the margin);
   4. clear only the depth buffer and draw the face surface over everything, so the
      lid margins cover the eyeball exactly where they are, and the face occludes
      itself when the head turns. A closed lid (collapsed ring) leaves no opening, so
@@ -20,6 +22,12 @@ then front faces opaquely. Which winding is "front" is decided each frame: the m
 vector area (sum of its triangles' area normals) points out of the face, hence towards
 the camera whenever the face can be seen at all. The triangles only need a consistent
 winding, either way.
+
+The lid margins carry a lash line: their vertices take the lash colour, which Gouraud
+shading fades into the skin over the triangles next to the margin. Shadow and lash lines
+are what a face tracker's eye model finds lids and corners by in real eyes; without them
+MediaPipe's iris model pulled the avatar's eye corners along with the iris and read its
+rotation at about half the rendered angle (eye turned 40 degrees, re-fitted about 20).
 
 The projection is flipped vertically, so the framebuffer read back bottom row first
 already is the image top row first: no flip copy.
@@ -52,6 +60,13 @@ FACE_AMBIENT = 0.35
 FACE_SPECULAR = 0.05
 FACE_SHININESS = 20.0
 EYE_AMBIENT = 0.6       # eyes stay bright whatever the light: the clinician looks at them
+#: Lash line: how far each lid-margin vertex takes the lash colour (Gouraud-faded into the
+#: skin around it). A face tracker finds the lids by these lines, as in a real eye.
+LASH_UPPER, LASH_LOWER, LASH_CORNER = 0.85, 0.4, 0.6
+#: Shadow inside the opening: (darkening at the margin, band depth as a fraction of the
+#: lid gap) below the upper lid and above the lower one.
+SHADE_UPPER = (0.45, 0.35)
+SHADE_LOWER = (0.25, 0.15)
 
 
 @dataclass(frozen=True)
@@ -99,6 +114,25 @@ def _fan_triangles(ring_sizes: list[int]) -> np.ndarray:
     return np.concatenate(tris).astype(np.int32)
 
 
+def _band_triangles(n_strips: int, chain_len: int) -> np.ndarray:
+    """Triangles of n_strips bands, each an outer chain then an inner chain of chain_len vertices."""
+    j = np.arange(chain_len - 1)
+    tris = []
+    for k in range(n_strips):
+        o, i = 2 * k * chain_len + j, (2 * k + 1) * chain_len + j
+        tris.append(np.stack([o, o + 1, i + 1], axis=1))
+        tris.append(np.stack([o, i + 1, i], axis=1))
+    return np.concatenate(tris).astype(np.int32)
+
+
+def _lid_chains(ring: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(upper, lower) chains of a lid ring [corner, lower..., corner, upper reversed...]:
+    both run corner to corner, and the j-th upper vertex faces the j-th lower one."""
+    n = len(ring)
+    half = n // 2
+    return ring[np.r_[0, n - 1 : half - 1 : -1]], ring[: half + 1]
+
+
 class AvatarRenderer:
     """Renders the avatar face and eyeballs to an RGB image of the input frame's size.
 
@@ -117,6 +151,8 @@ class AvatarRenderer:
     ) -> None:
         if not 0.0 < pupil_radius < iris_radius < eyeball_radius:
             raise ValueError("need 0 < pupil_radius < iris_radius < eyeball_radius")
+        if topology.eye_rings.shape[1] % 2:
+            raise ValueError("eye rings need an even length: a corner, the lower lid, a corner, the upper lid")
         self._topology = topology
         self._ctx = _create_context()
         self._fbo: moderngl.Framebuffer | None = None
@@ -130,8 +166,26 @@ class AvatarRenderer:
             self._face_prog = _program(self._ctx, "face")
             self._eye_prog = _program(self._ctx, "eyeball")
             self._fill_prog = _program(self._ctx, "fill")
+            self._shade_prog = _program(self._ctx, "shade")
             self._set_constant_uniforms(eyeball_radius, iris_radius, pupil_radius)
             self._face_ibo = self._ctx.buffer(topology.triangles.tobytes())
+            self._lash_vbo: moderngl.Buffer | None = None
+
+            # Shadow bands: per eye and lid, the margin chain (corner, 7 margin vertices,
+            # corner) and the same chain moved part of the way across the opening.
+            self._shade_pos = np.zeros((2, 2, 2, self._chain_len(), 3), np.float32)
+            shade = np.zeros(self._shade_pos.shape[:-1], np.float32)
+            for lid, (dark, _) in enumerate((SHADE_UPPER, SHADE_LOWER)):
+                shade[:, lid, 0] = dark
+            self._shade_vbo = self._ctx.buffer(reserve=self._shade_pos.nbytes)
+            self._shade_attr = self._ctx.buffer(shade.tobytes())
+            self._shade_ibo = self._ctx.buffer(_band_triangles(4, self._chain_len()).tobytes())
+            self._shade_vao = self._ctx.vertex_array(
+                self._shade_prog,
+                [(self._shade_vbo, "3f", "a_pos"), (self._shade_attr, "1f", "a_shade")],
+                self._shade_ibo,
+                4,
+            )
 
             sphere_points, sphere_tris = uv_hemisphere()
             self._sphere_vbo = self._ctx.buffer(sphere_points.tobytes())
@@ -160,6 +214,9 @@ class AvatarRenderer:
             )
         self.resize(width, height)
 
+    def _chain_len(self) -> int:
+        return self._topology.eye_rings.shape[1] // 2 + 1
+
     def _set_constant_uniforms(self, eyeball_radius: float, iris_radius: float, pupil_radius: float) -> None:
         """Colours, light and eyeball geometry: fixed for the renderer's life."""
         face, eye = self._face_prog, self._eye_prog
@@ -168,6 +225,7 @@ class AvatarRenderer:
         face["u_ambient"].value = FACE_AMBIENT
         face["u_specular"].value = FACE_SPECULAR
         face["u_shininess"].value = FACE_SHININESS
+        face["u_lash"].value = palette.unit_rgb(palette.LASH_RGB)
         eye["u_light_dir"].value = LIGHT_DIR
         eye["u_ambient"].value = EYE_AMBIENT
         eye["u_sclera"].value = palette.unit_rgb(palette.SCLERA_RGB)
@@ -207,13 +265,20 @@ class AvatarRenderer:
         if n_vertices == self._n_vertices:
             return
         if self._face_vao is not None:
-            for obj in (self._face_vao, self._face_pos, self._face_nrm):
+            for obj in (self._face_vao, self._face_pos, self._face_nrm, self._lash_vbo):
                 obj.release()
         self._face_pos = self._ctx.buffer(reserve=12 * n_vertices)
         self._face_nrm = self._ctx.buffer(reserve=12 * n_vertices)
+        lash = np.zeros(n_vertices, np.float32)
+        for ring in self._topology.eye_rings:
+            upper, lower = _lid_chains(ring)
+            lash[lower[1:-1]] = LASH_LOWER
+            lash[upper[1:-1]] = LASH_UPPER
+            lash[upper[[0, -1]]] = LASH_CORNER
+        self._lash_vbo = self._ctx.buffer(lash.tobytes())
         self._face_vao = self._ctx.vertex_array(
             self._face_prog,
-            [(self._face_pos, "3f", "a_pos"), (self._face_nrm, "3f", "a_normal")],
+            [(self._face_pos, "3f", "a_pos"), (self._face_nrm, "3f", "a_normal"), (self._lash_vbo, "1f", "a_lash")],
             self._face_ibo,
             4,
         )
@@ -229,6 +294,12 @@ class AvatarRenderer:
             self._fill_pos[start + 1 : start + 1 + len(ring)] = pts
             start += len(ring) + 1
         self._fill_vbo.write(self._fill_pos)
+        for e, ring in enumerate(self._topology.eye_rings):
+            upper, lower = vertices[_lid_chains(ring)[0]], vertices[_lid_chains(ring)[1]]
+            for lid, (outer, facing, (_, depth)) in enumerate(((upper, lower, SHADE_UPPER), (lower, upper, SHADE_LOWER))):
+                self._shade_pos[e, lid, 0] = outer
+                self._shade_pos[e, lid, 1] = outer + depth * (facing - outer)
+        self._shade_vbo.write(self._shade_pos)
 
     def render(
         self, camera: Camera, vertices: np.ndarray, eyes: tuple[EyeballPose, EyeballPose]
@@ -266,7 +337,7 @@ class AvatarRenderer:
             self._face_pos.write(v)
             self._face_nrm.write(normals)
             self._update_fills(v)
-            for prog in (self._face_prog, self._eye_prog, self._fill_prog):
+            for prog in (self._face_prog, self._eye_prog, self._fill_prog, self._shade_prog):
                 prog["u_proj"].write(proj_bytes)
             self._eye_prog["u_center"].write(centers)
             self._eye_prog["u_rotation"].write(rotations)
@@ -281,6 +352,13 @@ class AvatarRenderer:
 
             ctx.depth_func = "<"
             self._eye_vao.render(moderngl.TRIANGLES, instances=2)
+
+            # Lid shadows multiplied into the eyeballs (alpha kept); the face covers any spill.
+            ctx.disable(moderngl.DEPTH_TEST)
+            ctx.enable(moderngl.BLEND)
+            ctx.blend_func = moderngl.ZERO, moderngl.SRC_COLOR, moderngl.ZERO, moderngl.ONE
+            self._shade_vao.render(moderngl.TRIANGLES)
+            ctx.enable_only(moderngl.DEPTH_TEST)
 
             # Clear depth only (the fbo's colour mask also gates clear), then the face on top.
             fbo.color_mask = (False, False, False, False)
@@ -312,7 +390,8 @@ class AvatarRenderer:
             return
         with self._ctx:
             self._release_framebuffer()
-            objects = [self._face_vao, self._face_pos, self._face_nrm, self._face_ibo]
+            objects = [self._face_vao, self._face_pos, self._face_nrm, self._lash_vbo, self._face_ibo]
+            objects += [self._shade_vao, self._shade_vbo, self._shade_attr, self._shade_ibo, self._shade_prog]
             objects += [self._eye_vao, self._sphere_vbo, self._sphere_ibo]
             objects += [self._fill_vao, self._fill_vbo, self._fill_attr, self._fill_ibo]
             objects += [self._face_prog, self._eye_prog, self._fill_prog]

@@ -9,8 +9,10 @@ uniform float u_ambient;
 uniform float u_specular;
 uniform float u_shininess;
 uniform float u_outward;    // sign that turns a_normal towards the side of the skin being drawn
+uniform vec3 u_lash;        // colour of the lash line along the lid margins
 in vec3 a_pos;              // camera frame, mm
 in vec3 a_normal;           // unnormalised
+in float a_lash;            // 0 = plain skin ... 1 = lash colour (lid-margin vertices)
 out vec3 v_color;
 
 void main() {
@@ -18,6 +20,6 @@ void main() {
     vec3 v = normalize(-a_pos);
     float diffuse = max(dot(n, u_light_dir), 0.0);
     float spec = u_specular * pow(max(dot(n, normalize(u_light_dir + v)), 0.0), u_shininess);
-    v_color = u_skin * (u_ambient + (1.0 - u_ambient) * diffuse) + spec;
+    v_color = mix(u_skin * (u_ambient + (1.0 - u_ambient) * diffuse) + spec, u_lash, a_lash);
     gl_Position = u_proj * vec4(a_pos, 1.0);
 }
