@@ -27,6 +27,8 @@ FACE_A, FACE_B, FACE_DEPTH = 80.0, 105.0, 60.0   # half-ellipsoid semi-axes (x, 
 EYE_CENTERS = ((-32.0, -18.0), (32.0, -18.0))    # subject's right eye is on the image left
 EYE_AXES = (14.0, 7.0)
 MOUTH_CENTER, MOUTH_AXES = (0.0, 45.0), (22.0, 5.0)
+BROW_Y = (-32.0, -38.0)                           # each brow's lower and upper edge
+BROW_HALF_WIDTH = 14.0
 EYEBALL_RADIUS = 12.0
 
 
@@ -46,6 +48,11 @@ def make_face(spacing: float = 6.0) -> tuple[np.ndarray, FaceTopology]:
     """(N, 3) float32 vertices and topology of the synthetic face with three holes (grid spacing in mm)."""
     rings = [ellipse_ring(c, EYE_AXES, 16) for c in EYE_CENTERS]
     rings.append(ellipse_ring(MOUTH_CENTER, MOUTH_AXES, 20))
+    # Brows: per eye a lower and an upper edge of 5 points, lateral to medial.
+    brows = []
+    for cx, _ in EYE_CENTERS:
+        xs = cx + np.sign(cx) * np.linspace(BROW_HALF_WIDTH, -BROW_HALF_WIDTH, 5)
+        brows.extend(np.stack([xs, np.full(5, y)], axis=1) for y in BROW_Y)
     gx, gy = np.meshgrid(np.arange(-72.0, 72.1, spacing), np.arange(-96.0, 96.1, spacing))
     grid = np.stack([gx.ravel(), gy.ravel()], axis=1)
     # Keep grid points clear of the openings so Delaunay keeps every ring edge.
@@ -53,19 +60,21 @@ def make_face(spacing: float = 6.0) -> tuple[np.ndarray, FaceTopology]:
     for center, axes in [(c, EYE_AXES) for c in EYE_CENTERS] + [(MOUTH_CENTER, MOUTH_AXES)]:
         q = ((grid[:, 0] - center[0]) / axes[0]) ** 2 + ((grid[:, 1] - center[1]) / axes[1]) ** 2
         keep &= q > 1.6 ** 2
-    xy = np.concatenate([grid[keep]] + rings)
+    for cx, _ in EYE_CENTERS:   # nothing between a brow's edges but the brow
+        keep &= ~((np.abs(grid[:, 0] - cx) < BROW_HALF_WIDTH + 3.0) & (np.abs(grid[:, 1] - np.mean(BROW_Y)) < 6.0))
+    xy = np.concatenate([grid[keep]] + rings + brows)
     ring_idx, start = [], int(keep.sum())
-    for ring in rings:
+    for ring in rings + brows:
         ring_idx.append(np.arange(start, start + len(ring), dtype=np.int32))
         start += len(ring)
     tri = Delaunay(xy).simplices
     # The openings: triangles spanned by one ring alone.
     inside = np.zeros(len(tri), bool)
-    for idx in ring_idx:
+    for idx in ring_idx[:3]:
         inside |= np.isin(tri, idx).all(axis=1)
     tri = tri[~inside]
     vertices = np.column_stack([xy, surface_z(xy[:, 0], xy[:, 1])]).astype(np.float32)
-    topology = FaceTopology(tri.astype(np.int32), np.stack(ring_idx[:2]), ring_idx[2])
+    topology = FaceTopology(tri.astype(np.int32), np.stack(ring_idx[:2]), ring_idx[2], np.reshape(ring_idx[3:], (2, 2, 5)))
     return vertices, topology
 
 
@@ -202,7 +211,24 @@ def test_lid_margins_have_lash_lines_and_shade_the_eyeball(renderer, face, camer
         assert is_sclera(img[v + 2 : v + 3, u : u + 1].astype(np.uint8)).all()
         assert is_sclera(img[v_mid : v_mid + 1, u : u + 1].astype(np.uint8)).all()
         assert luma[v + 2, u] < 0.85 * luma[v_mid, u]
-        assert luma[v - 2, u] < 0.8 * luma[v - 25, u]
+        cheek = np.array([[top[0], cy + 16.0, float(surface_z(np.array(top[0]), np.array(cy + 16.0)))]])
+        uc, vc = np.round(camera.project(cheek)[0]).astype(int)
+        assert luma[v - 2, u] < 0.8 * luma[vc, uc]
+
+
+def test_brows_are_painted_brow_coloured(face, camera):
+    """The skin between a brow's edges takes the brow colour; without brows it is skin."""
+    vertices, topology = face
+    centres = [vertices[brow].reshape(-1, 3).mean(axis=0) for brow in topology.brows]
+    no_brows = FaceTopology(topology.triangles, topology.eye_rings, topology.mouth_ring, np.zeros((2, 2, 0)))
+    for topo, painted in ((topology, True), (no_brows, False)):
+        with AvatarRenderer(W, H, topo, eyeball_radius=EYEBALL_RADIUS) as r:
+            img = r.render(camera, vertices, eye_poses())
+        for centre in centres:
+            u, v = np.round(camera.project(centre[None].astype(float))[0]).astype(int)
+            patch = img[v - 1 : v + 2, u - 1 : u + 2].reshape(-1, 3).astype(int)
+            near_brow = np.abs(patch - palette.BROW_RGB).max(axis=1) <= 30
+            assert near_brow.all() == painted and is_skin(patch[None].astype(np.uint8)).all() != painted, (painted, patch)
 
 
 def test_collapsed_rings_hide_the_eyes(renderer, face, camera):
@@ -273,7 +299,7 @@ def with_quad(vertices, topology, center: tuple[float, float, float], facing_cam
     quad_sign = np.sign(np.cross(*np.diff(quad[tris[0] - n], axis=0))[2])
     if (quad_sign == front_sign) != facing_camera:
         tris = tris[:, ::-1]
-    topo = FaceTopology(np.concatenate([topology.triangles, tris]), topology.eye_rings, topology.mouth_ring)
+    topo = FaceTopology(np.concatenate([topology.triangles, tris]), topology.eye_rings, topology.mouth_ring, topology.brows)
     return np.concatenate([vertices, quad.astype(np.float32)]), topo
 
 
@@ -308,7 +334,7 @@ def test_skin_seen_from_behind_elsewhere_is_skin(face, camera, facing_camera):
 
 def test_either_consistent_winding_gives_the_same_image(renderer, face, camera):
     vertices, topology = face
-    reversed_topology = FaceTopology(topology.triangles[:, ::-1], topology.eye_rings, topology.mouth_ring)
+    reversed_topology = FaceTopology(topology.triangles[:, ::-1], topology.eye_rings, topology.mouth_ring, topology.brows)
     with AvatarRenderer(W, H, reversed_topology) as r:
         b = r.render(camera, vertices, eye_poses((yaw(15.0), yaw(15.0))))
     a = renderer.render(camera, vertices, eye_poses((yaw(15.0), yaw(15.0))))

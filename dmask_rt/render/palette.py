@@ -10,6 +10,7 @@ SKIN_RGB = (214, 178, 158)           # one neutral skin tone
 SOCKET_RGB = (150, 78, 88)           # dark pink seen in the eye opening around the eyeball
 MOUTH_RGB = (66, 28, 34)             # mouth interior
 LASH_RGB = (62, 44, 40)              # lash line along the lid margins (not as dark as the pupil)
+BROW_RGB = (70, 52, 44)              # brows: dark brown
 SCLERA_RGB = (240, 237, 230)
 IRIS_RGB = (70, 112, 138)            # blue-grey: high contrast against the black pupil
 PUPIL_RGB = (8, 8, 10)

@@ -1,9 +1,19 @@
-"""Which avatar vertices form the face surface and the rims of its openings."""
+"""Which avatar vertices form the face surface, the rims of its openings and its brows."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
+
+#: MediaPipe's 468-point face mesh (the avatar's): each brow's lower and upper edge,
+#: lateral to medial, [0] = subject's right brow (face_mesh_connections.py's eyebrows).
+MEDIAPIPE_BROWS = np.array(
+    [
+        [[46, 53, 52, 65, 55], [70, 63, 105, 66, 107]],
+        [[276, 283, 282, 295, 285], [300, 293, 334, 296, 336]],
+    ],
+    dtype=np.int32,
+)
 
 
 @dataclass(frozen=True)
@@ -16,30 +26,38 @@ class FaceTopology:
     eye_rings:  (2, 16) int32 closed rings of lid-margin vertices around each eye
                 opening, in order around the ring ([0] = subject's right eye, [1] = left).
     mouth_ring: (K,) int32 closed ring of inner-lip vertices around the mouth opening.
+    brows:      (2, 2, B) int32 per brow its lower and upper edge (the renderer paints
+                these vertices brow-coloured); MediaPipe's by default, which suits only
+                that mesh: another mesh passes its own, or (2, 2, 0) for none.
     """
 
     triangles: np.ndarray
     eye_rings: np.ndarray
     mouth_ring: np.ndarray
+    brows: np.ndarray = field(default_factory=lambda: MEDIAPIPE_BROWS.copy())
 
     def __post_init__(self) -> None:
         # Normalise dtypes once here so the renderer can upload them as-is.
         tri = np.ascontiguousarray(self.triangles, dtype=np.int32)
         eyes = np.ascontiguousarray(self.eye_rings, dtype=np.int32)
         mouth = np.ascontiguousarray(self.mouth_ring, dtype=np.int32)
+        brows = np.ascontiguousarray(self.brows, dtype=np.int32)
         if tri.ndim != 2 or tri.shape[1] != 3 or len(tri) == 0:
             raise ValueError(f"triangles must be (M, 3), got {tri.shape}")
         if eyes.ndim != 2 or eyes.shape[0] != 2 or eyes.shape[1] < 3:
             raise ValueError(f"eye_rings must be (2, n>=3), got {eyes.shape}")
         if mouth.ndim != 1 or len(mouth) < 3:
             raise ValueError(f"mouth_ring must be (K>=3,), got {mouth.shape}")
-        if min(tri.min(), eyes.min(), mouth.min()) < 0:
+        if brows.ndim != 3 or brows.shape[:2] != (2, 2):
+            raise ValueError(f"brows must be (2, 2, B), got {brows.shape}")
+        if min(tri.min(), eyes.min(), mouth.min(), brows.min(initial=0)) < 0:
             raise ValueError("vertex indices must be non-negative")
         object.__setattr__(self, "triangles", tri)
         object.__setattr__(self, "eye_rings", eyes)
         object.__setattr__(self, "mouth_ring", mouth)
+        object.__setattr__(self, "brows", brows)
 
     @property
     def min_vertex_count(self) -> int:
         """Smallest vertex array length that every index here fits into."""
-        return int(max(self.triangles.max(), self.eye_rings.max(), self.mouth_ring.max())) + 1
+        return int(max(self.triangles.max(), self.eye_rings.max(), self.mouth_ring.max(), self.brows.max(initial=0))) + 1

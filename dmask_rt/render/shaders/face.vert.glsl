@@ -9,10 +9,9 @@ uniform float u_ambient;
 uniform float u_specular;
 uniform float u_shininess;
 uniform float u_outward;    // sign that turns a_normal towards the side of the skin being drawn
-uniform vec3 u_lash;        // colour of the lash line along the lid margins
 in vec3 a_pos;              // camera frame, mm
 in vec3 a_normal;           // unnormalised
-in float a_lash;            // 0 = plain skin ... 1 = lash colour (lid-margin vertices)
+in vec4 a_tint;             // painted on the skin (lash lines, brows): rgb, unlit, and how much (a)
 out vec3 v_color;
 
 void main() {
@@ -20,6 +19,6 @@ void main() {
     vec3 v = normalize(-a_pos);
     float diffuse = max(dot(n, u_light_dir), 0.0);
     float spec = u_specular * pow(max(dot(n, normalize(u_light_dir + v)), 0.0), u_shininess);
-    v_color = mix(u_skin * (u_ambient + (1.0 - u_ambient) * diffuse) + spec, u_lash, a_lash);
+    v_color = mix(u_skin * (u_ambient + (1.0 - u_ambient) * diffuse) + spec, a_tint.rgb, a_tint.a);
     gl_Position = u_proj * vec4(a_pos, 1.0);
 }
