@@ -231,6 +231,24 @@ def test_brows_are_painted_brow_coloured(face, camera):
             assert near_brow.all() == painted and is_skin(patch[None].astype(np.uint8)).all() != painted, (painted, patch)
 
 
+def test_upper_lids_are_lit_as_draped_over_the_eyeballs(renderer, face, camera):
+    """The upper margins' normals point out of the eyeball (a lid lies on it), whatever
+    the mesh around them; the lower margins (away from the corners) keep the mesh's."""
+    vertices, topology = face
+    eyes = tuple(EyeballPose(p.center + np.array([6.0, 0.0, 0.0]), p.rotation) for p in eye_poses())
+    renderer.render(camera, vertices, eyes)
+    with renderer._ctx:   # the normals the face was lit with
+        normals = np.frombuffer(renderer._face_nrm.read(), np.float32).reshape(-1, 3)
+    mesh_normals = VertexNormals(topology.triangles, len(vertices))(vertices)
+    for ring, eye in zip(topology.eye_rings, eyes):
+        upper, lower = ring[9:], ring[3:6]
+        radial = vertices[upper] - eye.center
+        cos = np.sum(normals[upper] * radial, axis=1) / np.linalg.norm(normals[upper], axis=1) / np.linalg.norm(radial, axis=1)
+        assert (np.abs(cos) > 0.999).all()   # either sign: the normals keep the winding's side
+        cos_mesh = np.sum(normals[lower] * mesh_normals[lower], axis=1) / np.linalg.norm(normals[lower], axis=1) / np.linalg.norm(mesh_normals[lower], axis=1)
+        assert (cos_mesh > 0.999).all()
+
+
 def test_collapsed_rings_hide_the_eyes(renderer, face, camera):
     vertices, topology = face
     closed = vertices
