@@ -116,9 +116,12 @@ def is_pupil(img: np.ndarray) -> np.ndarray:
 
 
 def is_iris_or_pupil(img: np.ndarray) -> np.ndarray:
-    """Pupil pixels, or bluish ones other than the background (skin, sclera, fills are red-dominant)."""
-    i = img.astype(int)
-    return is_pupil(img) | ((i[..., 2] > i[..., 0] + 25) & ~is_background(img))
+    """Pupil pixels, or pixels of the iris colour under any shading (its green:red and
+    blue:red ratios; skin, lashes, brows, sclera and the fills have other ratios)."""
+    i = img.astype(float) + 1e-6
+    r, g, b = palette.IRIS_RGB
+    iris = (np.abs(i[..., 1] / i[..., 0] - g / r) < 0.06) & (np.abs(i[..., 2] / i[..., 0] - b / r) < 0.08) & (i[..., 0] > 20)
+    return is_pupil(img) | iris
 
 
 def is_sclera(img: np.ndarray) -> np.ndarray:

@@ -37,6 +37,8 @@ The upper lids are lit as lying on the eyeballs (DRAPE: their normals turn towar
 eyeball's radius), not as the mesh's sunken socket: gaze 6.5 -> 5.4 degrees, MRD1 0.092
 -> 0.083, eye-region points 0.91 -> 0.84% of the width; the blink scores of the two
 blink clips (few events) fell (F1 0.72 -> 0.51, per-frame kappa 0.50 -> 0.26).
+A brown iris (palette.IRIS_RGB; it was blue-grey) reads better still: gaze 5.4 -> 5.1
+degrees, MRD1 0.083 -> 0.069, blink F1 0.51 -> 0.57.
 
 The projection is flipped vertically, so the framebuffer read back bottom row first
 already is the image top row first: no flip copy.

@@ -1,6 +1,6 @@
 #version 330 core
 // Eyeball colour from the angle between the local direction and the gaze axis (0, 0, -1):
-// black pupil, blue-grey iris with radial fibres and a darker limbal ring, white sclera.
+// black pupil, brown iris with radial fibres and a darker limbal ring, white sclera.
 uniform vec3 u_light_dir;
 uniform float u_ambient;
 uniform vec3 u_sclera;
