@@ -202,8 +202,8 @@ def test_open_eye_shows_pupil_at_gaze_point(renderer, face, camera):
 
 
 def test_lid_margins_have_lash_lines_and_shade_the_eyeball(renderer, face, camera):
-    """The skin just outside the upper margin takes the lash colour, and the sclera just
-    inside it lies in the lid's shadow: darker than the same sclera mid-opening."""
+    """The skin just outside the upper margin takes the lash colour (a crisp line mid-lid),
+    and the sclera just inside it lies in the lid's shadow: darker than mid-opening."""
     vertices, topology = face
     img = renderer.render(camera, vertices, eye_poses()).astype(float)
     luma = img.mean(axis=-1)
@@ -211,12 +211,16 @@ def test_lid_margins_have_lash_lines_and_shade_the_eyeball(renderer, face, camer
         top = vertices[ring[14]]   # upper lid, 10 mm sideways from the eye centre: sclera below it
         u, v = np.round(camera.project(top[None].astype(float))[0]).astype(int)
         v_mid = int(round(camera.project(np.array([[top[0], cy, top[2]]]))[0, 1]))
-        assert is_sclera(img[v + 2 : v + 3, u : u + 1].astype(np.uint8)).all()
+        shaded = img[v + 2, u]
+        assert shaded.min() > 40 and shaded.max() - shaded.min() < 20   # sclera, darkened
         assert is_sclera(img[v_mid : v_mid + 1, u : u + 1].astype(np.uint8)).all()
         assert luma[v + 2, u] < 0.85 * luma[v_mid, u]
         cheek = np.array([[top[0], cy + 16.0, float(surface_z(np.array(top[0]), np.array(cy + 16.0)))]])
         uc, vc = np.round(camera.project(cheek)[0]).astype(int)
         assert luma[v - 2, u] < 0.8 * luma[vc, uc]
+        # Mid-lid, the pixel row just above the margin is the crisp lash line itself.
+        u, v = np.round(camera.project(vertices[ring[12]][None].astype(float))[0]).astype(int)
+        assert np.abs(img[v - 1, u] - palette.LASH_LINE_RGB).max() < 40, img[v - 1, u]
 
 
 def test_brows_are_painted_brow_coloured(face, camera):
