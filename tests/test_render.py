@@ -238,6 +238,18 @@ def test_brows_are_painted_brow_coloured(face, camera):
             assert near_brow.all() == painted and is_skin(patch[None].astype(np.uint8)).all() != painted, (painted, patch)
 
 
+def test_inner_eye_corners_are_caruncle_pink(renderer, face, camera):
+    """Just outside each ring's vertex n/2 (the medial corner on the avatar's mesh) the
+    skin is pink: green well below red, unlike skin or the lash line."""
+    vertices, topology = face
+    img = renderer.render(camera, vertices, eye_poses()).astype(float)
+    for ring, (cx, _) in zip(topology.eye_rings, EYE_CENTERS):
+        corner = vertices[ring[len(ring) // 2]]
+        u, v = np.round(camera.project(corner[None].astype(float))[0]).astype(int)
+        r, g, b = img[v, u + 2 * int(np.sign(corner[0] - cx))]
+        assert g / r < 0.72 and r > 150, (r, g, b)
+
+
 def test_upper_lids_are_lit_as_draped_over_the_eyeballs(renderer, face, camera):
     """The upper margins' normals point out of the eyeball (a lid lies on it), whatever
     the mesh around them; the lower margins (away from the corners) keep the mesh's."""

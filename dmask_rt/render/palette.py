@@ -12,6 +12,7 @@ MOUTH_RGB = (66, 28, 34)             # mouth interior
 LASH_RGB = (62, 44, 40)              # lash line along the lid margins (not as dark as the pupil)
 LASH_LINE_RGB = (50, 35, 30)         # the upper lids' crisper lash line (lighter than the pupil)
 BROW_RGB = (70, 52, 44)              # brows: dark brown
+CARUNCLE_RGB = (200, 120, 120)       # the pink caruncle in the inner eye corner
 SCLERA_RGB = (240, 237, 230)
 IRIS_RGB = (84, 56, 40)              # brown, as most irises: MediaPipe reads it better than blue-grey
 PUPIL_RGB = (8, 8, 10)

@@ -50,6 +50,11 @@ now a crisp strip (step 5) and the lid's shadow on the eyeball is darker at the 
 (SHADE_UPPER): MRD1 0.069 -> 0.059, blink F1 0.57 -> 0.76, kappa 0.31 -> 0.48, gaze
 5.1 -> 5.3 degrees; a rendered shut eye reads 0.043 open (lid gap / eye width; was
 0.054, real shut eyes about 0.04).
+The inner eye corner is caruncle pink (CARUNCLE; the medial corner vertex, ring[n/2]):
+gaze 5.3 -> 5.1 degrees, MRD1 0.059 -> 0.057, blink F1 0.76 -> 0.73 (one event).
+Tried and not kept: an upper-lid crease (a darker row of vertices 5-10 mm above the
+margin, moving with it: no gain), flatter or more frontal light (shut eyes read more
+open), darker or wider lash lines (read as part of the opening), a dimmer sclera.
 
 The projection is flipped vertically, so the framebuffer read back bottom row first
 already is the image top row first: no flip copy.
@@ -92,6 +97,8 @@ LASH_UPPER, LASH_LOWER, LASH_CORNER = 0.0, 0.4, 0.6
 LASH_LINE_MM = 1.2
 LASH_LINE_ALPHA = (1.0, 0.5)
 LASH_LINE_LIFT_MM = 0.3
+#: Caruncle: how far the medial eye corner (eye ring's vertex n/2) takes the caruncle's pink.
+CARUNCLE = 0.8
 #: Brows: how far their vertices take the brow colour (Gouraud-faded into the skin
 #: around them, which at this mesh's resolution makes a soft brow about as wide as one).
 BROW = 1.0
@@ -403,6 +410,7 @@ class AvatarRenderer:
             tint[lower[1:-1]] = (*lash, LASH_LOWER)
             tint[upper[1:-1]] = (*lash, LASH_UPPER)
             tint[upper[[0, -1]]] = (*lash, LASH_CORNER)
+            tint[upper[-1]] = (*palette.unit_rgb(palette.CARUNCLE_RGB), CARUNCLE)
         tint[self._topology.brows.ravel()] = (*palette.unit_rgb(palette.BROW_RGB), BROW)
         return tint
 
