@@ -255,6 +255,9 @@ class AvatarRenderer:
             self._lash_pos = np.zeros((2, 2, n, 3), np.float32)
             alpha = np.zeros((2, 2, n), np.float32)
             alpha[:, 0], alpha[:, 1] = LASH_LINE_ALPHA
+            self._upper_chains = np.array([_lid_chains(r)[0] for r in topology.eye_rings])
+            self._lower_chains = np.array([_lid_chains(r)[1] for r in topology.eye_rings])
+            self._brow_vertices = topology.brows.reshape(2, -1)
             self._lash_width = (LASH_LINE_MM * np.sin(np.pi * np.arange(n) / (n - 1))).astype(np.float32)[:, None]
             self._lash_vbo = self._ctx.buffer(reserve=self._lash_pos.nbytes)
             self._lash_attr = self._ctx.buffer(alpha.tobytes())
@@ -381,22 +384,19 @@ class AvatarRenderer:
 
         "Away" is towards the brows (a closed lid's margin lies on the lower one, so the
         opening cannot tell); without brows, away from the lower margin."""
-        brows = self._topology.brows
-        for e, ring in enumerate(self._topology.eye_rings):
-            upper, lower = _lid_chains(ring)
-            m = vertices[upper]
-            tangent = np.gradient(m, axis=0)
-            n = normals[upper]
-            side = np.cross(tangent, n)
-            side /= np.maximum(np.linalg.norm(side, axis=1, keepdims=True), 1e-12)
-            if brows.shape[2]:
-                away = vertices[brows[e]].reshape(-1, 3).mean(axis=0) - m.mean(axis=0)
-            else:
-                away = m.mean(axis=0) - vertices[lower].mean(axis=0)
-            if float(np.sum(side @ away)) < 0.0:
-                side = -side
-            self._lash_pos[e, 0] = m
-            self._lash_pos[e, 1] = m + self._lash_width * side
+        m = vertices[self._upper_chains]                      # (2, chain, 3)
+        tangent = np.empty_like(m)
+        tangent[:, 1:-1] = m[:, 2:] - m[:, :-2]
+        tangent[:, 0], tangent[:, -1] = m[:, 1] - m[:, 0], m[:, -1] - m[:, -2]
+        side = np.cross(tangent, normals[self._upper_chains])
+        side /= np.maximum(np.linalg.norm(side, axis=2, keepdims=True), 1e-12)
+        if self._brow_vertices.shape[1]:
+            away = vertices[self._brow_vertices].mean(axis=1) - m.mean(axis=1)
+        else:
+            away = m.mean(axis=1) - vertices[self._lower_chains].mean(axis=1)
+        sign = np.where(np.einsum("ecx,ex->e", side, away) < 0.0, -1.0, 1.0).astype(np.float32)
+        self._lash_pos[:, 0] = m
+        self._lash_pos[:, 1] = m + (sign[:, None, None] * self._lash_width) * side
         p = self._lash_pos.reshape(-1, 3)
         p *= 1.0 - LASH_LINE_LIFT_MM / np.maximum(np.linalg.norm(p, axis=1, keepdims=True), 1e-6)
         self._lash_vbo.write(self._lash_pos)
