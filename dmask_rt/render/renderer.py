@@ -27,42 +27,52 @@ vector area (sum of its triangles' area normals) points out of the face, hence t
 the camera whenever the face can be seen at all. The triangles only need a consistent
 winding, either way.
 
-The lower lid margins and the eye corners carry a lash line: their vertices take the lash
-colour, which Gouraud shading fades into the skin over the triangles next to the margin. Shadow and lash lines
-are what a face tracker's eye model finds lids and corners by in real eyes; without them
-MediaPipe's iris model pulled the avatar's eye corners along with the iris and read its
-rotation at about half the rendered angle (eye turned 40 degrees, re-fitted about 20).
-The brows are painted the same way, on their vertices (FaceTopology.brows): MediaPipe's
-iris model sees the brow in its eye crop (it outputs brow points) and was trained on
-faces that all have one. Measured on the dev clips re-rendered from their fits and read
-back as `dmask eval` does (p01, p02, p04, p09, 300 frames each): gaze error 7.7 -> 6.5
-degrees, MRD1 error 0.106 -> 0.092 iris diameters, blink F1 (p02, p04) 0.39 -> 0.72.
-The upper lids are lit as lying on the eyeballs (DRAPE: their normals turn towards the
-eyeball's radius), not as the mesh's sunken socket: gaze 6.5 -> 5.4 degrees, MRD1 0.092
--> 0.083, eye-region points 0.91 -> 0.84% of the width; the blink scores of the two
-blink clips (few events) fell (F1 0.72 -> 0.51, per-frame kappa 0.50 -> 0.26).
-A brown iris (palette.IRIS_RGB; it was blue-grey) reads better still: gaze 5.4 -> 5.1
-degrees, MRD1 0.083 -> 0.069, blink F1 0.51 -> 0.57.
-The upper lash line was the lash colour Gouraud-faded from the margin vertices over the
-lid's first row of triangles (some 5 mm): a soft dark band above the margin, which the
-tracker took for part of the opening, so narrowed and closed eyes read too open. It is
-now a crisp strip (step 5) and the lid's shadow on the eyeball is darker at the margin
-(SHADE_UPPER): MRD1 0.069 -> 0.059, blink F1 0.57 -> 0.76, kappa 0.31 -> 0.48, gaze
-5.1 -> 5.3 degrees; a rendered shut eye reads 0.043 open (lid gap / eye width; was
-0.054, real shut eyes about 0.04).
-The inner eye corner is caruncle pink (CARUNCLE; the medial corner vertex, ring[n/2]):
-gaze 5.3 -> 5.1 degrees, MRD1 0.059 -> 0.057, blink F1 0.76 -> 0.73 (one event).
-Tried and not kept: an upper-lid crease (a darker row of vertices 5-10 mm above the
-margin, moving with it: no gain), flatter or more frontal light (shut eyes read more
-open), darker or wider lash lines (read as part of the opening), a dimmer sclera.
+What the face shows besides skin is there for a face tracker as much as for the doctor:
+`dmask eval` reads the avatar with MediaPipe, whose eye model was trained on real eyes
+and finds lids, corners and irises by their cues (on a bare avatar it pulled the eye
+corners along with the iris and read eye turns at about half the rendered angle). All
+of it is fixed, identical for every patient, and moves only with the fitted mesh:
+  - lash lines: the lower margins and the eye corners take the lash colour on their
+    vertices (Gouraud-faded into the skin); the upper margins get a crisp strip (step
+    5). Faded over the lid's first row of triangles (some 5 mm) the upper line was a
+    soft dark band that the tracker took for part of the opening: narrowed and shut
+    eyes read too open;
+  - the lids' shadow on the eyeball (step 3), darkest at the upper margin;
+  - upper lids lit as lying on the eyeballs (DRAPE: the normals around each upper
+    margin turn towards the eyeball's radius), not as the mesh's sunken socket;
+  - brows, painted on their vertices (FaceTopology.brows): the iris model sees the brow
+    in its eye crop (it outputs brow points) and was trained on faces that all have one;
+  - a brown iris, as most are (it was blue-grey);
+  - a caruncle-pink inner eye corner (the ring's vertex n/2, the medial corner).
+Each was measured by re-rendering the dev clips' fits (p01, p02, p04, p09; 300 frames
+each) and reading them back as `dmask eval` does, one change after another (gaze error
+in degrees, MRD1 error in iris diameters, blink F1 and per-frame kappa on p02 and p04):
+  bare (lash lines and shadow as before, blue-grey iris)   gaze 7.7  MRD1 0.106  F1 0.39  kappa 0.21
+  + brows                                                   6.5       0.092       0.72     0.50
+  + upper lids draped (the lower ones too: gaze 5.9)        5.4       0.083       0.51     0.26
+  + brown iris                                              5.1       0.069       0.57     0.31
+  + crisp upper lash line, darker shadow at the margin      5.3       0.059       0.76     0.48
+  + caruncle                                                5.1       0.057       0.73     0.48
+The whole of it, `dmask eval` with its defaults (p01, p02, p04, p09, every frame): eye-region
+points 1.30 -> 1.21% of the width, gaze right 7.0 -> 5.0 and left 8.5 -> 5.4 degrees,
+MRD1 0.105 -> 0.063, MRD2 0.050 -> 0.050, blink F1 0.66 -> 0.77, kappa 0.35 -> 0.55.
+A rendered shut eye now reads 0.039 open (lid gap / eye width; 0.081 bare; real shut eyes
+about 0.04). Tried and not kept: an upper-lid crease (a darker row of vertices 5-10 mm
+above the margin, moving with it: no gain), flatter or more frontal light (shut eyes read
+more open), darker, wider or inward lash lines and shadows (read as part of the opening,
+or worse gaze), a dimmer sclera, darker eyeball shading, no corneal highlight (all within
+0.15 degrees), a crisp geometric brow (worse than the soft painted one); a 0.8 px blur
+of the whole frame gained 0.3 degrees of gaze, 2x supersampling nothing.
 
 The projection is flipped vertically, so the framebuffer read back bottom row first
 already is the image top row first: no flip copy.
 
 Cost on llvmpipe, 2 cores shared with other jobs (tests/test_render.py print_timing(),
-300 frames, ~920 face triangles): 640x480 median 1.9-2.2 ms, p99 3.5-5.5 ms; 512x512
-median 1.5-1.9 ms, p99 2.2-3.3 ms; about 2-3 ms of CPU a frame over llvmpipe's threads.
-About 0.6 ms is fixed: clears, RGB read-back and Python. Run it from the repo root:
+300 frames, ~940 face triangles): 640x480 median 1.9-2.2 ms, p99 3.2-4.1 ms; 512x512
+median 1.85-2.1 ms, p99 3.1-3.6 ms; about 2.2-2.9 ms of CPU a frame over llvmpipe's
+threads (before brows, drape and lash strips, run alternately: 1.5-2.3 ms at 640x480;
+the drape and lash strips add about 0.12 ms of Python a frame). About 0.6 ms is fixed:
+clears, RGB read-back and Python. Run it from the repo root:
 
     .venv/bin/python -c "import tests.test_render as t; t.print_timing()"
 """
