@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from dmask_rt.fit.fitter import FaceFitter, FitConfig
-from dmask_rt.fit.gauss_newton import rodrigues
+from dmask_rt.fit.gauss_newton import rodrigues, rotation_log
 from dmask_rt.model.camera import Camera
 from dmask_rt.model.eyeball import IRIS_DEPTH_MM
 from dmask_rt.model.generic_face import GenericFace
@@ -137,6 +137,15 @@ def test_nystagmus_survives_temporal_regularisation(face: GenericFace) -> None:
     # No lag: the fitted trace correlates best with the truth at zero shift.
     shifts = [np.dot(np.roll(fitted_a, -s), truth_a) for s in range(-3, 4)]
     assert int(np.argmax(shifts)) - 3 == 0
+
+
+def test_rotation_log_inverts_rodrigues() -> None:
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        w = rng.normal(size=3)
+        w *= rng.uniform(0.0, 3.0) / np.linalg.norm(w)  # angles up to 3 rad (172 degrees)
+        np.testing.assert_allclose(rotation_log(rodrigues(w)), w, atol=1e-7)
+    np.testing.assert_array_equal(rotation_log(np.eye(3)), np.zeros(3))
 
 
 def test_eyes_stay_still_in_a_swaying_head(face: GenericFace) -> None:

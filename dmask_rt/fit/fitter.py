@@ -27,7 +27,6 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.spatial.transform import Rotation
 
 from ..model.camera import Camera
 from ..model.eyeball import IRIS_DEPTH_MM
@@ -35,7 +34,7 @@ from ..model.generic_face import GenericFace
 from ..model.mesh_indices import EYE_CORNERS, IRIS_CENTRE, LOWER_LID, UPPER_LID
 from ..model.params import AvatarParams
 from ..track.landmarks import FaceLandmarks
-from .gauss_newton import N_EYE, N_POSE, gauss_newton, rodrigues
+from .gauss_newton import N_EYE, N_POSE, gauss_newton, rodrigues, rotation_log
 from .own_shape import OwnShape
 
 
@@ -143,9 +142,9 @@ class FaceFitter:
         """`fitted` with its pose and expression moved only part of the way from `shown` (module docstring)."""
         g_pose = 1.0 / (1.0 + self.config.pose_tau)
         g_expression = 1.0 / (1.0 + self.config.expression_tau)
-        turn = Rotation.from_matrix(fitted.rotation @ shown.rotation.T).as_rotvec()
+        turn = rotation_log(np.ascontiguousarray(fitted.rotation @ shown.rotation.T))
         result = fitted.copy()
-        result.rotation = Rotation.from_rotvec(g_pose * turn).as_matrix() @ shown.rotation
+        result.rotation = rodrigues(g_pose * turn) @ shown.rotation
         result.translation = shown.translation + g_pose * (fitted.translation - shown.translation)
         result.expression = shown.expression + g_expression * (fitted.expression - shown.expression)
         return result

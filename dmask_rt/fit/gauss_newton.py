@@ -48,6 +48,18 @@ def rodrigues(w: np.ndarray) -> np.ndarray:
 
 
 @njit(cache=True)
+def rotation_log(r: np.ndarray) -> np.ndarray:
+    """w with rodrigues(w) = R, for rotations under 180 degrees: angle = acos((tr R - 1) / 2),
+    axis = (R - R^T)^vee / (2 sin(angle))."""
+    cos = min(1.0, max(-1.0, (r[0, 0] + r[1, 1] + r[2, 2] - 1.0) / 2.0))
+    theta = math.acos(cos)
+    vee = np.array([r[2, 1] - r[1, 2], r[0, 2] - r[2, 0], r[1, 0] - r[0, 1]])
+    if theta < 1e-9:
+        return vee / 2.0  # first order: R = I + [w]x
+    return vee * (theta / (2.0 * math.sin(theta)))
+
+
+@njit(cache=True)
 def _accumulate(h, g, jx, jy, rx, ry, n):
     """H += Jx^T Jx + Jy^T Jy (upper triangle), g += Jx^T rx + Jy^T ry."""
     for a in range(n):
