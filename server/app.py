@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,7 +39,14 @@ from .rooms import ROLES, LimitReached, Limits, Room, RoomRegistry
 
 log = logging.getLogger(__name__)
 
-STATIC_DIR = Path(__file__).resolve().parents[1] / "static"
+def _static_dir() -> Path:
+    """The pages: the source tree's static/ (run from a checkout or an editable install),
+    else the copy a regular install puts under <prefix>/share/dmask/static."""
+    source = Path(__file__).resolve().parents[1] / "static"
+    return source if source.is_dir() else Path(sys.prefix) / "share" / "dmask" / "static"
+
+
+STATIC_DIR = _static_dir()
 MAX_BODY = 64 * 1024
 
 SECURITY_HEADERS = {
