@@ -133,8 +133,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_setup(args: argparse.Namespace) -> int:
-    """Fetch the model files."""
+    """Fetch the model files and compile the fit (once per install)."""
+    from .fit.fitter import warm_up
+    from .model.generic_face import GenericFace
+
     print(f"models in {assets.fetch()}")
+    warm_up(GenericFace.load())
+    print("fit compiled")
     return 0
 
 
@@ -246,7 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench_cmd.add_argument("--json", metavar="OUT", help="also save the JSON report here")
     bench_cmd.set_defaults(run=cmd_bench)
 
-    setup_cmd = commands.add_parser("setup", help="fetch the model files", description=cmd_setup.__doc__)
+    setup_cmd = commands.add_parser("setup", help="fetch the model files and compile the fit", description=cmd_setup.__doc__)
     setup_cmd.set_defaults(run=cmd_setup)
 
     eval_cmd = commands.add_parser("eval", help="measure fidelity and privacy beside crop, blur, pixelation", description=cmd_eval.__doc__)

@@ -33,6 +33,7 @@ from ..model.eyeball import IRIS_DEPTH_MM
 from ..model.generic_face import GenericFace
 from ..model.mesh_indices import EYE_CORNERS, IRIS_CENTRE, LOWER_LID, UPPER_LID
 from ..model.params import AvatarParams
+from ..model.projection import project_landmarks
 from ..track.landmarks import FaceLandmarks
 from .gauss_newton import N_EYE, N_POSE, gauss_newton, rodrigues, rotation_log
 from .own_shape import OwnShape
@@ -165,3 +166,21 @@ class FaceFitter:
 
 class FitDiverged(RuntimeError):
     """The fit produced parameters that cannot describe a face in front of the camera."""
+
+
+def warm_up(face: GenericFace) -> None:
+    """Compile the fit's Numba kernels now (or load them from Numba's on-disk cache).
+
+    A fresh install compiles for several seconds on its first fit; `dmask setup` calls
+    this so that no patient's first seconds are spent on it. Fits a cold and a warm
+    frame of the template's own projection, which runs every kernel.
+    """
+    camera = Camera.for_image(640, 480)
+    params = AvatarParams(
+        np.eye(3), np.array([0.0, 0.0, 500.0]), np.zeros(face.n_expression), np.zeros(face.lids.shape[0]), np.zeros((2, 2)),
+    )
+    points = project_landmarks(face, params, camera).astype(np.float32)
+    landmarks = FaceLandmarks(points, np.zeros(len(points), np.float32), 1.0, False, np.zeros((2, 71, 2), np.float32))
+    fitter = FaceFitter(face)
+    for _ in range(2):
+        fitter.fit(landmarks, camera)
