@@ -16,9 +16,10 @@ along the geodesic):
 Eyelids and eye rotations are never smoothed: blinks take 3-5 frames and nystagmus
 beats at up to several hertz. Nor are they fitted against a smoothed head: a pose that
 lags a moving head would leave the eyes to make up the difference, and they would
-swing with the head (measured on p03, whose head sways at 1.1 Hz: eye angles swung with
-an SD of 6.8-7.6 degrees when the fit itself carried a temporal prior on the pose, 2.6-
-3.3 degrees without; 1.3-1.4 degrees while he holds still). The eye angles are relative
+swing with the head (measured on p03, whose head sways at 1.1 Hz: his eye angles
+swung with an SD of 6.8-7.6 degrees when the fit itself carried a temporal prior on
+the pose, 2.6-3.3 degrees without it, and 0.9-1.0 degrees while his head is still).
+The eye angles are relative
 to the head, so they apply to the shown head unchanged.
 """
 from __future__ import annotations
