@@ -19,8 +19,7 @@ lags a moving head would leave the eyes to make up the difference, and they woul
 swing with the head (measured on p03, whose head sways at 1.1 Hz: his eye angles
 swung with an SD of 6.8-7.6 degrees when the fit itself carried a temporal prior on
 the pose, 2.6-3.3 degrees without it, and 0.9-1.0 degrees while his head is still).
-The eye angles are relative
-to the head, so they apply to the shown head unchanged.
+The eye angles are relative to the head, so they apply to the shown head unchanged.
 """
 from __future__ import annotations
 
