@@ -109,10 +109,10 @@ def _measured(face: GenericFace, n: int, right_eye_deg: float = 0.0) -> MeasureS
 
 def test_ocular_measures_compare_known_answers():
     face = GenericFace.load()
-    same = ocular.compare(_measured(face, 40), _measured(face, 40))
+    same = ocular.compare(ocular.read(_measured(face, 40)), ocular.read(_measured(face, 40)))
     assert same["errors"]["group_mrd1_iris"]["mean"] == 0.0 and same["errors"]["group_eye_angle_deg"]["n"] == 160
     assert same["nystagmus"]["original"] == same["nystagmus"]["output"]
-    turned = ocular.compare(_measured(face, 40), _measured(face, 40, right_eye_deg=5.0))
+    turned = ocular.compare(ocular.read(_measured(face, 40)), ocular.read(_measured(face, 40, right_eye_deg=5.0)))
     assert turned["errors"]["eye_r_horizontal_deg"]["mean"] == pytest.approx(5.0)
     assert turned["errors"]["eye_l_horizontal_deg"]["mean"] == 0.0
     assert turned["errors"]["deviation_horizontal_deg"]["mean"] == pytest.approx(5.0)

@@ -14,9 +14,11 @@ blink rates, and the nystagmus verdict of the conjugate signal on each.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
-from ..measure import MeasureSeries
+from ..measure import LidEvent, MeasureSeries
 from ..measure.blinks import closed_eyes
 from .fidelity import event_f1, stats
 
@@ -40,34 +42,46 @@ GROUPS = {
 }
 
 
-def compare(original: MeasureSeries, output: MeasureSeries) -> dict:
+@dataclass(frozen=True)
+class Reading:
+    """One video's measures with its lid events and session summary, worked out once."""
+
+    series: MeasureSeries
+    events: list[LidEvent]
+    summary: dict
+
+
+def read(series: MeasureSeries) -> Reading:
+    """The lid events and summary of `series`, for comparing it with several others."""
+    return Reading(series, series.lid_events(), series.summary())
+
+
+def compare(original: Reading, output: Reading) -> dict:
     """Measure errors, lid-event agreement, blink rates and nystagmus verdicts (module docstring).
 
     Per-frame errors are returned under "per_frame" ({measure: (n,) array, NaN where a
     frame does not count}) for pooling.
     """
-    if len(original) != len(output):
-        raise ValueError(f"series of {len(original)} and {len(output)} frames")
-    openness = original.openness()
+    if len(original.series) != len(output.series):
+        raise ValueError(f"series of {len(original.series)} and {len(output.series)} frames")
+    openness = original.series.openness()
     counted = np.isfinite(openness).all(axis=1) & ~closed_eyes(openness).any(axis=1)
     per_frame = {}
     for name in MEASURES:
-        error = np.abs(output.column(name) - original.column(name))
+        error = np.abs(output.series.column(name) - original.series.column(name))
         error[~counted] = np.nan
         per_frame[name] = error
-    events_ref, events_out = original.lid_events(), output.lid_events()
-    summary_ref, summary_out = original.summary(), output.summary()
     return {
         "errors": _group_stats(per_frame),
         "lid_events": {
-            "events_original": len(events_ref),
-            "events_output": len(events_out),
-            "f1": event_f1(events_ref, events_out),
-            "blink_rate_original_per_min": summary_ref["lid_events"]["blink_rate_per_min"],
-            "blink_rate_output_per_min": summary_out["lid_events"]["blink_rate_per_min"],
+            "events_original": len(original.events),
+            "events_output": len(output.events),
+            "f1": event_f1(original.events, output.events),
+            "blink_rate_original_per_min": original.summary["lid_events"]["blink_rate_per_min"],
+            "blink_rate_output_per_min": output.summary["lid_events"]["blink_rate_per_min"],
         },
-        "nystagmus": {"original": summary_ref["nystagmus"]["both"]["verdict"],
-                      "output": summary_out["nystagmus"]["both"]["verdict"]},
+        "nystagmus": {"original": original.summary["nystagmus"]["both"]["verdict"],
+                      "output": output.summary["nystagmus"]["both"]["verdict"]},
         "per_frame": per_frame,
     }
 

@@ -276,10 +276,11 @@ def fidelity_results(runs: list[ClipRun]) -> dict:
         key: {name: fidelity.compare(run.series["original"], run.series[name], run.width) for name in OUTPUTS}
         for key, run in zip(keys, runs)
     }
-    measures = {
-        key: {name: ocular.compare(run.measures["original"], run.measures[name]) for name in OUTPUTS}
-        for key, run in zip(keys, runs)
-    }
+    measures = {}
+    for key, run in zip(keys, runs):
+        readings = {name: ocular.read(series) for name, series in run.measures.items() if name != "raw"}
+        readings["raw"] = readings["original"]  # the same series: read once
+        measures[key] = {name: ocular.compare(readings["original"], readings[name]) for name in OUTPUTS}
     pooled = {name: fidelity.pooled([clip[name] for clip in per_clip.values()]) for name in OUTPUTS}
     residual = {key: fidelity.stats(run.fit_rms_px) for key, run in zip(per_clip, runs)}
     return {"pooled": pooled, "per_clip": per_clip,

@@ -219,7 +219,7 @@ def nystagmus_windows(
     if len(times) < 2:
         return []
     rate = 1.0 / float(np.median(np.diff(times)))
-    n_head = 0 if head is None else series.shape[1] - 2 - (4 if eyes is not None else 0)
+    n_head = 0 if head is None else columns[1].shape[1]
     out = []
     start = times[0]
     while start + window_s <= times[-1] + 1.5 / rate:  # the last frame covers one interval

@@ -26,7 +26,7 @@ import numpy as np
 
 from ..render.topology import FaceTopology
 from .eyelid import lid_blendshapes
-from .mesh_indices import MOUTH_RING, eye_rings
+from .mesh_indices import BROWS, MOUTH_RING, eye_rings
 
 DATA_FILE = "generic_face.npz"
 #: Expression modes kept by the build; parameter names depend on it.
@@ -60,7 +60,7 @@ class GenericFace:
         )
 
     def topology(self) -> FaceTopology:
-        return FaceTopology(self.triangles, eye_rings(), MOUTH_RING)
+        return FaceTopology(self.triangles, eye_rings(), MOUTH_RING, BROWS)
 
     @classmethod
     def load(cls, path: Path | None = None) -> "GenericFace":

@@ -39,3 +39,12 @@ MOUTH_RING = np.array(
     [78, 95, 88, 178, 87, 14, 317, 402, 318, 324, 308, 415, 310, 311, 312, 13, 82, 81, 80, 191],
     dtype=np.int32,
 )
+
+#: Each brow's lower and upper edge, lateral to medial ([0] = the subject's right brow).
+BROWS = np.array(
+    [
+        [[46, 53, 52, 65, 55], [70, 63, 105, 66, 107]],
+        [[276, 283, 282, 295, 285], [300, 293, 334, 296, 336]],
+    ],
+    dtype=np.int32,
+)

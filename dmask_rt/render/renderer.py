@@ -100,7 +100,7 @@ FACE_SHININESS = 20.0
 EYE_AMBIENT = 0.6       # eyes stay bright whatever the light: the clinician looks at them
 #: Lash line: how far each lid-margin vertex takes the lash colour (Gouraud-faded into the
 #: skin around it). A face tracker finds the lids by these lines, as in a real eye.
-LASH_UPPER, LASH_LOWER, LASH_CORNER = 0.0, 0.4, 0.6
+LASH_LOWER, LASH_CORNER = 0.4, 0.6
 #: The upper lash line is a strip instead, crisp on the margin's skin side: its width (mm)
 #: mid-lid (a sine along the lid, zero at the corners) and its opacity at the margin and
 #: at its outer edge; drawn this much (mm) nearer the camera than the skin under it.
@@ -371,8 +371,8 @@ class AvatarRenderer:
         self._normals = VertexNormals(self._topology.triangles, n_vertices)
         # Per eye: the draped vertices and how far each turns (one vertex, one eye).
         self._drape = []
-        for ring in self._topology.eye_rings:
-            layers = _vertex_layers(self._topology.triangles, _lid_chains(ring)[0], len(DRAPE), n_vertices)
+        for upper in self._upper_chains:
+            layers = _vertex_layers(self._topology.triangles, upper, len(DRAPE), n_vertices)
             weights = [np.full(len(idx), w, np.float32) for idx, w in zip(layers, DRAPE)]
             self._drape.append((np.concatenate(layers + [np.zeros(0, np.int64)]), np.concatenate(weights + [np.zeros(0, np.float32)])[:, None]))
         self._n_vertices = n_vertices
@@ -415,10 +415,8 @@ class AvatarRenderer:
         """(n_vertices, 4) per vertex: the colour painted on the skin there and how much (0 = skin)."""
         tint = np.zeros((n_vertices, 4), np.float32)
         lash = palette.unit_rgb(palette.LASH_RGB)
-        for ring in self._topology.eye_rings:
-            upper, lower = _lid_chains(ring)
+        for upper, lower in zip(self._upper_chains, self._lower_chains):
             tint[lower[1:-1]] = (*lash, LASH_LOWER)
-            tint[upper[1:-1]] = (*lash, LASH_UPPER)
             tint[upper[[0, -1]]] = (*lash, LASH_CORNER)
             tint[upper[-1]] = (*palette.unit_rgb(palette.CARUNCLE_RGB), CARUNCLE)
         tint[self._topology.brows.ravel()] = (*palette.unit_rgb(palette.BROW_RGB), BROW)
@@ -433,11 +431,14 @@ class AvatarRenderer:
             self._fill_pos[start + 1 : start + 1 + len(ring)] = pts
             start += len(ring) + 1
         self._fill_vbo.write(self._fill_pos)
-        for e, ring in enumerate(self._topology.eye_rings):
-            upper, lower = vertices[_lid_chains(ring)[0]], vertices[_lid_chains(ring)[1]]
-            for lid, (outer, facing, (_, depth)) in enumerate(((upper, lower, SHADE_UPPER), (lower, upper, SHADE_LOWER))):
-                self._shade_pos[e, lid, 0] = outer
-                self._shade_pos[e, lid, 1] = outer + depth * (facing - outer)
+
+    def _update_shades(self, vertices: np.ndarray) -> None:
+        """Shadow bands: each lid's margin chain, and that chain moved a fraction of the way
+        (SHADE_UPPER / SHADE_LOWER) towards the facing margin."""
+        upper, lower = vertices[self._upper_chains], vertices[self._lower_chains]  # (2, chain, 3)
+        for lid, (outer, facing, (_, depth)) in enumerate(((upper, lower, SHADE_UPPER), (lower, upper, SHADE_LOWER))):
+            self._shade_pos[:, lid, 0] = outer
+            self._shade_pos[:, lid, 1] = outer + depth * (facing - outer)
         self._shade_vbo.write(self._shade_pos)
 
     def render(
@@ -477,6 +478,7 @@ class AvatarRenderer:
             self._face_pos.write(v)
             self._face_nrm.write(normals)
             self._update_fills(v)
+            self._update_shades(v)
             self._update_lash_lines(v, normals)
             for prog in (self._face_prog, self._eye_prog, self._fill_prog, self._shade_prog, self._lash_prog):
                 prog["u_proj"].write(proj_bytes)

@@ -1,19 +1,9 @@
 """Which avatar vertices form the face surface, the rims of its openings and its brows."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
-
-#: MediaPipe's 468-point face mesh (the avatar's): each brow's lower and upper edge,
-#: lateral to medial, [0] = subject's right brow (face_mesh_connections.py's eyebrows).
-MEDIAPIPE_BROWS = np.array(
-    [
-        [[46, 53, 52, 65, 55], [70, 63, 105, 66, 107]],
-        [[276, 283, 282, 295, 285], [300, 293, 334, 296, 336]],
-    ],
-    dtype=np.int32,
-)
 
 
 @dataclass(frozen=True)
@@ -27,14 +17,13 @@ class FaceTopology:
                 opening, in order around the ring ([0] = subject's right eye, [1] = left).
     mouth_ring: (K,) int32 closed ring of inner-lip vertices around the mouth opening.
     brows:      (2, 2, B) int32 per brow its lower and upper edge (the renderer paints
-                these vertices brow-coloured); MediaPipe's by default, which suits only
-                that mesh: another mesh passes its own, or (2, 2, 0) for none.
+                these vertices brow-coloured); (2, 2, 0) for none.
     """
 
     triangles: np.ndarray
     eye_rings: np.ndarray
     mouth_ring: np.ndarray
-    brows: np.ndarray = field(default_factory=lambda: MEDIAPIPE_BROWS.copy())
+    brows: np.ndarray
 
     def __post_init__(self) -> None:
         # Normalise dtypes once here so the renderer can upload them as-is.
