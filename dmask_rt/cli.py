@@ -20,7 +20,7 @@ from .paramlog import ParamLog, check_params_path
 from .video import encode
 from .video.compose import side_by_side
 from .video.decode import VideoInputError, VideoReader, open_camera
-from .video.outfile import OutputPathError, check_output_path, write_atomically
+from .video.outfile import OutputPathError, check_output_path, discard_pending, write_atomically
 
 # The development clips live in the shared data folder beside the repository.
 SHARED_VIDEOS = Path(__file__).resolve().parents[2] / "shared" / "data" / "videos"
@@ -297,6 +297,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"dmask: error: {err}", file=sys.stderr)
         return EXIT_UNUSABLE
     except KeyboardInterrupt:
+        discard_pending()
         print("dmask: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
 

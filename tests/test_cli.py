@@ -21,9 +21,10 @@ import pytest
 
 from conftest import DATA, DMASK, assert_refused, run_dmask
 
-from dmask_rt.cli import DEFAULT_CLIP
+from dmask_rt.cli import DEFAULT_CLIP, main
 from dmask_rt.paramlog import ParamLog
 from dmask_rt.pipeline import Masker
+from dmask_rt.video import encode
 from dmask_rt.video.decode import VideoReader
 
 VIDEOS = DATA / "videos"
@@ -242,6 +243,17 @@ def test_interrupted_job_leaves_nothing(tmp_path: Path) -> None:
     job.send_signal(signal.SIGINT)  # what Ctrl-C sends
     _, stderr = job.communicate(timeout=60)
     assert job.returncode == 130 and stderr.endswith("dmask: interrupted\n"), stderr
+    assert files_under(tmp_path) == []
+
+
+def test_interrupt_between_creating_and_guarding_a_file_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The race the real Ctrl-C above can hit: the writer's temporary file exists, but the
+    # `with` that would delete it is not entered yet.
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+    monkeypatch.setattr(encode, "H264Encoder", interrupted)
+    monkeypatch.chdir(tmp_path)
+    assert main(["mask", str(DATA / "videos" / "p09_webcam.mp4"), "-o", "masked.mp4", "--params", "params.csv", "--quiet"]) == 130
     assert files_under(tmp_path) == []
 
 

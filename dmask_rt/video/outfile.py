@@ -1,7 +1,10 @@
 """Output files: checked before any work, written under a temporary name, renamed on success.
 
 A crash, an error or Ctrl-C mid-job must never leave a partial video or log at
-the requested path, so every output goes through `AtomicFile`.
+the requested path, so every output goes through `AtomicFile`. Ctrl-C can land
+between creating a temporary file and the `try` that would delete it, so each
+one is also listed until committed or discarded, and `discard_pending()` (the
+CLI's interrupt handler) deletes whatever is left.
 """
 
 from __future__ import annotations
@@ -10,6 +13,8 @@ import os
 import secrets
 from pathlib import Path
 from types import TracebackType
+
+_pending: set[Path] = set()  # temporary files created and not yet committed or discarded
 
 
 class OutputPathError(ValueError):
@@ -45,19 +50,30 @@ class AtomicFile:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.tmp = path.with_name(f".{path.stem}.{secrets.token_hex(4)}.part{path.suffix}")
+        _pending.add(self.tmp)  # listed before it exists, so no interrupt can orphan it
         try:
             # O_EXCL: never clobber anything; mode 0o666 so the umask applies as for any new file.
             os.close(os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
         except OSError as err:
+            _pending.discard(self.tmp)
             raise OutputPathError(f"{path}: cannot create a file there ({err.strerror})") from None
 
     def commit(self) -> None:
         """Move the finished temporary file to the final path (atomic on one filesystem)."""
         os.replace(self.tmp, self.path)
+        _pending.discard(self.tmp)
 
     def discard(self) -> None:
         """Delete the temporary file; the final path is left untouched."""
         self.tmp.unlink(missing_ok=True)
+        _pending.discard(self.tmp)
+
+
+def discard_pending() -> None:
+    """Delete every temporary output file not yet committed or discarded (after Ctrl-C)."""
+    for tmp in list(_pending):
+        tmp.unlink(missing_ok=True)
+        _pending.discard(tmp)
 
 
 class AtomicOutput:
