@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from conftest import DATA, assert_refused, run_dmask, video_frames
-from dmask_rt.evaluate import fidelity, ocular, privacy, runner
+from dmask_rt.evaluate import baselines, fidelity, ocular, privacy, runner
 from dmask_rt.measure import MeasureSeries
 from dmask_rt.measure.blinks import LidEvent
 from dmask_rt.model.generic_face import GenericFace
@@ -52,6 +52,14 @@ def test_shifted_copy_gives_the_shift(points):
     iod = np.linalg.norm(points[468] - points[473])
     assert result["eye_region_error_iod"]["mean"] == pytest.approx(6.4 / iod)
     assert result["lid_error_iris"]["fissure"]["mean"] == pytest.approx(0.0, abs=1e-9)  # lids move with the eye
+
+
+def test_recoded_baseline_moves_no_pixel_and_changes_grey_levels_a_little():
+    rgb = next(video_frames(CLIP))
+    out = baselines.recoded(rgb, None)
+    assert out.shape == rgb.shape and out.dtype == rgb.dtype
+    diff = np.abs(out.astype(int) - rgb.astype(int))
+    assert 0.0 < diff.mean() < 2.0
 
 
 def test_lid_distances_are_consistent(points):
@@ -208,6 +216,10 @@ def test_small_evaluation_end_to_end(tmp_path):
     assert raw["identification"]["chance"] == pytest.approx(1 / (5 + 2))  # 5 gallery people + p09 + p08
     assert report["fidelity"]["pooled"]["raw"]["eye_region_error_pct_width"]["mean"] == 0.0
     mask = report["fidelity"]["pooled"]["mask"]
+    # The tracker's floor sits under every output that changes the picture.
+    floor = report["fidelity"]["pooled"]["recoded"]["eye_region_error_pct_width"]["mean"]
+    for name in ("mask", "eye_crop"):
+        assert floor < report["fidelity"]["pooled"][name]["eye_region_error_pct_width"]["mean"]
     assert mask["tracked_share"] > 0.9 and mask["eye_region_error_pct_width"]["mean"] is not None
     assert {t["target"] for t in report["targets"]} >= {"eye_region", "blink_f1", "identification", "verification"}
     # The ocular measures as `dmask measure` reads them: the raw original reads exactly the original.

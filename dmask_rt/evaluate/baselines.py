@@ -7,6 +7,9 @@ Boxes come from the tracker's landmarks on the original (the same face the mask 
               them and the brows) grown by 10% on each side
 
     raw       the original frame (the upper bound of what can be recognised)
+    recoded   the original through JPEG at quality 95: no pixel moves, each is off by a
+              grey level or two, as after any camera or codec. Tracking it measures the
+              tracker's own repeatability: the floor under every other output's error
     eye_crop  only the eye box kept, everything else black (the paper's comparison)
     blur      Gaussian blur of the face box, sigma = face box width / 12
     pixelate  the face box averaged into blocks, 10 across its width
@@ -26,6 +29,7 @@ from ..track.landmarks import FaceLandmarks
 GROW = 0.1
 BLUR_SIGMA_PER_WIDTH = 1 / 12
 PIXEL_BLOCKS = 10
+RECODE_QUALITY = 95
 
 
 def _box(points: np.ndarray, shape: tuple[int, ...]) -> tuple[int, int, int, int]:
@@ -40,6 +44,11 @@ def _box(points: np.ndarray, shape: tuple[int, ...]) -> tuple[int, int, int, int
 
 def raw(rgb: np.ndarray, landmarks: FaceLandmarks | None) -> np.ndarray:
     return rgb
+
+
+def recoded(rgb: np.ndarray, landmarks: FaceLandmarks | None) -> np.ndarray:
+    _, jpeg = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, RECODE_QUALITY])
+    return cv2.cvtColor(cv2.imdecode(jpeg, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
 
 
 def eye_crop(rgb: np.ndarray, landmarks: FaceLandmarks | None) -> np.ndarray:
@@ -72,5 +81,5 @@ def pixelate(rgb: np.ndarray, landmarks: FaceLandmarks | None) -> np.ndarray:
 
 
 BASELINES: dict[str, Callable[[np.ndarray, FaceLandmarks | None], np.ndarray]] = {
-    "raw": raw, "eye_crop": eye_crop, "blur": blur, "pixelate": pixelate,
+    "raw": raw, "recoded": recoded, "eye_crop": eye_crop, "blur": blur, "pixelate": pixelate,
 }

@@ -21,7 +21,7 @@ import numpy as np
 from ..video.outfile import write_atomically
 from .runner import OUTPUTS, ClipRun, Evaluation
 
-LABELS = {"mask": "digital mask", "raw": "raw original", "eye_crop": "eye-region crop", "blur": "face blur", "pixelate": "face pixelation"}
+LABELS = {"mask": "digital mask", "raw": "raw original", "recoded": "original, JPEG q95 (tracker floor)", "eye_crop": "eye-region crop", "blur": "face blur", "pixelate": "face pixelation"}
 
 
 @dataclass(frozen=True)
