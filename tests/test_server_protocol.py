@@ -30,7 +30,7 @@ from dmask_rt.render.palette import BACKGROUND_RGB
 from dmask_rt.render.placeholder import placeholder_frame
 from server import ice, jitter, tls
 from server.app import RELAY, Relay, ServeConfig, create_app
-from server.media import MaskedVideoTrack, MaskEngine, MaskerFactory, default_masker
+from server.media import MAX_FPS, MaskedVideoTrack, MaskEngine, MaskerFactory, default_masker
 from server.metrics import Metrics
 from server.relay import FrameRelay, RelayTrack
 from server.rooms import Limits
@@ -479,6 +479,15 @@ def test_masked_track_sends_the_placeholder_when_anything_fails() -> None:
     frames = run(scenario())
     assert all(np.array_equal(f.to_ndarray(format="rgb24"), placeholder_frame(640, 480)) for f in frames)  # type: ignore[union-attr]
     assert [f.pts for f in frames] == sorted({f.pts for f in frames})  # type: ignore[union-attr]
+
+
+def test_pacing_never_holds_a_30_fps_camera_and_caps_a_faster_one() -> None:
+    track = MaskedVideoTrack(MaskEngine(Metrics(), _FlakyMasker))
+    track._last_return = 100.0  # the previous frame went at t = 100 s
+    for early in (0.0, 0.003, 0.005):  # the next frame of a 30 fps camera, on time or early by jitter
+        assert track.pacing_wait(100.0 + 1 / 30 - early) == 0.0
+    assert track.pacing_wait(100.0 + 1 / 60) == pytest.approx(1 / MAX_FPS - 1 / 60)  # 60 fps: held
+    assert track.pacing_wait(100.0 + 1 / MAX_FPS) == 0.0
 
 
 def test_answer_offers_loopback_candidate_and_chrome_start_bitrate(tmp_path: Path) -> None:
