@@ -40,7 +40,9 @@ from .baselines import BASELINES
 
 OUTPUTS = ("mask", "raw", "recoded", "eye_crop", "blur", "pixelate")
 #: Streams that are tracked: the original and every output but raw (which is the original).
-TRACKED = ("original", "mask", "recoded", "eye_crop", "blur", "pixelate")
+TRACKED = ("original", *(name for name in OUTPUTS if name != "raw"))
+#: Outputs left out of the sample frames: they look like the original, shown first.
+UNSAMPLED = ("raw", "recoded")
 SAMPLE_HEIGHT = 128
 SAMPLES_PER_CLIP = 3
 
@@ -154,7 +156,7 @@ def run_clip(path: Path, step: int, face: GenericFace, embedder: privacy.Embedde
                 for name in OUTPUTS:
                     run.probes[name].append(original if name == "raw" else embedder.embed(outputs[name]))
                 if i in sample_at and len(run.samples) < SAMPLES_PER_CLIP:
-                    run.samples.append(np.hstack([_thumb(rgb)] + [_thumb(outputs[n]) for n in OUTPUTS if n not in ("raw", "recoded")]))
+                    run.samples.append(np.hstack([_thumb(rgb)] + [_thumb(outputs[n]) for n in OUTPUTS if n not in UNSAMPLED]))
             elif i % step == step // 2:
                 run.gallery.append(embedder.embed(rgb))
         if mask_frames is not None and next(mask_frames, None) is not None:
