@@ -1,4 +1,4 @@
-"""One frame through the mask: track -> fit -> render.
+"""One frame through the mask: track -> fit -> eye transfer -> render.
 
 `Masker.process` takes a camera frame and returns the avatar frame, the fitted
 parameters and the ocular measures derived from them (`measure/`). It fails closed: whenever there is no trustworthy face (none found, low
@@ -13,14 +13,17 @@ from pathlib import Path
 
 import numpy as np
 
+from .fit.eye_transfer import EyeTransfer
 from .fit.fitter import FaceFitter, FitConfig, FitDiverged
 from .measure.frame import MEASURE_NAMES, frame_measures
 from .model.camera import Camera
+from .model.drawn_eye import EyeGeometry
 from .model.eyeball import EYEBALL_RADIUS_MM, IRIS_RADIUS_MM, PUPIL_RADIUS_MM, eyeball_rotation
 from .model.generic_face import N_EXPRESSION, GenericFace
 from .model.params import AvatarParams, param_names
 from .render.placeholder import placeholder_frame
 from .render.renderer import AvatarRenderer, EyeballPose
+from .track.eye_outline import EyeOutline, read_eye
 from .track.landmarks import FaceLandmarks
 from .track.tracker import FaceTracker
 
@@ -32,6 +35,8 @@ class FrameResult:
     params: dict[str, float] | None   # fitted parameters and ocular measures (PARAM_NAMES), None when no face
     timings_ms: dict[str, float] = field(default_factory=dict)  # "track", "fit", "render", "measure"
     avatar: AvatarParams | None = None
+    #: (right, left) eye outlines the avatar draws (projected geometry), None when no face.
+    drawn: tuple[EyeOutline, EyeOutline] | None = None
 
 
 def avatar_pose(face: GenericFace, params: AvatarParams) -> tuple[np.ndarray, tuple[EyeballPose, EyeballPose]]:
@@ -62,6 +67,8 @@ class Masker:
         self.min_confidence = min_confidence
         self.tracker = FaceTracker(models_dir, min_confidence=min_confidence)
         self.fitter = FaceFitter(self.face, fit_config)
+        self._eye_geometry = EyeGeometry(self.face)
+        self.transfer = EyeTransfer(self._eye_geometry)
         self._renderer: AvatarRenderer | None = None
         self._camera: Camera | None = None
 
@@ -85,19 +92,23 @@ class Masker:
         t3 = time.perf_counter()
         timings["render"] = (t3 - t2) * 1e3
         values = {**params.to_dict(), **frame_measures(self.face, params)}
+        drawn = self._eye_geometry.outlines(params, camera)
         timings["measure"] = (time.perf_counter() - t3) * 1e3
-        return FrameResult(image, True, values, timings, params)
+        return FrameResult(image, True, values, timings, params, drawn)
 
     def _fit(self, landmarks: FaceLandmarks | None, camera: Camera) -> AvatarParams | None:
         if landmarks is None or landmarks.confidence < self.min_confidence:
             self.fitter.reset()
             return None
         try:
-            return self.fitter.fit(landmarks, camera)
+            params = self.fitter.fit(landmarks, camera)
         except FitDiverged:
             self.fitter.reset()
             self.tracker.reset()
             return None
+        if landmarks.eyes is None:
+            return params
+        return self.transfer.apply(params, camera, (read_eye(landmarks.eyes[0]), read_eye(landmarks.eyes[1])))
 
     def _camera_for(self, width: int, height: int) -> Camera:
         if self._camera is None or (self._camera.width, self._camera.height) != (width, height):

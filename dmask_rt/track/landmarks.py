@@ -9,8 +9,12 @@ the subject's right eye "left" (it is on the image's left).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from .eye_outline import EyeOutline
 
 NUM_POINTS = 478
 
@@ -68,6 +72,8 @@ class FaceLandmarks:
     detected: True if the detector ran this frame (first frame or tracking lost).
     eye_contours: (2, 71, 2) float32 full iris-model contours in image pixels,
         [0] = subject's right eye, [1] = left eye.
+    eyes: (right, left) outlines of the eye openings and limbus, refined against the
+        pixels (`eye_refine.py`); None where no tracker made them.
     """
 
     points: np.ndarray
@@ -75,3 +81,4 @@ class FaceLandmarks:
     confidence: float
     detected: bool
     eye_contours: np.ndarray
+    eyes: tuple[EyeOutline, EyeOutline] | None = None

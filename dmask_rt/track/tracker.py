@@ -8,12 +8,14 @@ frame, after a loss, or when the mesh's presence score falls below ``min_confide
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from ..assets import model_path
 from .detector import FaceDetector
+from .eye_outline import tracked_outlines
 from .iris import NUM_CONTOUR, NUM_IRIS, IrisModel, eye_roi
 from .landmarks import CONTOUR_EYELID, EYE_CONTOUR_MESH_INDICES, IRIS_START, NUM_POINTS, FaceLandmarks
 from .mesh import FaceMeshModel, MeshResult, roi_from_detection, roi_from_mesh
@@ -99,4 +101,5 @@ class FaceTracker:
             start = IRIS_START[eye]
             points[start : start + NUM_IRIS] = iris
             depth[start : start + NUM_IRIS] = depth[_EYELID_POINTS[eye]].mean()
-        return FaceLandmarks(points, depth, mesh.score, detected, contours)
+        landmarks = FaceLandmarks(points, depth, mesh.score, detected, contours)
+        return replace(landmarks, eyes=tracked_outlines(landmarks))
