@@ -119,9 +119,11 @@ BROW = 1.0
 #: (Draping the lower lids too measured worse: they turn down, away from the light.)
 DRAPE = (1.0, 0.7, 0.3)
 #: Shadow inside the opening: (darkening at the margin, band depth as a fraction of the
-#: lid gap) below the upper lid and above the lower one.
-SHADE_UPPER = (0.8, 0.3)
-SHADE_LOWER = (0.25, 0.15)
+#: lid gap) below the upper lid and above the lower one. Light and narrow, so that a
+#: band of sclera above or below the iris (lid retraction) still shows white: at
+#: (0.8, 0.3), tuned for MediaPipe's reading, a 1 mm band read as dark grey.
+SHADE_UPPER = (0.4, 0.12)
+SHADE_LOWER = (0.2, 0.1)
 
 
 @dataclass(frozen=True)

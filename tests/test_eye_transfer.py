@@ -1,0 +1,164 @@
+"""Known answers for the eye transfer: the avatar draws the patient's eye in clinical units.
+
+Readings in, parameters out, and what the avatar then draws is read back twice: from
+its projected geometry (`model/drawn_eye.py`) and from the rendered pixels (the real
+renderer, the generic face, a frame large enough that 1 mm spans several pixels).
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from dmask_rt.fit.eye_transfer import PLACE_MIN_OPENING, EyeTransfer
+from dmask_rt.fit.gauss_newton import rodrigues
+from dmask_rt.model.camera import Camera
+from dmask_rt.model.drawn_eye import EyeGeometry
+from dmask_rt.model.eyeball import EYEBALL_RADIUS_MM, IRIS_RADIUS_MM, PUPIL_RADIUS_MM
+from dmask_rt.model.generic_face import GenericFace
+from dmask_rt.model.params import AvatarParams
+from dmask_rt.pipeline import avatar_pose
+from dmask_rt.render import AvatarRenderer
+from dmask_rt.track.eye_outline import EyeReadings, eye_frame, margin_profile, read_eye
+from tests.test_render import is_iris_or_pupil, is_sclera
+
+IRIS_MM = 2 * IRIS_RADIUS_MM
+
+
+@pytest.fixture(scope="module")
+def face():
+    return GenericFace.load()
+
+
+@pytest.fixture(scope="module")
+def geometry(face):
+    return EyeGeometry(face)
+
+
+@pytest.fixture(scope="module")
+def transfer(geometry):
+    return EyeTransfer(geometry)
+
+
+def neutral(face, z: float = 500.0) -> AvatarParams:
+    return AvatarParams(
+        np.eye(3), np.array([0.0, 0.0, z]), np.zeros(face.n_expression), np.zeros(8), np.zeros((2, 2))
+    )
+
+
+def readings(mrd1: float, mrd2: float, place_h: float = 0.5, place_v: float = -0.05) -> EyeReadings:
+    return EyeReadings(mrd1, mrd2, place_h, place_v, opening=(mrd1 + mrd2) / 2.5, shut=False)
+
+
+SHUT = EyeReadings(np.nan, np.nan, np.nan, np.nan, opening=0.01, shut=True)
+
+
+def test_random_eyes_round_trip(face, geometry, transfer):
+    """Readings of the drawn eyes of random parameters (pose, expression, lids, squints),
+    transferred onto a neutral start, are drawn again with the same readings."""
+    rng = np.random.default_rng(7)
+    camera = Camera.for_image(640, 480)
+    errors = []
+    for _ in range(60):
+        truth = AvatarParams(
+            rodrigues(rng.normal(0.0, 0.15, 3)), np.array([rng.normal(0, 20), rng.normal(0, 20), rng.uniform(400, 700)]),
+            rng.normal(0.0, 0.5, face.n_expression),
+            np.array([rng.uniform(-0.6, 0.6), rng.normal(0, 0.1), rng.uniform(-0.3, 0.3), rng.normal(0, 0.1)] * 2),
+            rng.uniform(-0.6, 0.6, (2, 2)),
+        )
+        wanted = [read_eye(o) for o in geometry.outlines(truth, camera)]
+        start = truth.copy()   # as fitted: the rotation off by ~6 degrees, the lids at the template
+        start.eyes += rng.normal(0.0, 0.1, (2, 2))
+        start.lids[[0, 2, 4, 6]] = 0.0
+        got = [read_eye(o) for o in geometry.outlines(transfer.apply(start, camera, tuple(wanted)), camera)]
+        for w, g in zip(wanted, got):
+            if not w.shut:
+                placed = w.opening >= PLACE_MIN_OPENING   # else the fit's rotation is kept
+                errors.append([w.mrd1 - g.mrd1, w.mrd2 - g.mrd2, w.place_h - g.place_h if placed else 0.0,
+                               w.place_v - g.place_v if placed else 0.0])
+    errors = np.abs(np.array(errors))
+    assert len(errors) > 100
+    assert errors[:, :2].max() < 0.005      # iris diameters
+    assert errors[:, 2:].max() < 1e-4       # fissure widths
+
+
+def test_patient_proportions_do_not_change_the_readings(face, geometry, transfer):
+    """The same readings come out of the avatar whatever eye they were read on: the
+    generic eye draws a retracted lid (MRD1 0.9) and a converged iris as read, not as millimetres."""
+    camera = Camera.for_image(640, 480)
+    wanted = (readings(0.9, 0.3, 0.55, -0.08), readings(0.4, 0.55, 0.82, 0.02))
+    got = [read_eye(o) for o in geometry.outlines(transfer.apply(neutral(face), camera, wanted), camera)]
+    for w, g in zip(wanted, got):
+        assert g.mrd1 == pytest.approx(w.mrd1, abs=0.005)
+        assert g.mrd2 == pytest.approx(w.mrd2, abs=0.005)
+        assert g.place_h == pytest.approx(w.place_h, abs=1e-4)
+        assert g.place_v == pytest.approx(w.place_v, abs=1e-4)
+        assert g.sclera_above == w.sclera_above and g.sclera_below == w.sclera_below
+
+
+def test_each_eye_is_solved_alone(face, geometry, transfer):
+    """A squint stays a squint: turning one eye's reading leaves the other eye's drawing alone."""
+    camera = Camera.for_image(640, 480)
+    straight = (readings(0.4, 0.45, 0.5), readings(0.4, 0.45, 0.5))
+    squint = (readings(0.4, 0.45, 0.5), readings(0.4, 0.45, 0.85))
+    a = transfer.apply(neutral(face), camera, straight)
+    b = transfer.apply(neutral(face), camera, squint)
+    assert np.allclose(a.eyes[0], b.eyes[0]) and np.allclose(a.lids[:4], b.lids[:4])
+    assert b.eyes[1, 0] - a.eyes[1, 0] < -np.radians(15)   # the left eye turns in (towards the image left)
+
+
+@pytest.fixture(scope="module")
+def big_render(face):
+    """Render at 1600x1200 with the face 300 mm away: about 5 px to the millimetre at the eyes."""
+    camera = Camera.for_image(1600, 1200)
+    renderer = AvatarRenderer(
+        1600, 1200, face.topology(),
+        eyeball_radius=EYEBALL_RADIUS_MM, iris_radius=IRIS_RADIUS_MM, pupil_radius=PUPIL_RADIUS_MM,
+    )
+
+    def render(params: AvatarParams) -> np.ndarray:
+        vertices, eyes = avatar_pose(face, params)
+        return renderer.render(camera, vertices, eyes)
+
+    yield camera, render
+    renderer.release()
+
+
+def _column_through_iris(geometry, params, camera, eye):
+    outline = geometry.outlines(params, camera)[eye]
+    return outline, int(round(outline.iris_centre[0])), outline.iris_centre[1]
+
+
+def test_lid_1mm_above_the_limbus_is_drawn_1mm_above_it(face, geometry, transfer, big_render):
+    """MRD1 = half an iris + 1 mm: the drawn lid clears the limbus by 1 mm (11.7 mm iris),
+    and the frame shows that band of sclera above the iris, and none with the lid at the limbus."""
+    camera, render = big_render
+    for eye in (0, 1):
+        wanted = [readings(0.45, 0.45), readings(0.45, 0.45)]
+        wanted[eye] = readings(0.5 + 1.0 / IRIS_MM, 0.45)
+        params = transfer.apply(neutral(face, 300.0), camera, tuple(wanted))
+        outline, x, y = _column_through_iris(geometry, params, camera, eye)
+        origin, a, n, _ = eye_frame(outline.corners)
+        s, h = margin_profile(outline, "upper")
+        rel = outline.iris_centre - origin
+        clearance_px = (rel @ n - outline.iris_radius) - np.interp(rel @ a, s, h)
+        px_per_mm = 2 * outline.iris_radius / IRIS_MM
+        assert clearance_px / px_per_mm == pytest.approx(1.0, abs=0.03)
+        image = render(params)
+        assert sclera_above_iris(image, x, y, outline.iris_radius) / px_per_mm == pytest.approx(1.0, abs=0.3)
+        # The other eye's lid sits on the limbus (MRD1 under half an iris): no sclera above it.
+        other, x2, y2 = _column_through_iris(geometry, params, camera, 1 - eye)
+        assert sclera_above_iris(image, x2, y2, other.iris_radius) == 0
+
+
+def sclera_above_iris(image: np.ndarray, x: int, y: float, radius: float) -> int:
+    """Rows of the run of sclera pixels in column x that ends at the limbus's top (within
+    3 rows of y - radius, which leaves room for the limbus's dark edge); 0 if none does."""
+    sclera = is_sclera(image[:, x][:, None])[:, 0]
+    limbus_top = int(round(y - radius))
+    for bottom in range(limbus_top + 3, limbus_top - 4, -1):
+        if sclera[bottom]:
+            rows = 0
+            while sclera[bottom - rows]:
+                rows += 1
+            return rows
+    return 0
