@@ -30,12 +30,13 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from numba import njit
 
 from ..model.camera import Camera
 from ..model.drawn_eye import EyeGeometry
 from ..model.eyeball import IRIS_DEPTH_MM, IRIS_RADIUS_MM
 from ..model.params import AvatarParams
-from ..track.eye_outline import EyeReadings, eye_frame
+from ..track.eye_outline import EyeReadings
 
 #: Reach of the solved rotation (radians): beyond what eyes do, short of the eyeball edge-on.
 MAX_HORIZONTAL = math.radians(65.0)
@@ -45,7 +46,6 @@ MIN_CLOSURE = -2.0
 #: Below this opening (fissure widths) too little iris shows to place it: the fit's
 #: rotation, which holds the last well-seen one, is kept.
 PLACE_MIN_OPENING = 0.1
-_LIMITS = np.array([MAX_HORIZONTAL, MAX_VERTICAL])
 _NEWTON_STEPS = 5
 _DIFF = 1e-3
 
@@ -55,6 +55,9 @@ class EyeTransfer:
 
     def __init__(self, geometry: EyeGeometry) -> None:
         self._geometry = geometry
+        # Per eye, the closure fields of its upper and lower margin (7 vertices each), head frame.
+        fields = geometry.lids.reshape(8, 2, -1, 3)
+        self._fields = np.stack([np.stack([fields[4 * e, e, 2:9], fields[4 * e + 2, e, 9:16]]) for e in range(2)])
 
     def apply(
         self, params: AvatarParams, camera: Camera, readings: tuple[EyeReadings | None, EyeReadings | None]
@@ -62,6 +65,8 @@ class EyeTransfer:
         """`params` with each read eye's rotation and lid closures replaced; None leaves an eye as fitted."""
         out = params.copy()
         rot, t = out.rotation, out.translation
+        verts = self._geometry.head_vertices(out.expression, out.lids) @ rot.T + t   # (2, 16, 3)
+        cam = np.array([camera.fx, camera.fy, camera.cx, camera.cy])
         for e, reading in enumerate(readings):
             if reading is None:
                 continue
@@ -71,74 +76,106 @@ class EyeTransfer:
                 out.lids[upper] = 1.0 - out.lids[lower]
                 out.lids[upper + 1] = out.lids[lower + 1] = 0.0
                 continue
-            verts = self._geometry.head_vertices(out.expression, out.lids)[e] @ rot.T + t
-            corners = camera.project(verts[:2])
-            origin, a, n, width = eye_frame(corners)
-            lateral, medial = (corners - origin) @ a
-            centre = rot @ self._geometry.eye_centres[e] + t
-
-            def iris_px(angles: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-                """(k, 2) pixels relative to the eye frame's origin, (k,) depths, for (k, 2) angles."""
-                th, ph = angles[:, 0], angles[:, 1]
-                d = np.stack([np.sin(th) * np.cos(ph), -np.sin(ph), -np.cos(th) * np.cos(ph)], axis=1)
-                x = centre + IRIS_DEPTH_MM * d @ rot.T
-                return camera.project(x) - origin, x[:, 2]
-
-            target = np.array([reading.place_h, reading.place_v])
+            target = np.array([reading.place_h, reading.place_v, reading.mrd1, reading.mrd2])
+            closures = np.array([out.lids[upper], out.lids[lower]])
             angles = out.eyes[e].copy()
-            probes = np.vstack([np.zeros(2), np.eye(2) * _DIFF])
-            for _ in range(_NEWTON_STEPS if reading.opening >= PLACE_MIN_OPENING else 0):
-                rel, _ = iris_px(angles + probes)
-                places = np.column_stack([(rel @ a - lateral) / (medial - lateral), (rel @ n) / width])
-                jac = (places[1:] - places[0]).T / _DIFF
-                try:
-                    step = np.linalg.solve(jac, target - places[0])
-                except np.linalg.LinAlgError:
-                    break
-                angles = np.clip(angles + step, -_LIMITS, _LIMITS)
-                if np.all(np.abs(step) < 1e-4):
-                    break
+            _solve_eye(
+                verts[e], self._fields[e] @ rot.T, rot @ self._geometry.eye_centres[e] + t, rot, cam, target,
+                reading.opening >= PLACE_MIN_OPENING, angles, closures,
+            )
             out.eyes[e] = angles
-
-            rel, depth = iris_px(angles[None])
-            s_p, h_p = float(rel[0] @ a), float(rel[0] @ n)
-            diameter = 2.0 * camera.fx * IRIS_RADIUS_MM / float(depth[0])
-            for index, chain, goal in (
-                (upper, slice(2, 9), h_p - reading.mrd1 * diameter),
-                (lower, slice(9, 16), h_p + reading.mrd2 * diameter),
-            ):
-                field = self._geometry.lids[index].reshape(2, -1, 3)[e][chain] @ rot.T
-                out.lids[index] = _solve_closure(
-                    camera, verts[chain], field, float(out.lids[index]), corners, origin, a, n, s_p, goal
-                )
             # Lids may meet but not cross.
-            out.lids[upper] = min(out.lids[upper], 1.0 - out.lids[lower])
+            out.lids[upper], out.lids[lower] = min(closures[0], 1.0 - closures[1]), closures[1]
         return out
 
 
-def _solve_closure(
-    camera: Camera, chain: np.ndarray, field: np.ndarray, c0: float,
-    corners: np.ndarray, origin: np.ndarray, a: np.ndarray, n: np.ndarray, s_p: float, goal: float,
-) -> float:
-    """The closure c at which the drawn margin (chain + (c - c0) field, camera frame) has
-    height `goal` at s_p in the eye frame: Newton steps on a finite-difference slope."""
-    if not np.any(field):
-        return c0
+@njit(cache=True)
+def _project(fx, fy, cx, cy, x, y, z):
+    return fx * x / z + cx, fy * y / z + cy
 
-    def height(c: float) -> float:
-        px = camera.project(chain + (c - c0) * field)
-        pts = np.concatenate([corners[:1], px, corners[1:]]) - origin
-        s, h = pts @ a, pts @ n
-        order = np.argsort(s)
-        return float(np.interp(s_p, s[order], h[order]))
 
-    c, h = c0, height(c0)
-    for _ in range(3):
-        slope = (height(c + 0.05) - h) / 0.05
-        if abs(slope) < 1e-9:
+@njit(cache=True)
+def _iris(centre, rot, theta, phi, cam, origin, a, n):
+    """Drawn iris centre of the eye at (theta, phi) in the eye frame (s, h), and the drawn iris diameter."""
+    d0, d1, d2 = math.sin(theta) * math.cos(phi), -math.sin(phi), -math.cos(theta) * math.cos(phi)
+    x = centre[0] + IRIS_DEPTH_MM * (rot[0, 0] * d0 + rot[0, 1] * d1 + rot[0, 2] * d2)
+    y = centre[1] + IRIS_DEPTH_MM * (rot[1, 0] * d0 + rot[1, 1] * d1 + rot[1, 2] * d2)
+    z = centre[2] + IRIS_DEPTH_MM * (rot[2, 0] * d0 + rot[2, 1] * d1 + rot[2, 2] * d2)
+    u, v = _project(cam[0], cam[1], cam[2], cam[3], x, y, z)
+    du, dv = u - origin[0], v - origin[1]
+    return du * a[0] + dv * a[1], du * n[0] + dv * n[1], 2.0 * cam[0] * IRIS_RADIUS_MM / z
+
+
+@njit(cache=True)
+def _margin_height(chain, field, dc, corners, cam, origin, a, n, s_p):
+    """Height h at s_p of the polyline corner, chain + dc * field (projected), corner."""
+    m = chain.shape[0] + 2
+    s = np.empty(m)
+    h = np.empty(m)
+    for k in range(m):
+        if k == 0 or k == m - 1:
+            u, v = corners[0 if k == 0 else 1]
+        else:
+            j = k - 1
+            u, v = _project(cam[0], cam[1], cam[2], cam[3], chain[j, 0] + dc * field[j, 0],
+                            chain[j, 1] + dc * field[j, 1], chain[j, 2] + dc * field[j, 2])
+        du, dv = u - origin[0], v - origin[1]
+        s[k] = du * a[0] + dv * a[1]
+        h[k] = du * n[0] + dv * n[1]
+    order = np.argsort(s)
+    return np.interp(s_p, s[order], h[order])
+
+
+@njit(cache=True)
+def _solve_eye(verts, fields, centre, rot, cam, target, place, angles, closures):
+    """Solve one eye in place: `angles` (theta, phi) for target[:2] (place) when `place`,
+    then `closures` (upper, lower) for target[2:] (MRD1, MRD2). verts (16, 3): camera-frame
+    corners, upper and lower margin; fields (2, 7, 3): the closure fields, camera frame."""
+    corners = np.empty((2, 2))
+    for k in range(2):
+        corners[k, 0], corners[k, 1] = _project(cam[0], cam[1], cam[2], cam[3], verts[k, 0], verts[k, 1], verts[k, 2])
+    left = 0 if corners[0, 0] <= corners[1, 0] else 1
+    origin = corners[left].copy()
+    axis = corners[1 - left] - origin
+    width = math.sqrt(axis[0] ** 2 + axis[1] ** 2)
+    a = axis / max(width, 1e-9)
+    n = np.array([-a[1], a[0]])
+    lateral = (corners[0, 0] - origin[0]) * a[0] + (corners[0, 1] - origin[1]) * a[1]
+    medial = (corners[1, 0] - origin[0]) * a[0] + (corners[1, 1] - origin[1]) * a[1]
+    span = medial - lateral
+    limits = (MAX_HORIZONTAL, MAX_VERTICAL)
+    for _ in range(_NEWTON_STEPS if place else 0):
+        f = np.empty((3, 2))
+        for k in range(3):
+            th = angles[0] + (_DIFF if k == 1 else 0.0)
+            ph = angles[1] + (_DIFF if k == 2 else 0.0)
+            s_k, h_k, _ = _iris(centre, rot, th, ph, cam, origin, a, n)
+            f[k, 0], f[k, 1] = (s_k - lateral) / span, h_k / width
+        j00, j01 = (f[1, 0] - f[0, 0]) / _DIFF, (f[2, 0] - f[0, 0]) / _DIFF
+        j10, j11 = (f[1, 1] - f[0, 1]) / _DIFF, (f[2, 1] - f[0, 1]) / _DIFF
+        det = j00 * j11 - j01 * j10
+        if abs(det) < 1e-12:
             break
-        c = float(np.clip(c + (goal - h) / slope, MIN_CLOSURE, 1.0))
-        h = height(c)
-        if abs(h - goal) < 0.01:
+        r0, r1 = target[0] - f[0, 0], target[1] - f[0, 1]
+        step0, step1 = (j11 * r0 - j01 * r1) / det, (j00 * r1 - j10 * r0) / det
+        angles[0] = min(max(angles[0] + step0, -limits[0]), limits[0])
+        angles[1] = min(max(angles[1] + step1, -limits[1]), limits[1])
+        if abs(step0) < 1e-4 and abs(step1) < 1e-4:
             break
-    return c
+    s_p, h_p, diameter = _iris(centre, rot, angles[0], angles[1], cam, origin, a, n)
+    goals = (h_p - target[2] * diameter, h_p + target[3] * diameter)
+    for lid in range(2):
+        chain = verts[2 + 7 * lid : 9 + 7 * lid]
+        field = fields[lid]
+        c0 = closures[lid]
+        c = c0
+        h = _margin_height(chain, field, 0.0, corners, cam, origin, a, n, s_p)
+        for _ in range(3):
+            slope = (_margin_height(chain, field, c + 0.05 - c0, corners, cam, origin, a, n, s_p) - h) / 0.05
+            if abs(slope) < 1e-9:
+                break
+            c = min(max(c + (goals[lid] - h) / slope, MIN_CLOSURE), 1.0)
+            h = _margin_height(chain, field, c - c0, corners, cam, origin, a, n, s_p)
+            if abs(h - goals[lid]) < 0.01:
+                break
+        closures[lid] = c

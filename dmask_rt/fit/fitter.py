@@ -29,12 +29,15 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..model.camera import Camera
+from ..model.drawn_eye import EyeGeometry
 from ..model.eyeball import IRIS_DEPTH_MM
 from ..model.generic_face import GenericFace
 from ..model.mesh_indices import EYE_CORNERS, IRIS_CENTRE, LOWER_LID, UPPER_LID
 from ..model.params import AvatarParams
 from ..model.projection import project_landmarks
+from ..track.eye_outline import read_eye
 from ..track.landmarks import FaceLandmarks
+from .eye_transfer import EyeTransfer
 from .gauss_newton import N_EYE, N_POSE, gauss_newton, rodrigues, rotation_log
 from .own_shape import OwnShape
 
@@ -173,7 +176,7 @@ def warm_up(face: GenericFace) -> None:
 
     A fresh install compiles for several seconds on its first fit; `dmask setup` calls
     this so that no patient's first seconds are spent on it. Fits a cold and a warm
-    frame of the template's own projection, which runs every kernel.
+    frame of the template's own projection and transfers its eyes, which runs every kernel.
     """
     camera = Camera.for_image(640, 480)
     params = AvatarParams(
@@ -183,4 +186,6 @@ def warm_up(face: GenericFace) -> None:
     landmarks = FaceLandmarks(points, np.zeros(len(points), np.float32), 1.0, False, np.zeros((2, 71, 2), np.float32))
     fitter = FaceFitter(face)
     for _ in range(2):
-        fitter.fit(landmarks, camera)
+        fitted = fitter.fit(landmarks, camera)
+    geometry = EyeGeometry(face)
+    EyeTransfer(geometry).apply(fitted, camera, tuple(read_eye(o) for o in geometry.outlines(params, camera)))
