@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..render.topology import FaceTopology
+from .topology import FaceTopology
 from .eyelid import lid_blendshapes
 from .mesh_indices import BROWS, MOUTH_RING, eye_rings
 

@@ -90,7 +90,7 @@ from dmask_rt.model.camera import Camera
 from dmask_rt.render import palette
 from dmask_rt.render.normals import VertexNormals
 from dmask_rt.render.sphere import uv_hemisphere
-from dmask_rt.render.topology import FaceTopology
+from dmask_rt.model.topology import FaceTopology
 
 # Key light from the upper left of the camera (OpenCV frame: -y is up, -z towards the camera).
 LIGHT_DIR = tuple(np.array([-0.35, -0.55, -1.0]) / np.linalg.norm([-0.35, -0.55, -1.0]))
