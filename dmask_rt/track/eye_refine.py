@@ -1,0 +1,185 @@
+"""Eye outlines refined against the pixels: lid margins and limbus where the image puts them.
+
+The landmark models regress extreme eyes toward normal ones: a shut eye keeps a slit,
+a retracted lid is put on the top of the iris, an iris deep in a corner is pulled to
+the middle. `EyeRefiner` starts from any `EyeOutline` (the tracker's, via
+`tracked_outlines`) and moves
+
+- both lid margins to the edges of the eyeball in the image (`lid_edges`: profile
+  search across the lids, robust curve through the corners; crossing margins are
+  merged, so shut lids meet), then
+- the limbus to the dark-to-bright radial edges on its visible arc (`limbus`: robust
+  circle fit, radius held near r/W times the fissure width W).
+
+The corners are kept. Per stream the refiner keeps each eye's limbus radius as a
+fraction of its fissure width (anatomically constant), averaged over frames where
+the iris was well seen; `reset()` forgets it, and a single frame uses the outline's
+own radius. `refined_outlines(rgb, landmarks)` gives both eyes for the pipeline.
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from .eye_outline import EyeOutline, eye_frame, margin_profile, tracked_outlines
+from .landmarks import FaceLandmarks
+from .lid_edges import (LASH_BELOW, LOWER_WINDOW, MAX_ROWS, N_BASIS, N_COLS, ROW_STEP, T_MARGIN, UPPER_WINDOW, basis,
+                        column_edge, curve_at, fit_curve, sample_patch)
+from .limbus import N_RAYS, fit_circle, ray_edges
+
+#: Margin points returned per lid, evenly spaced between the corners.
+N_MARGIN = 7
+#: Columns closer than this to the iris centre (in radii) see the iris, not sclera, above the lower lid.
+IRIS_COLUMN = 0.75
+#: Ray casts of the limbus search, each from the previous fit's centre.
+LIMBUS_PASSES = 2
+#: Relative weight of the upper-lid edges above the iris.
+IRIS_COLUMN_WEIGHT = 0.6
+#: Lids closer than this (fissure widths) over the whole eye leave no limbus to fit.
+MIN_GAP = 0.06
+#: A limbus fit counts towards the stream's r/W when this many edges and this share of their weight agree.
+GOOD_EDGES, GOOD_SHARE = 10, 0.7
+#: Weight of a new good frame in the stream's running r/W.
+RATIO_RATE = 0.1
+
+
+@njit(cache=True)
+def refine_kernel(rgb: np.ndarray, frame: np.ndarray, width: float, u0: np.ndarray, l0: np.ndarray,
+                  iris: np.ndarray, r_prior: float, upper: np.ndarray, lower: np.ndarray,
+                  iris_out: np.ndarray) -> tuple[int, float]:
+    """Refine one eye in its frame (s along the corner axis, h down, pixels).
+
+    u0, l0: the starting margins' heights at the patch columns; iris: (s, h, r) start.
+    Writes the lid curve coefficients (fissure widths) and the limbus (s, h, r);
+    returns the limbus edge count and inlier share (0, 0 when the eye shows no limbus).
+    """
+    dh = ROW_STEP * width
+    top, bottom = u0.min() - UPPER_WINDOW[0] * width - 3 * dh, l0.max() + LOWER_WINDOW[1] * width + 3 * dh
+    n_rows = min(MAX_ROWS, int((bottom - top) / dh) + 1)
+    patch = np.empty((n_rows, N_COLS))
+    sample_patch(rgb, frame, width, top, n_rows, patch)
+
+    ts = np.empty(N_COLS)
+    hu, wu = np.empty(N_COLS), np.empty(N_COLS)
+    hl, wl = np.empty(N_COLS), np.empty(N_COLS)
+    lash_rows = max(1, int(round(LASH_BELOW / ROW_STEP)))
+    for j in range(N_COLS):
+        t = T_MARGIN + (1.0 - 2.0 * T_MARGIN) * (j + 0.5) / N_COLS
+        ts[j] = t
+        hu[j], wu[j] = column_edge(patch, j, n_rows, top, dh, u0[j] - UPPER_WINDOW[0] * width,
+                                   min(u0[j] + UPPER_WINDOW[1] * width, l0[j]), 1, lash_rows)
+        # below the iris the lower lid is brighter than what it borders; below sclera darker
+        on_iris = abs(t * width - iris[0]) < IRIS_COLUMN * iris[2]
+        hl[j], wl[j] = column_edge(patch, j, n_rows, top, dh, l0[j] - LOWER_WINDOW[0] * width,
+                                   l0[j] + LOWER_WINDOW[1] * width, 0 if on_iris else -1)
+        if on_iris:  # above the iris the catch light makes a step as strong as the lid's
+            wu[j] *= IRIS_COLUMN_WEIGHT
+    _cap(wu)
+    _cap(wl)
+
+    # the starting curves in the same basis: the prior of each fit
+    pu, pl = np.zeros(N_BASIS), np.zeros(N_BASIS)
+    _least_squares(ts, u0, width, pu)
+    _least_squares(ts, l0, width, pl)
+    fit_curve(ts, hu, wu, N_COLS, pu, width, upper)
+    fit_curve(ts, hl, wl, N_COLS, pl, width, lower)
+
+    gap = -1.0
+    for k in range(41):
+        t = k / 40.0
+        gap = max(gap, curve_at(lower, t) - curve_at(upper, t))
+    if gap < MIN_GAP:
+        iris_out[0], iris_out[1], iris_out[2] = iris[0], iris[1], r_prior
+        return 0, 0.0
+    pts = np.empty((N_RAYS, 2))
+    wts = np.empty(N_RAYS)
+    iris_out[0], iris_out[1], iris_out[2] = iris[0], iris[1], r_prior
+    n, share = 0, 0.0
+    for _ in range(LIMBUS_PASSES):  # rays again from the fitted centre: a far start sees one side only
+        n = ray_edges(rgb, frame, width, iris_out[0], iris_out[1], r_prior, upper, lower, 0.03, pts, wts)
+        if n < 5:
+            return n, 0.0
+        share = fit_circle(pts, wts, n, iris_out[0], iris_out[1], r_prior, iris_out)
+    return n, share
+
+
+@njit(cache=True)
+def _cap(w: np.ndarray) -> None:
+    """Caps edge weights at half the strongest: contrast says which edge, not how much one column counts."""
+    cap = 0.5 * w.max()
+    for j in range(w.shape[0]):
+        w[j] = min(w[j], cap)
+
+
+@njit(cache=True)
+def _least_squares(ts: np.ndarray, h: np.ndarray, width: float, coef: np.ndarray) -> None:
+    """Plain least-squares fit of the curve basis to (ts, h / W)."""
+    bv = np.empty(N_BASIS)
+    A = np.zeros((N_BASIS, N_BASIS))
+    r = np.zeros(N_BASIS)
+    for p in range(ts.shape[0]):
+        basis(ts[p], bv)
+        for k in range(N_BASIS):
+            r[k] += bv[k] * h[p] / width
+            for m in range(N_BASIS):
+                A[k, m] += bv[k] * bv[m]
+    for k in range(N_BASIS):
+        A[k, k] += 1e-9
+    sol = np.linalg.solve(A, r)
+    for k in range(N_BASIS):
+        coef[k] = sol[k]
+
+
+class EyeRefiner:
+    """Refines eye outlines against the frame's pixels (module docstring); one per stream."""
+
+    def __init__(self) -> None:
+        self._ratio: list[float | None] = [None, None]
+        self._cols = T_MARGIN + (1.0 - 2.0 * T_MARGIN) * (np.arange(N_COLS) + 0.5) / N_COLS
+        self._out_t = (np.arange(N_MARGIN) + 1.0) / (N_MARGIN + 1.0)
+
+    def reset(self) -> None:
+        """Forget the stream (new subject or cut): the next frame starts from its outline's radius."""
+        self._ratio = [None, None]
+
+    def refine(self, rgb: np.ndarray, outline: EyeOutline, eye: int) -> EyeOutline:
+        """The outline of eye `eye` (0 = subject's right, image left) refined against `rgb` (H, W, 3 uint8)."""
+        origin, a, n, width = eye_frame(outline.corners)
+        if width < 4.0:  # nothing to resolve: a few pixels of eye
+            return outline
+        su, hu = margin_profile(outline, "upper")
+        sl, hl = margin_profile(outline, "lower")
+        s = self._cols * width
+        u0, l0 = np.interp(s, su, hu), np.interp(s, sl, hl)
+        rel = np.asarray(outline.iris_centre, float) - origin
+        iris = np.array([rel @ a, rel @ n, float(outline.iris_radius)])
+        ratio = self._ratio[eye]
+        r_prior = ratio * width if ratio is not None else float(outline.iris_radius)
+        frame = np.array([origin[0], origin[1], a[0], a[1]])
+        upper, lower, limbus = np.empty(N_BASIS), np.empty(N_BASIS), np.empty(3)
+        count, share = refine_kernel(rgb, frame, width, u0, l0, iris, r_prior, upper, lower, limbus)
+        if count >= GOOD_EDGES and share >= GOOD_SHARE:
+            r = limbus[2] / width
+            self._ratio[eye] = r if ratio is None else (1.0 - RATIO_RATE) * ratio + RATIO_RATE * r
+        return _outline(outline.corners, origin, a, n, width, self._out_t, upper, lower, limbus)
+
+
+def _outline(corners: np.ndarray, origin: np.ndarray, a: np.ndarray, n: np.ndarray, width: float,
+             t: np.ndarray, upper: np.ndarray, lower: np.ndarray, limbus: np.ndarray) -> EyeOutline:
+    """Image-pixel outline from the fitted curves; crossing margins meet half way."""
+    g, u = t * (1.0 - t), t - 0.5
+    hu = g * (upper[0] + upper[1] * u + upper[2] * u * u) * width
+    hl = g * (lower[0] + lower[1] * u + lower[2] * u * u) * width
+    mid = 0.5 * (hu + hl)
+    crossed = hu > hl
+    hu, hl = np.where(crossed, mid, hu), np.where(crossed, mid, hl)
+    s = t * width
+    to_image = lambda h: origin + np.outer(s, a) + np.outer(h, n)  # noqa: E731
+    centre = origin + limbus[0] * a + limbus[1] * n
+    return EyeOutline(np.asarray(corners, float), to_image(hu), to_image(hl), centre, float(limbus[2]))
+
+
+def refined_outlines(refiner: EyeRefiner, rgb: np.ndarray, landmarks: FaceLandmarks) -> tuple[EyeOutline, EyeOutline]:
+    """(right, left) eye outlines of the tracker's landmarks, refined against `rgb`."""
+    right, left = tracked_outlines(landmarks)
+    return refiner.refine(rgb, right, 0), refiner.refine(rgb, left, 1)

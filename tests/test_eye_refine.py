@@ -1,0 +1,163 @@
+"""EyeRefiner: known answers on drawn eyes, and shut/open on real frames.
+
+The synthetic eye is drawn at 4x and box-downsampled (anti-aliased edges): skin, an
+opening bounded by two lid curves through the corners, sclera inside it, an iris disc
+of known centre and radius clipped by the lids, a lash line along the upper margin,
+a blur and noise. Each refinement starts from an outline perturbed the way the
+tracker errs (a slit left open, a retracted lid put on the iris, an iris pulled to the
+middle).
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from dmask_rt.track.eye_outline import SHUT_OPENING, EyeOutline, read_eye
+from dmask_rt.track.eye_refine import EyeRefiner
+
+from conftest import DATA, video_frames
+
+SS = 4  # supersampling of the drawing
+SKIN, SCLERA, IRIS, LASH = (205, 150, 130), (232, 228, 224), (70, 45, 35), (45, 32, 30)
+
+
+def lid(t: np.ndarray, peak: float, width: float, skew: float = 0.0) -> np.ndarray:
+    """Height (down +) of a lid through both corners, `peak` fissure widths at mid-eye."""
+    return 4.0 * peak * width * t * (1.0 - t) * (1.0 + skew * (t - 0.5))
+
+
+def draw_eye(width: float, up: float, low: float, iris: tuple[float, float, float] | None,
+             size: tuple[int, int] = (120, 160), origin: tuple[float, float] = (40.0, 60.0),
+             seed: int = 0) -> np.ndarray:
+    """An RGB eye: corners at origin and origin + (width, 0); upper lid peaks `up` W above
+    the axis, lower lid `low` W below; iris (s, h, r) in pixels from the left corner."""
+    import cv2
+
+    h, w = size
+    ys, xs = np.mgrid[0 : h * SS, 0 : w * SS]
+    x, y = (xs + 0.5) / SS - 0.5 - origin[0], (ys + 0.5) / SS - 0.5 - origin[1]
+    t = x / width
+    inside_t = (t > 0) & (t < 1)
+    top, bottom = -lid(np.clip(t, 0, 1), up, width, 0.3), lid(np.clip(t, 0, 1), low, width)
+    img = np.empty((h * SS, w * SS, 3), float)
+    img[:] = SKIN
+    opening = inside_t & (y > top) & (y < bottom)
+    img[opening] = SCLERA
+    if iris is not None:
+        disc = (x - iris[0]) ** 2 + (y - iris[1]) ** 2 < iris[2] ** 2
+        img[opening & disc] = IRIS
+    lash = inside_t & (y <= top) & (y > top - 0.05 * width)  # lashes above the upper margin
+    img[lash] = LASH
+    small = cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA)
+    small = cv2.GaussianBlur(small, (0, 0), 0.7)
+    small += np.random.default_rng(seed).normal(0.0, 3.0, small.shape)
+    return np.clip(small, 0, 255).astype(np.uint8)
+
+
+def outline_of(width: float, up: float, low: float, iris: tuple[float, float, float],
+               origin: tuple[float, float] = (40.0, 60.0)) -> EyeOutline:
+    """The outline of a drawn eye (image-left corner lateral: a subject's right eye)."""
+    t = (np.arange(7) + 1.0) / 8.0
+    s = t * width + origin[0]
+    upper = np.stack([s, origin[1] - lid(t, up, width, 0.3)], 1)
+    lower = np.stack([s, origin[1] + lid(t, low, width)], 1)
+    corners = np.array([origin, (origin[0] + width, origin[1])], float)
+    return EyeOutline(corners, upper, lower, np.array([iris[0] + origin[0], iris[1] + origin[1]]), iris[2])
+
+
+def margin_error(got: EyeOutline, truth_up: float, truth_low: float, width: float,
+                 origin: tuple[float, float] = (40.0, 60.0)) -> tuple[float, float]:
+    """Worst vertical distance (pixels) of the refined margin points from the drawn lids."""
+    errs = []
+    for pts, f in ((got.upper, lambda t: -lid(t, truth_up, width, 0.3)), (got.lower, lambda t: lid(t, truth_low, width))):
+        t = (pts[:, 0] - origin[0]) / width
+        errs.append(float(np.max(np.abs(pts[:, 1] - origin[1] - f(t)))))
+    return errs[0], errs[1]
+
+
+W = 60.0
+
+
+def test_open_eye_from_a_perturbed_outline():
+    truth = (30.0, 2.0, 12.0)  # iris centre (s, h) and radius, pixels
+    rgb = draw_eye(W, 0.17, 0.15, truth)
+    start = outline_of(W, 0.13, 0.19, (27.0, 4.0, 13.5))  # lids 2.4 px off, iris 3.6 px off, radius +12%
+    got = EyeRefiner().refine(rgb, start, 0)
+    up_err, low_err = margin_error(got, 0.17, 0.15, W)
+    assert up_err < 1.0 and low_err < 1.0, (up_err, low_err)
+    centre = got.iris_centre - np.array([40.0 + truth[0], 60.0 + truth[1]])
+    assert np.hypot(*centre) < 1.0, centre
+    assert abs(got.iris_radius - truth[2]) < 0.1 * truth[2], got.iris_radius
+    want = read_eye(outline_of(W, 0.17, 0.15, truth))
+    have = read_eye(got)
+    assert abs(have.mrd1 - want.mrd1) < 0.05 and abs(have.mrd2 - want.mrd2) < 0.05, (have, want)
+
+
+def test_shut_eye_left_as_a_slit_is_closed():
+    rgb = draw_eye(W, 0.0, 0.0, None)  # lids meet: skin and the lash line only
+    start = outline_of(W, 0.05, 0.05, (30.0, 0.0, 12.0))  # the tracker's slit: 0.1 W open
+    assert not read_eye(start).shut
+    got = EyeRefiner().refine(rgb, start, 0)
+    assert read_eye(got).shut, read_eye(got)
+
+
+def test_retracted_lid_goes_up_to_the_real_margin():
+    truth = (30.0, 3.0, 12.0)
+    rgb = draw_eye(W, 0.27, 0.17, truth)  # sclera between the upper lid and the iris
+    want = read_eye(outline_of(W, 0.27, 0.17, truth))
+    assert want.sclera_above
+    # the tracker's lid rests on the top of the iris
+    start = outline_of(W, (truth[2] - truth[1]) / W, 0.17, truth)
+    assert not read_eye(start).sclera_above
+    got = EyeRefiner().refine(rgb, start, 0)
+    have = read_eye(got)
+    assert abs(have.mrd1 - want.mrd1) < 0.05, (have.mrd1, want.mrd1)
+    assert have.sclera_above
+
+
+def test_iris_deep_in_the_corner_is_found_where_drawn():
+    truth = (47.0, 1.0, 12.0)  # 0.78 of the way to the medial (image-right) corner
+    rgb = draw_eye(W, 0.17, 0.15, truth)
+    want = read_eye(outline_of(W, 0.17, 0.15, truth))
+    start = outline_of(W, 0.17, 0.15, (41.0, 1.0, 12.0))  # pulled 0.1 W toward the middle
+    got = EyeRefiner().refine(rgb, start, 0)
+    assert abs(read_eye(got).place_h - want.place_h) < 0.03, (read_eye(got).place_h, want.place_h)
+
+
+def test_single_frame_and_stream_state():
+    truth = (30.0, 2.0, 12.0)
+    rgb = draw_eye(W, 0.17, 0.15, truth)
+    start = outline_of(W, 0.17, 0.15, truth)
+    refiner = EyeRefiner()
+    for _ in range(5):
+        refiner.refine(rgb, start, 1)
+    # a later shut frame keeps the stream's radius, the other eye's state is untouched
+    shut = refiner.refine(draw_eye(W, 0.0, 0.0, None), outline_of(W, 0.05, 0.05, (30.0, 0.0, 16.0)), 1)
+    assert abs(shut.iris_radius - truth[2]) < 0.1 * truth[2]
+    refiner.reset()
+    fresh = refiner.refine(draw_eye(W, 0.0, 0.0, None), outline_of(W, 0.05, 0.05, (30.0, 0.0, 16.0)), 1)
+    assert fresh.iris_radius == 16.0
+
+
+P04 = DATA / "videos" / "p04_eye_closure_look_down.mp4"
+
+
+@pytest.mark.skipif(not P04.exists(), reason="needs ../shared/data")
+def test_real_shut_and_open_frames():
+    """p04's slow closure: frame 229's left eye is shut (the tracker leaves ~0.1 of the
+    width open), frame 0's eyes are open; p02's wink (frame 150: right eye shut)."""
+    from dmask_rt.track.eye_outline import tracked_outlines
+    from dmask_rt.track.tracker import FaceTracker
+
+    cases = [(P04, 229, 1, True), (P04, 0, 1, False), (P04, 0, 0, False),
+             (DATA / "videos" / "p02_gaze_wink.mp4", 150, 0, True), (DATA / "videos" / "p02_gaze_wink.mp4", 300, 1, False)]
+    tracker = FaceTracker()
+    for path, index, eye, shut in cases:
+        rgb = next(f for i, f in enumerate(video_frames(path)) if i == index)
+        tracker.reset()
+        landmarks = tracker.track(rgb)
+        assert landmarks is not None
+        got = EyeRefiner().refine(rgb, tracked_outlines(landmarks)[eye], eye)
+        assert read_eye(got).shut == shut, (path.name, index, eye, read_eye(got))
+        if shut:
+            assert read_eye(got).opening < SHUT_OPENING
