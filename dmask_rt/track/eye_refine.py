@@ -33,8 +33,6 @@ N_MARGIN = 7
 IRIS_COLUMN = 0.75
 #: Ray casts of the limbus search, each from the previous fit's centre.
 LIMBUS_PASSES = 2
-#: Relative weight of the upper-lid edges above the iris.
-IRIS_COLUMN_WEIGHT = 0.6
 #: Lids closer than this (fissure widths) over the whole eye leave no limbus to fit.
 MIN_GAP = 0.06
 #: A limbus fit counts towards the stream's r/W when this many edges and this share of their weight agree.
@@ -72,8 +70,11 @@ def refine_kernel(rgb: np.ndarray, frame: np.ndarray, width: float, u0: np.ndarr
         on_iris = abs(t * width - iris[0]) < IRIS_COLUMN * iris[2]
         hl[j], wl[j] = column_edge(patch, j, n_rows, top, dh, l0[j] - LOWER_WINDOW[0] * width,
                                    l0[j] + LOWER_WINDOW[1] * width, 0 if on_iris else -1)
-        if on_iris:  # above the iris the catch light makes a step as strong as the lid's
-            wu[j] *= IRIS_COLUMN_WEIGHT
+        # over the iris the lid's step (lashes on a dark iris) is weak and catch lights
+        # inside the iris make strong ones: only a lid clear of the iris (sclera between) counts
+        dx = t * width - iris[0]
+        if dx * dx < iris[2] * iris[2] and hu[j] > iris[1] - np.sqrt(iris[2] * iris[2] - dx * dx) - 0.02 * width:
+            wu[j] = 0.0
     _cap(wu)
     _cap(wl)
 
