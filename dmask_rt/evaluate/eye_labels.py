@@ -434,9 +434,9 @@ def summarise(rows: list[EyeError]) -> Summary:
         v = v[np.isfinite(v)]
         return (float(np.median(v)), float(np.mean(v))) if len(v) else (math.nan, math.nan)
 
-    return Summary(len(rows), sum(np.isfinite(r.iris) for r in rows), stat("mrd1"), stat("mrd2"), stat("lid"),
+    return Summary(len(rows), int(sum(np.isfinite(r.iris) for r in rows)), stat("mrd1"), stat("mrd2"), stat("lid"),
                    stat("iris"), float(np.mean([r.shut_ok for r in rows])) if rows else math.nan,
-                   sum(not r.found for r in rows))
+                   int(sum(not r.found for r in rows)))
 
 
 def evaluate(doc: dict, outlines: Outlines) -> dict[str, Summary]:

@@ -43,7 +43,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..track.eye_outline import EyeOutline, eye_frame, read_eye
+from ..track.eye_outline import EyeOutline, read_eye
 from . import eye_labels as el
 
 SCRATCH = Path("/work/scratch/labels")
@@ -213,7 +213,7 @@ def _box(corners: np.ndarray, shape: tuple[int, ...]) -> tuple[int, int, int, in
     """Integer source box (x0, y0, x1, y1) around an eye, with margin for lids and brow."""
     c = corners.mean(axis=0)
     w = max(float(np.hypot(*(corners[1] - corners[0]))), 8.0)
-    x0, x1 = math.floor(c[0] - 0.62 * w), math.ceil(c[0] + 0.62 * w)
+    x0, x1 = math.floor(c[0] - 0.7 * w), math.ceil(c[0] + 0.7 * w)
     y0, y1 = math.floor(c[1] - 0.42 * w), math.ceil(c[1] + 0.4 * w)
     return max(x0, 0), max(y0, 0), min(x1, shape[1] - 1), min(y1, shape[0] - 1)
 
