@@ -10,8 +10,9 @@ It saves what the comparison with today's tracker needs: the landmarks in pixels
 what each frame cost.
 
 For each clip it runs ``mp.solutions.face_mesh.FaceMesh(refine_landmarks=True,
-static_image_mode=False, max_num_faces=1)`` (tracking mode, which selects the
-attention model) through every frame and writes ``<out>/<clip stem>[_WxH].npz`` with
+static_image_mode=False, max_num_faces=1)`` (refine_landmarks selects the attention
+model; static_image_mode=False tracks from frame to frame, as the product does) through
+every frame and writes ``<out>/<clip stem>[_WxH].npz`` with
 
     landmarks   (frames, 478, 3) float32: x, y in image pixels, z scaled by the image
                 width like x (MediaPipe's convention); NaN where no face was found
@@ -185,9 +186,10 @@ def main(argv: list[str] | None = None) -> int:
             args.out / name, clip=path.name, size=label, mediapipe_version=mp.__version__, **data
         )
         found = int(np.isfinite(data["landmarks"][:, 0, 0]).sum())
-        wall = data["wall_ms"][5:]
+        wall = data["wall_ms"][5:]  # past the graph's start-up
         med = float(np.median(wall)) if wall.size else float("nan")
-        print(f"{path.name} {label}: {len(data['wall_ms'])} frames, face in {found}, median {med:.2f} ms wall", file=sys.stderr)
+        frames = len(data["wall_ms"])
+        print(f"{path.name} {label}: {frames} frames, face in {found}, median {med:.2f} ms wall", file=sys.stderr)
     return 0
 
 
