@@ -28,9 +28,10 @@ def lid(t: np.ndarray, peak: float, width: float, skew: float = 0.0) -> np.ndarr
 
 def draw_eye(width: float, up: float, low: float, iris: tuple[float, float, float] | None,
              size: tuple[int, int] = (120, 160), origin: tuple[float, float] = (40.0, 60.0),
-             seed: int = 0) -> np.ndarray:
+             seed: int = 0, catch_lights: bool = False) -> np.ndarray:
     """An RGB eye: corners at origin and origin + (width, 0); upper lid peaks `up` W above
-    the axis, lower lid `low` W below; iris (s, h, r) in pixels from the left corner."""
+    the axis, lower lid `low` W below; iris (s, h, r) in pixels from the left corner;
+    catch_lights: a ring-light's reflection, six bright dots in the iris's lower half."""
     import cv2
 
     h, w = size
@@ -46,6 +47,10 @@ def draw_eye(width: float, up: float, low: float, iris: tuple[float, float, floa
     if iris is not None:
         disc = (x - iris[0]) ** 2 + (y - iris[1]) ** 2 < iris[2] ** 2
         img[opening & disc] = IRIS
+        if catch_lights:
+            for ang in np.linspace(0.15 * np.pi, 0.85 * np.pi, 6):
+                cx, cy = iris[0] + 0.45 * iris[2] * np.cos(ang), iris[1] + 0.45 * iris[2] * np.sin(ang)
+                img[(x - cx) ** 2 + (y - cy) ** 2 < (0.1 * iris[2]) ** 2] = (250, 250, 250)
     lash = inside_t & (y <= top) & (y > top - 0.05 * width)  # lashes above the upper margin
     img[lash] = LASH
     small = cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA)
@@ -78,10 +83,15 @@ def margin_error(got: EyeOutline, truth_up: float, truth_low: float, width: floa
 W = 60.0
 
 
-def test_open_eye_from_a_perturbed_outline():
+@pytest.mark.parametrize("catch_lights", [False, True])
+def test_open_eye_from_a_perturbed_outline(catch_lights: bool):
+    """The lower lid and the limbus come to the drawn edges (catch lights or not). By design
+    two things start right: the upper lid resting on the iris (there the tracker's height is
+    kept), and the iris centre's height (with only the side arcs showing, it is held near the
+    start's)."""
     truth = (30.0, 2.0, 12.0)  # iris centre (s, h) and radius, pixels
-    rgb = draw_eye(W, 0.17, 0.15, truth)
-    start = outline_of(W, 0.13, 0.19, (27.0, 4.0, 13.5))  # lids 2.4 px off, iris 3.6 px off, radius +12%
+    rgb = draw_eye(W, 0.17, 0.15, truth, catch_lights=catch_lights)
+    start = outline_of(W, 0.17, 0.19, (26.0, 2.0, 13.5))  # lower lid 2.4 px off, iris 4 px off, radius +12%
     got = EyeRefiner().refine(rgb, start, 0)
     up_err, low_err = margin_error(got, 0.17, 0.15, W)
     assert up_err < 1.0 and low_err < 1.0, (up_err, low_err)

@@ -7,9 +7,13 @@ the middle. `EyeRefiner` starts from any `EyeOutline` (the tracker's, via
 
 - both lid margins to the edges of the eyeball in the image (`lid_edges`: profile
   search across the lids, robust curve through the corners; crossing margins are
-  merged, so shut lids meet), then
+  merged, so shut lids meet). On an open eye, where the upper lid rests on the iris
+  the image shows no trustworthy lid edge (lashes on a dark iris, catch lights), and
+  there the tracker's lid height enters the fit as evidence: the image moves the lid
+  where sclera borders it (retraction, closure), the tracker keeps it on the iris; then
 - the limbus to the dark-to-bright radial edges on its visible arc (`limbus`: robust
-  circle fit, radius held near r/W times the fissure width W).
+  circle fit, radius held near r/W times the fissure width W, centre height near the
+  tracker's, catch lights rejected).
 
 The corners are kept. Per stream the refiner keeps each eye's limbus radius as a
 fraction of its fissure width (anatomically constant), averaged over frames where
@@ -35,6 +39,9 @@ IRIS_COLUMN = 0.75
 LIMBUS_PASSES = 2
 #: Lids closer than this (fissure widths) over the whole eye leave no limbus to fit.
 MIN_GAP = 0.06
+#: Lids this far apart (fissure widths) are an open eye: where the upper lid covers the
+#: iris it keeps the tracker's height, weighted as this share of the strongest lid edge.
+OPEN_GAP, ANCHOR = 0.15, 0.5
 #: A limbus fit counts towards the stream's r/W when this many edges and this share of their weight agree.
 GOOD_EDGES, GOOD_SHARE = 10, 0.7
 #: Weight of a new good frame in the stream's running r/W.
@@ -60,6 +67,7 @@ def refine_kernel(rgb: np.ndarray, frame: np.ndarray, width: float, u0: np.ndarr
     ts = np.empty(N_COLS)
     hu, wu = np.empty(N_COLS), np.empty(N_COLS)
     hl, wl = np.empty(N_COLS), np.empty(N_COLS)
+    covered = np.zeros(N_COLS, np.bool_)
     lash_rows = max(1, int(round(LASH_BELOW / ROW_STEP)))
     for j in range(N_COLS):
         t = T_MARGIN + (1.0 - 2.0 * T_MARGIN) * (j + 0.5) / N_COLS
@@ -71,9 +79,11 @@ def refine_kernel(rgb: np.ndarray, frame: np.ndarray, width: float, u0: np.ndarr
         hl[j], wl[j] = column_edge(patch, j, n_rows, top, dh, l0[j] - LOWER_WINDOW[0] * width,
                                    l0[j] + LOWER_WINDOW[1] * width, 0 if on_iris else -1)
         # over the iris the lid's step (lashes on a dark iris) is weak and catch lights
-        # inside the iris make strong ones: only a lid clear of the iris (sclera between) counts
+        # inside the iris make strong ones: only a lid clear of the iris (sclera between) counts,
+        # a lid on the iris is "covered"
         dx = t * width - iris[0]
-        if dx * dx < iris[2] * iris[2] and hu[j] > iris[1] - np.sqrt(iris[2] * iris[2] - dx * dx) - 0.02 * width:
+        covered[j] = dx * dx < iris[2] * iris[2] and hu[j] > iris[1] - np.sqrt(iris[2] * iris[2] - dx * dx) - 0.02 * width
+        if covered[j]:
             wu[j] = 0.0
     _cap(wu)
     _cap(wl)
@@ -85,10 +95,17 @@ def refine_kernel(rgb: np.ndarray, frame: np.ndarray, width: float, u0: np.ndarr
     fit_curve(ts, hu, wu, N_COLS, pu, width, upper)
     fit_curve(ts, hl, wl, N_COLS, pl, width, lower)
 
-    gap = -1.0
-    for k in range(41):
-        t = k / 40.0
-        gap = max(gap, curve_at(lower, t) - curve_at(upper, t))
+    gap = _gap(upper, lower)
+    if gap >= OPEN_GAP:
+        # an open eye whose lid covers the iris: there the lid's edge is lashes on a dark
+        # iris (weak, or the lashes' top) and the tracker's lid, fitted to the iris's top,
+        # stands in for it, so the sclera's edges on either side cannot bend the lid into the iris
+        cap = wu.max()
+        for j in range(N_COLS):
+            if covered[j]:
+                hu[j], wu[j] = u0[j], ANCHOR * cap
+        fit_curve(ts, hu, wu, N_COLS, pu, width, upper)
+        gap = _gap(upper, lower)
     if gap < MIN_GAP:
         iris_out[0], iris_out[1], iris_out[2] = iris[0], iris[1], r_prior
         return 0, 0.0
@@ -100,8 +117,18 @@ def refine_kernel(rgb: np.ndarray, frame: np.ndarray, width: float, u0: np.ndarr
         n = ray_edges(rgb, frame, width, iris_out[0], iris_out[1], r_prior, upper, lower, 0.03, pts, wts)
         if n < 5:
             return n, 0.0
-        share = fit_circle(pts, wts, n, iris_out[0], iris_out[1], r_prior, iris_out)
+        share = fit_circle(pts, wts, n, iris_out[0], iris_out[1], r_prior, iris[1], iris_out)
     return n, share
+
+
+@njit(cache=True)
+def _gap(upper: np.ndarray, lower: np.ndarray) -> float:
+    """The widest gap between the fitted lids, fissure widths (negative: crossed everywhere)."""
+    gap = -1.0
+    for k in range(41):
+        t = k / 40.0
+        gap = max(gap, curve_at(lower, t) - curve_at(upper, t))
+    return gap
 
 
 @njit(cache=True)

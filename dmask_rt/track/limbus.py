@@ -25,6 +25,10 @@ R_MIN, R_MAX = 0.3, 1.6
 #: Final Tukey scale (in prior radii) and the radius prior's weight (as a count of edge points).
 CIRCLE_SCALE = 0.15
 RADIUS_PRIOR = 1.0
+#: The centre height prior's weight (as a count of edge points).
+HEIGHT_PRIOR = 1.0
+#: Samples beyond a limbus edge that must all be brighter than the iris side (about 0.2 radii).
+BRIGHT_SIDE = 3
 
 
 @njit(cache=True)
@@ -56,6 +60,12 @@ def ray_edges(rgb: np.ndarray, frame: np.ndarray, width: float, cs: float, ch: f
         best, bq = 0.0, -1
         for q in range(1, N_STEPS - 2):
             e = prof[q + 1] + prof[q + 2] - prof[q] - prof[q - 1]
+            # the bright side must stay bright: a catch light inside the iris is a
+            # bright spot with dark iris after it, the sclera a band
+            lo = prof[q + 1]
+            for k in range(q + 2, min(q + 1 + BRIGHT_SIDE, N_STEPS)):
+                lo = min(lo, prof[k])
+            e = min(e, 2.0 * lo - prof[q] - prof[q - 1])
             if e > best:
                 best, bq = e, q
         if bq < 0:
@@ -82,8 +92,12 @@ def ray_edges(rgb: np.ndarray, frame: np.ndarray, width: float, cs: float, ch: f
 
 @njit(cache=True)
 def fit_circle(pts: np.ndarray, wts: np.ndarray, n: int, cs: float, ch: float, r_prior: float,
-               out: np.ndarray) -> float:
-    """Robust circle fit; out = (cs, ch, r). Returns the inliers' share of the total edge weight."""
+               anchor_h: float, out: np.ndarray) -> float:
+    """Robust circle fit from (cs, ch); out = (cs, ch, r). Returns the inliers' share of the total edge weight.
+
+    The centre's height is held near `anchor_h` (the tracker's) by a penalty: the side
+    arcs, often all that the lids leave visible, hardly fix it.
+    """
     c0, c1, r = cs, ch, r_prior
     wmax = 0.0
     for p in range(n):
@@ -119,7 +133,8 @@ def fit_circle(pts: np.ndarray, wts: np.ndarray, n: int, cs: float, ch: float, r
         A[2, 2] += RADIUS_PRIOR
         g[2] += RADIUS_PRIOR * (r - r_prior)
         A[0, 0] += 1e-3
-        A[1, 1] += 1e-3
+        A[1, 1] += HEIGHT_PRIOR
+        g[1] += HEIGHT_PRIOR * (c1 - anchor_h)
         delta = np.linalg.solve(A, -g)
         c0 += delta[0]
         c1 += delta[1]
