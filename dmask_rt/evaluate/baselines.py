@@ -11,7 +11,11 @@ Boxes come from the tracker's landmarks on the original (the same face the mask 
               grey level or two, as after any camera or codec. Tracking it measures the
               tracker's own repeatability: the floor under every other output's error
     eye_crop  only the eye box kept, everything else black (the paper's comparison)
-    blur      Gaussian blur of the face box, sigma = face box width / 12
+    blur      Gaussian blur of the face box, sigma = face box width / 12 (computed at
+              1/f of the size, f = floor(sigma / BLUR_WORK_SIGMA), and scaled back:
+              on dev frames at sigma 25 and 80 px it differs from the full-size blur
+              by 0.2-0.9 grey levels on average (up to 21 at the box's edges), and
+              takes 1-2 ms instead of 30-630 ms for a whole 960x540 frame)
     pixelate  the face box averaged into blocks, 10 across its width
 
 A frame without landmarks has no box: the crop is black and blur/pixelation cover the
@@ -19,6 +23,7 @@ whole frame, so a baseline never shows a face the tracker missed.
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import cv2
@@ -28,6 +33,7 @@ from ..track.landmarks import FaceLandmarks
 
 GROW = 0.1
 BLUR_SIGMA_PER_WIDTH = 1 / 12
+BLUR_WORK_SIGMA = 4.0
 PIXEL_BLOCKS = 10
 RECODE_QUALITY = 95
 
@@ -64,8 +70,21 @@ def blur(rgb: np.ndarray, landmarks: FaceLandmarks | None) -> np.ndarray:
     out = rgb.copy()
     if x1 > x0 and y1 > y0:
         sigma = max((x1 - x0) * BLUR_SIGMA_PER_WIDTH, 1.0)
-        out[y0:y1, x0:x1] = cv2.GaussianBlur(rgb[y0:y1, x0:x1], (0, 0), sigma, borderType=cv2.BORDER_REPLICATE)
+        out[y0:y1, x0:x1] = _gaussian(rgb[y0:y1, x0:x1], sigma)
     return out
+
+
+def _gaussian(rgb: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian blur of `rgb` by `sigma` px, worked at a reduced size when sigma is large (module docstring)."""
+    f = max(1, int(sigma // BLUR_WORK_SIGMA))
+    h, w = rgb.shape[:2]
+    if f == 1 or min(h, w) < 2 * f:
+        return cv2.GaussianBlur(rgb, (0, 0), sigma, borderType=cv2.BORDER_REPLICATE)
+    small = cv2.resize(rgb, (max(1, round(w / f)), max(1, round(h / f))), interpolation=cv2.INTER_AREA)
+    # Area averaging over f pixels is itself a blur of about f / sqrt(12) px: take it off.
+    rest = math.sqrt(max(sigma**2 - f**2 / 12, 0.25)) / f
+    small = cv2.GaussianBlur(small, (0, 0), rest, borderType=cv2.BORDER_REPLICATE)
+    return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
 
 
 def pixelate(rgb: np.ndarray, landmarks: FaceLandmarks | None) -> np.ndarray:

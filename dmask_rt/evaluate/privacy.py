@@ -10,7 +10,9 @@ Attacks (a frame in which no face is detected is never identified or verified):
     identification  closed-set rank-1: a probe is identified when its nearest gallery
                     embedding (Euclidean, nearest neighbour over all of an identity's
                     embeddings) belongs to its own identity;
-                    rate = identified / probes, chance = 1 / identities in the gallery
+                    rate = identified / probes, chance = 1 / identities in the gallery;
+                    identities tied at the nearest distance share the hit (1 / their
+                    number: a random pick among them, e.g. identical frames)
     verification    share of probes within `SAME_PERSON` (0.6, dlib's threshold) of the
                     embedding of the same frame of the original
     detection       share of probes in which the detector finds any face
@@ -23,6 +25,8 @@ from pathlib import Path
 import numpy as np
 
 SAME_PERSON = 0.6
+#: Gallery distances within this of the nearest are a tie (identical images embed identically).
+TIE = 1e-9
 ATTACKER = "dlib HOG detector + 68-point shape predictor + ResNet v1 embeddings (face_recognition_models), nearest neighbour"
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 # Aligned face chips (e.g. 150x150) fill the whole image: a full-frame detector needs a
@@ -120,6 +124,13 @@ def identify(probes: list[np.ndarray | None], truth: list[str], gallery: Gallery
 
     `candidates` are the identities the attacker chooses among: chance = 1 / their
     number. An empty gallery identifies nobody.
+
+    Also "chance_given_answers": the rank-1 of an attacker who gives the same answers in
+    a random order, sum_i p_i q_i (p_i: the share of probes that are identity i, q_i: the
+    share answered i). When every output looks alike, the attacker answers one identity
+    (the gallery face nearest to all of them) whatever the input, and scores that
+    identity's share of the probes: this, not 1 / identities, is what no information
+    scores then.
     """
     detected = sum(p is not None for p in probes)
     result: dict = {
@@ -130,15 +141,27 @@ def identify(probes: list[np.ndarray | None], truth: list[str], gallery: Gallery
         "chance": 1 / len(candidates) if candidates else None,
         "rank1": None,
         "rank1_detected": None,
+        "chance_given_answers": None,
+        "answers": {},
     }
     if not probes:
         return result
-    hits = 0
+    hits = 0.0
+    answers: dict[str, float] = {}
     if gallery.embeddings:
         matrix, labels = np.stack(gallery.embeddings), np.array(gallery.labels)
         for probe, who in zip(probes, truth):
             if probe is not None:
-                hits += bool(labels[np.argmin(np.linalg.norm(matrix - probe, axis=1))] == who)
+                distance = np.linalg.norm(matrix - probe, axis=1)
+                # Identities tied at the nearest distance (identical frames): the attacker
+                # picks one of them at random, so a hit counts its expected value.
+                nearest = set(labels[distance <= distance.min() + TIE])
+                hits += (who in nearest) / len(nearest)
+                for label in nearest:
+                    answers[str(label)] = answers.get(str(label), 0.0) + 1 / len(nearest)
+    truths = {who: truth.count(who) / len(probes) for who in set(truth)}
+    result["chance_given_answers"] = sum(share * answers.get(who, 0.0) / len(probes) for who, share in truths.items())
+    result["answers"] = answers
     result["rank1"] = hits / len(probes)
     result["rank1_detected"] = hits / detected if detected else None
     return result

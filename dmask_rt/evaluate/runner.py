@@ -9,8 +9,11 @@ Privacy sampling, with `step` >= 2 so no frame is both probe and gallery:
 
     probe frames    i = 0, step, 2 step, ...        outputs of every kind
     gallery frames  i = step // 2 + k step          the original's
-    Mask2Mask       the probe frames of a clip's first half are the gallery for
-                    those of its second half (same output kind)
+    Mask2Mask       within a clip: the probe frames of a clip's first half are the
+                    gallery for those of its second half (same output kind); across
+                    clips: one clip of a person (with every clip of the others) is
+                    the gallery for another clip of the same person; and both again
+                    with every clinical channel held constant (CONSTANT_SETTING)
 
 Only probe frames whose original shows a face dlib can detect count in the attacks:
 a frame without a face in the first place cannot be re-identified. A clip's identity is
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
@@ -31,16 +35,21 @@ from ..fit.fitter import FaceFitter, FitDiverged
 from ..measure import MeasureSeries
 from ..model.camera import Camera
 from ..model.generic_face import GenericFace
-from ..model.params import euler_angles
+from ..model.eyeball import EYEBALL_RADIUS_MM, IRIS_RADIUS_MM, PUPIL_RADIUS_MM
+from ..model.params import AvatarParams, euler_angles
+from ..track.eye_outline import EyeOutline
 from ..track.landmarks import FaceLandmarks
 from ..track.tracker import FaceTracker
 from ..video.decode import VideoInputError, VideoReader
-from . import fidelity, ocular, privacy
+from . import avatar_pixels, clinical, fidelity, ocular, privacy
 from .baselines import BASELINES
 
 OUTPUTS = ("mask", "raw", "recoded", "eye_crop", "blur", "pixelate")
 #: Streams that are tracked: the original and every output but raw (which is the original).
 TRACKED = ("original", *(name for name in OUTPUTS if name != "raw"))
+#: Rows of the clinical (primary) table: the mask by what it draws, by its pixels, and
+#: re-tracked (readability); the original and the baselines as the tracker reads them.
+CLINICAL = ("mask_drawn", "mask_pixels", "mask", "raw", "recoded", "eye_crop", "blur", "pixelate")
 #: Outputs left out of the sample frames: they look like the original, shown first.
 UNSAMPLED = ("raw", "recoded")
 SAMPLE_HEIGHT = 128
@@ -65,6 +74,7 @@ class _Stream:
         self.times: list[float] = []
         self.landmarks: list[np.ndarray | None] = []
         self.fits: list[tuple[np.ndarray, np.ndarray, tuple[float, float, float]] | None] = []
+        self.eyes: list[tuple[EyeOutline, EyeOutline] | None] = []
         self.measures = MeasureSeries(face)
 
     def add(self, rgb: np.ndarray, camera: Camera, time_s: float) -> FaceLandmarks | None:
@@ -81,6 +91,7 @@ class _Stream:
             self.fitter.reset()
         self.times.append(time_s)
         self.landmarks.append(None if found is None else found.points.astype(np.float64))
+        self.eyes.append(None if found is None else found.eyes)
         self.fits.append(fit)
         self.measures.add(time_s, params)
         return found
@@ -97,11 +108,14 @@ class ClipRun:
     series: dict[str, fidelity.Series]
     measures: dict[str, MeasureSeries]          # the ocular measures of the fits, per stream
     fit_rms_px: np.ndarray                      # (n,) the mask's fit residual, NaN without a face
+    eyes: dict[str, clinical.EyeTrack]           # per stream as read for the clinical figures (CLINICAL)
+    pixel_check: dict                           # the mask's pixels against its drawn outlines
     probe_frames: list[int]
     probes: dict[str, list[np.ndarray | None]]  # per output kind, at probe_frames
     originals: list[np.ndarray | None]          # the original at probe_frames
     gallery: list[np.ndarray | None]            # the original at the gallery frames
     samples: list[np.ndarray] = field(default_factory=list)  # rows: original | outputs
+    constant: list[np.ndarray | None] = field(default_factory=list)  # CONSTANT_* frames at probe_frames
 
 
 def _thumb(rgb: np.ndarray) -> np.ndarray:
@@ -128,7 +142,9 @@ def run_clip(path: Path, step: int, face: GenericFace, embedder: privacy.Embedde
         total = reader.frames or 0
         sample_at = {int(total * q) // step * step for q in (0.2, 0.5, 0.8)} if total else {0}
         fit_rms: list[float] = []
-        run = ClipRun(path, identity_of(path), reader.width, reader.height, {}, {}, np.empty(0), [],
+        drawn: list[tuple[EyeOutline, EyeOutline] | None] = []
+        pixels: list[tuple[avatar_pixels.PixelEye, avatar_pixels.PixelEye] | None] = []
+        run = ClipRun(path, identity_of(path), reader.width, reader.height, {}, {}, np.empty(0), {}, {}, [],
                       {name: [] for name in OUTPUTS}, [], [])
         for frame in reader:
             rgb = frame.rgb
@@ -138,6 +154,8 @@ def run_clip(path: Path, step: int, face: GenericFace, embedder: privacy.Embedde
                 result = masker.process(rgb)
                 mask = result.image
                 fit_rms.append(result.params["fit_rms_px"] if result.params else np.nan)
+                drawn.append(result.drawn)
+                pixels.append(None if result.drawn is None else avatar_pixels.read_frame(mask, result.drawn))
             else:
                 mask = next(mask_frames, None)
                 if mask is None:
@@ -154,7 +172,8 @@ def run_clip(path: Path, step: int, face: GenericFace, embedder: privacy.Embedde
                 original = embedder.embed(rgb)
                 run.originals.append(original)
                 for name in OUTPUTS:
-                    run.probes[name].append(original if name == "raw" else embedder.embed(outputs[name]))
+                    # A frame whose original shows no face is no probe of any attack: not embedded.
+                    run.probes[name].append(original if name == "raw" or original is None else embedder.embed(outputs[name]))
                 if i in sample_at and len(run.samples) < SAMPLES_PER_CLIP:
                     run.samples.append(np.hstack([_thumb(rgb)] + [_thumb(outputs[n]) for n in OUTPUTS if n not in UNSAMPLED]))
             elif i % step == step // 2:
@@ -166,7 +185,50 @@ def run_clip(path: Path, step: int, face: GenericFace, embedder: privacy.Embedde
     run.measures = {name: s.measures for name, s in streams.items()}
     run.measures["raw"] = run.measures["original"]
     run.fit_rms_px = np.array(fit_rms, float)
+    times = np.array(streams["original"].times)
+    run.eyes = {name: clinical.EyeTrack.from_outlines(times, streams[name].eyes) for name in TRACKED}
+    if masker is not None:
+        run.eyes["mask_drawn"] = clinical.EyeTrack.from_outlines(times, drawn)
+        run.eyes["mask_pixels"] = clinical.EyeTrack.build(times, [None if p is None else _pixel_frame(p, d)
+                                                                  for p, d in zip(pixels, drawn)])
+    run.pixel_check = pixel_check(pixels)
     return run
+
+
+def _pixel_frame(eyes: tuple[avatar_pixels.PixelEye, avatar_pixels.PixelEye], drawn: tuple[EyeOutline, EyeOutline]) -> tuple:
+    """(readings, outlines) of a frame as its pixels show it: the pixel iris (the drawn
+    one where the lids hide the limbus) within the drawn corners, for the deviation."""
+    outlines = tuple(EyeOutline(d.corners, d.upper, d.lower,
+                                d.iris_centre if p.iris_centre is None else p.iris_centre,
+                                d.iris_radius if p.iris_radius is None else p.iris_radius)
+                     for p, d in zip(eyes, drawn))
+    return (eyes[0].readings, eyes[1].readings), outlines
+
+
+def pixel_check(pixels: list[tuple[avatar_pixels.PixelEye, avatar_pixels.PixelEye] | None]) -> dict:
+    """Share of the frames with a drawn avatar whose pixels confirm both drawn eyes, and
+    how often each check failed (per eye)."""
+    checked = [p for p in pixels if p is not None]
+    reasons: dict[str, int] = {}
+    for frame in checked:
+        for eye in frame:
+            for reason in eye.reasons:
+                reasons[reason] = reasons.get(reason, 0) + 1
+    confirmed = sum(all(eye.confirmed for eye in frame) for frame in checked)
+    errors = np.array([eye.errors_px for frame in checked for eye in frame]).reshape(-1, 3)
+    return {"frames": len(checked), "confirmed": confirmed,
+            "share": confirmed / len(checked) if checked else None, "failed_checks_per_eye": reasons,
+            "tolerance_px": avatar_pixels.TOLERANCE_PX, "residuals_px": pixel_check_residuals(errors), "errors": errors}
+
+
+def pixel_check_residuals(errors: np.ndarray) -> dict:
+    """Stats of the (k, 3) pixel-minus-drawn residuals (upper lid, lower lid, iris centre), px."""
+    out = {}
+    for k, name in enumerate(("upper_lid", "lower_lid", "iris_centre")):
+        v = errors[:, k][np.isfinite(errors[:, k])]
+        out[name] = {**fidelity.stats(v), "abs_p90": float(np.percentile(np.abs(v), 90)) if len(v) else None,
+                     "within_1px": float(np.mean(np.abs(v) <= 1.0)) if len(v) else None}
+    return out
 
 
 def _default_masked(videos: list[Path], masked: list[Path] | None) -> list[Path | None]:
@@ -248,6 +310,7 @@ def evaluate(videos: list[Path], galleries: list[Path], step: int = 10, masked: 
             skipped.append({"item": str(video), "reason": str(err)})
     if not runs:
         raise EvaluationInputError("none of the videos could be read: " + "; ".join(s["reason"] for s in skipped))
+    constant_probes(runs, face, embedder)
     results = {
         "settings": {"videos": [str(v) for v in videos], "galleries": [str(g) for g in galleries], "step": step,
                      "masked": [str(m) for m in masked] if masked else None, "attacker": privacy.ATTACKER},
@@ -285,40 +348,130 @@ def fidelity_results(runs: list[ClipRun]) -> dict:
         measures[key] = {name: ocular.compare(readings["original"], readings[name]) for name in OUTPUTS}
     pooled = {name: fidelity.pooled([clip[name] for clip in per_clip.values()]) for name in OUTPUTS}
     residual = {key: fidelity.stats(run.fit_rms_px) for key, run in zip(per_clip, runs)}
-    return {"pooled": pooled, "per_clip": per_clip,
+    clin = {key: {name: clinical.compare(run.eyes["original"], run.eyes[name if name != "raw" else "original"])
+                  for name in CLINICAL if name in run.eyes or name == "raw"} for key, run in zip(keys, runs)}
+    checks = {key: {k: v for k, v in run.pixel_check.items() if k != "errors"} for key, run in zip(keys, runs)}
+    frames = sum(c["frames"] for c in checks.values())
+    confirmed = sum(c["confirmed"] for c in checks.values())
+    errors = np.concatenate([run.pixel_check["errors"] for run in runs])
+    return {"clinical": {"pooled": {name: clinical.pooled([c[name] for c in clin.values() if name in c]) for name in CLINICAL},
+                         "per_clip": clin},
+            "pixel_check": {"pooled": {"frames": frames, "confirmed": confirmed, "share": confirmed / frames if frames else None,
+                                       "residuals_px": pixel_check_residuals(errors)},
+                            "per_clip": checks},
+            "pooled": pooled, "per_clip": per_clip,
             "ocular": {"pooled": {name: ocular.pooled([clip[name] for clip in measures.values()]) for name in OUTPUTS},
                        "per_clip": measures},
             "fit_rms_px": {"pooled": fidelity.stats(np.concatenate([r.fit_rms_px for r in runs])), "per_clip": residual}}
 
 
+def _mask2mask(runs: list[ClipRun], probes_of: Callable[[ClipRun], list[np.ndarray | None]]) -> dict:
+    """Mask2Mask within clips: each clip's probe frames of its first half are the gallery for those of its second half."""
+    gallery, probes, truth = privacy.Gallery(), [], []
+    for run in runs:
+        half = len(run.series["original"].found) / 2
+        for i, original, probe in zip(run.probe_frames, run.originals, probes_of(run)):
+            if original is None:  # no face to re-identify in the first place
+                continue
+            if i < half:
+                gallery.add(run.identity, probe)
+            else:
+                probes.append(probe)
+                truth.append(run.identity)
+    return privacy.identify(probes, truth, gallery, sorted({r.identity for r in runs}))
+
+
+def _mask2mask_across(runs: list[ClipRun], probes_of: Callable[[ClipRun], list[np.ndarray | None]]) -> dict | None:
+    """Mask2Mask across clips of one person: for each ordered pair (A, B) of different clips
+    of the same identity, A's probe frames and every clip of the other identities are
+    the gallery, B's probe frames the probes; pooled over the pairs. None when no
+    identity has two clips."""
+    def faces(run: ClipRun) -> list[np.ndarray | None]:
+        return [p for p, o in zip(probes_of(run), run.originals) if o is not None]
+
+    hits = 0.0
+    probes = detected = pairs = 0
+    chance = []
+    for a in runs:
+        for b in runs:
+            if a is b or a.identity != b.identity:
+                continue
+            gallery = privacy.Gallery()
+            for run in runs:
+                if run is a or run.identity != a.identity:
+                    for embedding in faces(run):
+                        gallery.add(run.identity, embedding)
+            probe = faces(b)
+            result = privacy.identify(probe, [b.identity] * len(probe), gallery, gallery.identities)
+            pairs += 1
+            probes += result["probes"]
+            detected += result["detected"]
+            hits += (result["rank1"] or 0.0) * result["probes"]
+            chance.append(result["chance"])
+    if not pairs:
+        return None
+    return {"pairs": pairs, "probes": probes, "detected": detected, "rank1": hits / probes if probes else None,
+            "chance": float(np.mean([c for c in chance if c is not None])) if any(c is not None for c in chance) else None}
+
+
 def privacy_results(runs: list[ClipRun], gallery: privacy.Gallery) -> dict:
-    """Identification, Mask2Mask, verification and detection for every output kind."""
+    """Identification, Mask2Mask (within and across clips), verification and detection for
+    every output kind, and Mask2Mask with every clinical channel held constant."""
     attack_gallery = gallery.merged(privacy.Gallery())
     for run in runs:
         for embedding in run.gallery:
             attack_gallery.add(run.identity, embedding)
     out: dict = {}
     for name in OUTPUTS:
-        probes, truth, originals, m2m_gallery, m2m_probes, m2m_truth = [], [], [], privacy.Gallery(), [], []
+        probes, truth, originals = [], [], []
         for run in runs:
-            half = len(run.series["original"].found) / 2
-            for i, original, probe in zip(run.probe_frames, run.originals, run.probes[name]):
+            for original, probe in zip(run.originals, run.probes[name]):
                 if original is None:  # no face to re-identify in the first place
                     continue
                 probes.append(probe)
                 truth.append(run.identity)
                 originals.append(original)
-                if i < half:
-                    m2m_gallery.add(run.identity, probe)
-                else:
-                    m2m_probes.append(probe)
-                    m2m_truth.append(run.identity)
         out[name] = {
             "identification": privacy.identify(probes, truth, attack_gallery, attack_gallery.identities),
-            "mask2mask": privacy.identify(m2m_probes, m2m_truth, m2m_gallery, sorted(set(truth))),
+            "mask2mask": _mask2mask(runs, lambda r, n=name: r.probes[n]),
+            "mask2mask_across": _mask2mask_across(runs, lambda r, n=name: r.probes[n]),
             "verification": privacy.verify(probes, originals),
             "detection": privacy.detection(probes),
         }
+    if all(len(run.constant) == len(run.probe_frames) for run in runs):
+        out["constant_channels"] = {"mask2mask": _mask2mask(runs, lambda r: r.constant),
+                                    "mask2mask_across": _mask2mask_across(runs, lambda r: r.constant),
+                                    "setting": CONSTANT_SETTING}
     out["gallery"] = {"identities": len(attack_gallery.identities), "embeddings": len(attack_gallery.embeddings),
                       "reid_identities": len(gallery.identities)}
     return out
+
+
+#: The control for Mask2Mask: every probe frame of every clip rendered from one fixed
+#: parameter set (frontal head at 450 mm, neutral expression and lids, eyes straight
+#: ahead) in one framing (512x512), so no clinical channel and no framing differs.
+CONSTANT_SIZE = (512, 512)
+CONSTANT_DISTANCE_MM = 450.0
+CONSTANT_SETTING = "one fixed parameter set (frontal, neutral, eyes ahead, 450 mm), 512x512, for every probe frame"
+
+
+def constant_probes(runs: list[ClipRun], face: GenericFace, embedder: privacy.Embedder) -> None:
+    """Fill each run's `constant`: the fixed frame rendered anew for each probe frame and
+    embedded (identical renders are embedded once: the embedding is a function of the pixels)."""
+    from ..pipeline import avatar_pose
+    from ..render.renderer import AvatarRenderer
+
+    camera = Camera.for_image(*CONSTANT_SIZE)
+    params = AvatarParams(np.eye(3), np.array([0.0, 0.0, CONSTANT_DISTANCE_MM]), np.zeros(face.n_expression),
+                          np.zeros(8), np.zeros((2, 2)))
+    cache: dict[bytes, np.ndarray | None] = {}
+    with AvatarRenderer(*CONSTANT_SIZE, face.topology(), eyeball_radius=EYEBALL_RADIUS_MM,
+                        iris_radius=IRIS_RADIUS_MM, pupil_radius=PUPIL_RADIUS_MM) as renderer:
+        for run in runs:
+            run.constant = []
+            for _ in run.probe_frames:
+                image = renderer.render(camera, *avatar_pose(face, params))
+                key = image.tobytes()
+                if key not in cache:
+                    cache[key] = embedder.embed(image)
+                run.constant.append(cache[key])
