@@ -143,7 +143,8 @@ def cmd_setup(args: argparse.Namespace) -> int:
     return 0
 
 
-DEFAULT_EVAL_CLIPS = ("p01_gaze_left_right.mp4", "p02_gaze_wink.mp4", "p04_eye_closure_look_down.mp4", "p09_webcam.mp4")
+DEFAULT_EVAL_CLIPS = ("p01_gaze_left_right.mp4", "p02_gaze_wink.mp4", "p04_eye_closure_look_down.mp4", "p09_webcam.mp4",
+                      "p09_face_then_cartoon.mov", "p09_cartoon_then_face_vfr.mov")
 SHARED_REID = SHARED_VIDEOS.parent / "reid"
 
 
@@ -255,7 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
     setup_cmd.set_defaults(run=cmd_setup)
 
     eval_cmd = commands.add_parser("eval", help="measure fidelity and privacy beside crop, blur, pixelation", description=cmd_eval.__doc__)
-    eval_cmd.add_argument("videos", nargs="*", metavar="VIDEO", help="videos; names starting with the same NAME_ are one person (default: dev clips p01, p02, p04, p09_webcam)")
+    eval_cmd.add_argument("videos", nargs="*", metavar="VIDEO", help="videos; names starting with the same NAME_ are one person (default: dev clips p01, p02, p04 and p09's three)")
     eval_cmd.add_argument("--gallery", action="append", default=[], metavar="DIR", help="identity gallery, a folder of NAME/*.jpg (repeatable; default: the shared reid sets)")
     eval_cmd.add_argument("--masked", action="append", default=[], metavar="VIDEO", help="pre-masked output for each VIDEO, in order (repeatable; default: mask them now)")
     eval_cmd.add_argument("--out", default=str(DEFAULT_OUT_DIR / "eval"), metavar="DIR", help="report folder (default: out/eval)")
