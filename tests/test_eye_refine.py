@@ -155,12 +155,15 @@ P04 = DATA / "videos" / "p04_eye_closure_look_down.mp4"
 @pytest.mark.skipif(not P04.exists(), reason="needs ../shared/data")
 def test_real_shut_and_open_frames():
     """p04's slow closure: frame 229's left eye is shut (the tracker leaves ~0.1 of the
-    width open), frame 0's eyes are open; p02's wink (frame 150: right eye shut)."""
+    width open), frame 0's eyes are open; p02's wink (frame 150: right eye shut); p05's
+    narrowed left eye (frames 0, 113: open, the dark iris and a catch light fill the slit,
+    no sclera shows beside it)."""
     from dmask_rt.track.eye_outline import tracked_outlines
     from dmask_rt.track.tracker import FaceTracker
 
+    p02, p05 = DATA / "videos" / "p02_gaze_wink.mp4", DATA / "videos" / "p05_studio_mouth.mp4"
     cases = [(P04, 229, 1, True), (P04, 0, 1, False), (P04, 0, 0, False),
-             (DATA / "videos" / "p02_gaze_wink.mp4", 150, 0, True), (DATA / "videos" / "p02_gaze_wink.mp4", 300, 1, False)]
+             (p02, 150, 0, True), (p02, 300, 1, False), (p05, 0, 1, False), (p05, 113, 1, False)]
     tracker = FaceTracker()
     for path, index, eye, shut in cases:
         rgb = next(f for i, f in enumerate(video_frames(path)) if i == index)
@@ -171,3 +174,30 @@ def test_real_shut_and_open_frames():
         assert read_eye(got).shut == shut, (path.name, index, eye, read_eye(got))
         if shut:
             assert read_eye(got).opening < SHUT_OPENING
+
+
+def test_limbus_edges_skip_a_catch_light():
+    """A bright reflection inside the iris is a dark-to-bright step too, and a stronger one
+    than the limbus on a dim sclera; the limbus edge is the one with sclera beyond it."""
+    import cv2
+
+    from dmask_rt.track.limbus import N_RAYS, ray_edges
+
+    r, centre = 12.0, (60.0, 40.0)
+    ang = 2.0 * np.pi * (8 + 0.5) / N_RAYS  # ray 8 (pointing down) crosses the reflection
+    ys, xs = np.mgrid[0 : 80 * SS, 0 : 120 * SS]
+    x, y = (xs + 0.5) / SS - 0.5, (ys + 0.5) / SS - 0.5
+    img = np.empty(x.shape + (3,))
+    img[:] = (150, 145, 140)  # a dim, shaded sclera
+    img[(x - centre[0]) ** 2 + (y - centre[1]) ** 2 < r * r] = (30, 20, 18)
+    spot = (centre[0] + 0.5 * r * np.cos(ang), centre[1] + 0.5 * r * np.sin(ang))
+    img[(x - spot[0]) ** 2 + (y - spot[1]) ** 2 < (0.12 * r) ** 2] = (255, 255, 255)
+    rgb = np.clip(cv2.resize(img, (120, 80), interpolation=cv2.INTER_AREA), 0, 255).astype(np.uint8)
+
+    frame = np.array([30.0, 40.0, 1.0, 0.0])  # eye frame: origin (30, 40), axis along x
+    wide = np.array([-10.0, 0.0, 0.0])  # lids far away: every ray's edge counts
+    pts, wts = np.empty((N_RAYS, 2)), np.empty(N_RAYS)
+    n = ray_edges(rgb, frame, 60.0, 30.0, 0.0, r, wide, -wide, 0.0, pts, wts)
+    assert n == N_RAYS
+    radii = np.hypot(pts[:n, 0] - 30.0, pts[:n, 1])
+    assert np.all(np.abs(radii - r) < 1.0), radii

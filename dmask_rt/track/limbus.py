@@ -27,8 +27,9 @@ CIRCLE_SCALE = 0.15
 RADIUS_PRIOR = 1.0
 #: The centre height prior's weight (as a count of edge points).
 HEIGHT_PRIOR = 1.0
-#: Samples beyond a limbus edge that must all be brighter than the iris side (about 0.2 radii).
-BRIGHT_SIDE = 3
+#: Samples beyond a limbus edge that must all be brighter than the iris side (about 0.3 radii:
+#: wider than a catch light).
+BRIGHT_SIDE = 6
 
 
 @njit(cache=True)
