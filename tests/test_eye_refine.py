@@ -157,13 +157,14 @@ def test_real_shut_and_open_frames():
     """p04's slow closure: frame 229's left eye is shut (the tracker leaves ~0.1 of the
     width open), frame 0's eyes are open; p02's wink (frame 150: right eye shut); p05's
     narrowed left eye (frames 0, 113: open, the dark iris and a catch light fill the slit,
-    no sclera shows beside it)."""
+    no sclera shows beside it); p06's half-shut right eye (frame 114, labelled open)."""
     from dmask_rt.track.eye_outline import tracked_outlines
     from dmask_rt.track.tracker import FaceTracker
 
     p02, p05 = DATA / "videos" / "p02_gaze_wink.mp4", DATA / "videos" / "p05_studio_mouth.mp4"
     cases = [(P04, 229, 1, True), (P04, 0, 1, False), (P04, 0, 0, False),
-             (p02, 150, 0, True), (p02, 300, 1, False), (p05, 0, 1, False), (p05, 113, 1, False)]
+             (p02, 150, 0, True), (p02, 300, 1, False), (p05, 0, 1, False), (p05, 113, 1, False),
+             (DATA / "videos" / "p06_talking_blinks.mp4", 114, 0, False)]
     tracker = FaceTracker()
     for path, index, eye, shut in cases:
         rgb = next(f for i, f in enumerate(video_frames(path)) if i == index)
