@@ -24,6 +24,14 @@ open eyes and counts against it in the closure events; elsewhere it does not cou
                       least PLACE_MIN_OPENING; reported as the mean and as the share of
                       frames within DEVIATION_TOLERANCE_PD
 
+Read so, the mask "as drawn" meets the lid, place, scleral-show and closure figures by
+construction wherever the eye transfer (`fit/eye_transfer.py`) can solve: the mask's
+tracker and the original's are the same tracker on the same frames, and the transfer
+draws exactly the readings it was given. What this protocol adds is that the frame's
+pixels show what is drawn (`avatar_pixels.py`, the "as its pixels show" row), and the
+figures the transfer does not hold by construction (the deviation below); the tracker's
+own accuracy on real eyes is measured apart, on hand-labelled frames.
+
 The deviation reading uses nothing but an outline, so it reads the original and the
 avatar alike. Each eye's rotation is taken from its iris centre's offset from the
 middle of the fissure (horizontal) and from the corner line (vertical), with the iris
