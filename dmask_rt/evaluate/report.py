@@ -137,10 +137,12 @@ PRIVACY_COLUMNS = ("output", "rank-1 (chance; answer-independent)", "rank-1 of d
                    "Mask2Mask across clips (chance)", "verified < 0.6", "face detected")
 
 
-def clinical_rows(results: dict) -> list[list[str]]:
+def clinical_rows(results: dict, clip: str | None = None) -> list[list[str]]:
+    """The clinical table's rows, pooled over the clips or of one clip (`clip`: its key)."""
     rows = []
+    table = results["fidelity"]["clinical"]["pooled"] if clip is None else results["fidelity"]["clinical"]["per_clip"][clip]
     for name in CLINICAL:
-        c = results["fidelity"]["clinical"]["pooled"].get(name)
+        c = table.get(name)
         if not c:
             continue
         m = lambda *k: _get(c, *k)  # noqa: E731
@@ -399,9 +401,13 @@ def to_html(evaluation: Evaluation) -> str:
     fit = results["fidelity"]["fit_rms_px"]["pooled"]
     parts.append(f"<p>Mask fit residual (RMS landmark reprojection error): mean {_num(fit['mean'])} px, "
                  f"p95 {_num(fit['p95'])} px over {fit['n']} frames.</p>")
-    for run in evaluation.runs:
+    for key, run in zip(results["fidelity"]["clinical"]["per_clip"], evaluation.runs):
         name = Path(run.path).name
         parts.append(f"<h2>{html.escape(name)} ({run.width}x{run.height}, {len(run.series['original'].found)} frames)</h2>")
+        check = results["fidelity"]["pixel_check"]["per_clip"][key]
+        parts.append("<h3>Clinical fidelity</h3>" + _table_html(CLINICAL_COLUMNS, clinical_rows(results, key)[:-1])
+                     + f"<p>Pixel check: {check['confirmed']} of {check['frames']} mask frames confirmed "
+                     f"({_pct(check['share'])}); failed checks per eye: {html.escape(str(check['failed_checks_per_eye']))}.</p>")
         parts.append("<h3>Per-frame traces: original vs mask</h3>" + _img(_trace_plot(run), f"traces {name}"))
         if run.samples:
             parts.append("<h3>Sample frames: original | mask | eye crop | blur | pixelation</h3>" + _img(_samples(run), f"samples {name}"))
