@@ -217,6 +217,7 @@ def pixel_check(pixels: list[tuple[avatar_pixels.PixelEye, avatar_pixels.PixelEy
     confirmed = sum(all(eye.confirmed for eye in frame) for frame in checked)
     errors = np.array([eye.errors_px for frame in checked for eye in frame]).reshape(-1, 3)
     return {"frames": len(checked), "confirmed": confirmed,
+            "eyes_without_eyeball_pixel": sum(eye.eyeball_px == 0 for frame in checked for eye in frame),
             "share": confirmed / len(checked) if checked else None, "failed_checks_per_eye": reasons,
             "tolerance_px": avatar_pixels.TOLERANCE_PX, "residuals_px": pixel_check_residuals(errors), "errors": errors}
 
@@ -357,6 +358,7 @@ def fidelity_results(runs: list[ClipRun]) -> dict:
     return {"clinical": {"pooled": {name: clinical.pooled([c[name] for c in clin.values() if name in c]) for name in CLINICAL},
                          "per_clip": clin},
             "pixel_check": {"pooled": {"frames": frames, "confirmed": confirmed, "share": confirmed / frames if frames else None,
+                                       "eyes_without_eyeball_pixel": sum(c["eyes_without_eyeball_pixel"] for c in checks.values()),
                                        "residuals_px": pixel_check_residuals(errors)},
                             "per_clip": checks},
             "pooled": pooled, "per_clip": per_clip,
