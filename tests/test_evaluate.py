@@ -70,6 +70,16 @@ def test_recoded_baseline_moves_no_pixel_and_changes_grey_levels_a_little():
     assert 0.0 < diff.mean() < 2.0
 
 
+def test_blur_at_reduced_size_is_the_full_size_blur():
+    import cv2
+
+    rgb = next(video_frames(CLIP))
+    for sigma in (3.0, 25.0, 60.0):
+        full = cv2.GaussianBlur(rgb, (0, 0), sigma, borderType=cv2.BORDER_REPLICATE).astype(int)
+        diff = np.abs(baselines._gaussian(rgb, sigma).astype(int) - full)
+        assert diff.mean() < 1.0 and np.percentile(diff, 99) <= 10  # the rest is at the edges
+
+
 def test_lid_distances_are_consistent(points):
     lids = fidelity.lid_distances(points)
     assert np.all(lids[:, 0] > 0) and np.all(lids[:, 1] > 0)  # open eyes: pupil between the lids
