@@ -19,8 +19,8 @@ the middle. `EyeRefiner` starts from any `EyeOutline` (the tracker's, via
 
 The corners are kept. Per stream the refiner keeps each eye's limbus radius as a
 fraction of its fissure width (anatomically constant), averaged over frames where
-the iris was well seen; `reset()` forgets it, and a single frame uses the outline's
-own radius. `refined_outlines(rgb, landmarks)` gives both eyes for the pipeline.
+the iris was well seen, and reports that radius (the circle fit itself is held near
+the tracker's radius); `reset()` forgets it, and a single frame reports its own fit. `refined_outlines(rgb, landmarks)` gives both eyes for the pipeline.
 """
 from __future__ import annotations
 
@@ -55,14 +55,16 @@ RATIO_RATE = 0.1
 
 @njit(cache=True)
 def refine_kernel(rgb: np.ndarray, frame: np.ndarray, width: float, u0: np.ndarray, l0: np.ndarray,
-                  iris: np.ndarray, r_prior: float, upper: np.ndarray, lower: np.ndarray,
+                  iris: np.ndarray, upper: np.ndarray, lower: np.ndarray,
                   iris_out: np.ndarray) -> tuple[int, float]:
     """Refine one eye in its frame (s along the corner axis, h down, pixels).
 
-    u0, l0: the starting margins' heights at the patch columns; iris: (s, h, r) start.
+    u0, l0: the starting margins' heights at the patch columns; iris: (s, h, r) start, its
+    radius also the circle fit's prior.
     Writes the lid curve coefficients (fissure widths) and the limbus (s, h, r);
     returns the limbus edge count and inlier share (0, 0 when the eye shows no limbus).
     """
+    r_prior = iris[2]
     dh = ROW_STEP * width
     top, bottom = u0.min() - UPPER_WINDOW[0] * width - 3 * dh, l0.max() + LOWER_WINDOW[1] * width + 3 * dh
     n_rows = min(MAX_ROWS, int((bottom - top) / dh) + 1)
@@ -186,19 +188,23 @@ class EyeRefiner:
         u0, l0 = np.interp(s, su, hu), np.interp(s, sl, hl)
         rel = np.asarray(outline.iris_centre, float) - origin
         iris = np.array([rel @ a, rel @ n, float(outline.iris_radius)])
-        ratio = self._ratio[eye]
-        r_prior = ratio * width if ratio is not None else float(outline.iris_radius)
         frame = np.array([origin[0], origin[1], a[0], a[1]])
         upper, lower, limbus = np.empty(N_BASIS), np.empty(N_BASIS), np.empty(3)
-        count, share = refine_kernel(rgb, frame, width, u0, l0, iris, r_prior, upper, lower, limbus)
+        count, share = refine_kernel(rgb, frame, width, u0, l0, iris, upper, lower, limbus)
         if _gap(upper, lower) < MIN_GAP and float(np.max(l0 - u0)) >= TRACKER_OPEN * width:
             # a narrowed or half-shut eye whose dark iris fills the slit looks the same to
             # the edge search as a shut one (lash line between lid skin); the tracker's
             # clearly open eye stands
             return outline
+        ratio = self._ratio[eye]
         if count >= GOOD_EDGES and share >= GOOD_SHARE:
             r = limbus[2] / width
-            self._ratio[eye] = r if ratio is None else (1.0 - RATIO_RATE) * ratio + RATIO_RATE * r
+            ratio = self._ratio[eye] = r if ratio is None else (1.0 - RATIO_RATE) * ratio + RATIO_RATE * r
+        if ratio is not None:
+            # the stream's radius is the one reported; the fit itself keeps the tracker's as
+            # its prior: with one arc visible (gaze into a corner) a larger prior radius
+            # pushes the centre into the corner (labelled eyes, p01 and p02)
+            limbus[2] = ratio * width
         return _outline(outline.corners, origin, a, n, width, self._out_t, upper, lower, limbus)
 
 
