@@ -27,7 +27,27 @@ Evaluation: per labelled eye, a method's `EyeOutline` (None: no face found) give
     open/shut         read_eye(method).shut == label shut (a missed face counts as wrong)
 summarised per class, per tag and overall by median, mean and n (`evaluate`,
 `markdown_table`). Plugging a method in is one line: `collect(labels, tracker_method)`,
-`collect(labels, refined(tracker_method, refiner))` or `load_outlines(path)`.
+`collect(labels, refined(tracker_method, EyeRefiner))`, or stored outlines of a model
+dmask does not run (`stored_method(load_attention_outlines())`, `per_clip=True`).
+
+Labelling conventions (every point checked by eye on the magnified crop; the proposal is
+only a start):
+- Lid margin: the boundary of the visible eyeball (sclera, iris, caruncle, the tear strip)
+  against everything of the lid (skin, the lid's margin strip, lashes hanging over the
+  globe): the upper margin where clean sclera or iris starts below the lash band (the
+  middle of the transition); across a dark iris under dark lashes, the smooth lid curve
+  continued from the sclera on both sides. The lower margin where the pink lid margin begins.
+- Corners: where the two margins meet; lateral: the tip of the visible sclera wedge;
+  medial: the tip of the caruncle (with the iris deep in that corner, of the dark
+  triangle). Where lash tails hide a corner (p04 looking down or shut), it is placed from
+  the same eye's corner-to-iris offsets in a frontal frame of the clip.
+- Limbus: a least-squares circle through >= 3 points read on the visible limbus; a turned
+  iris (an ellipse) takes the radius of the same eye in a frontal frame of the clip and the
+  centre at the pupil (or midway between the horizontal extremes); a half-covered iris is
+  fitted to its side arcs and extends under the lids.
+- Shut: the lids meet along the whole fissure and no sclera or iris shows (both lids on the
+  line where they meet, iris null). Any eyeball visible: half-shut (upper lid at or below
+  the pupil) or narrowed. Wide-open: sclera visible between a lid and the iris.
 """
 from __future__ import annotations
 
@@ -49,6 +69,7 @@ from ..track.eye_outline import EyeOutline, eye_frame, read_eye
 
 LABELS_PATH = Path(__file__).resolve().parents[2] / "tests" / "data" / "eye_labels.json"
 VIDEOS = Path(__file__).resolve().parents[3] / "shared" / "data" / "videos"
+ATTENTION_PATH = LABELS_PATH.with_name("attention_mesh_eyes.json")
 CLASSES = ("wide-open", "normal", "narrowed", "half-shut", "shut")
 TAGS = ("extreme-gaze", "glasses", "low-res")
 EYES = ("r", "l")
@@ -262,7 +283,10 @@ Outlines = dict[tuple[str, int, str], "EyeOutline | None"]
 
 
 class Refiner(Protocol):
-    def refine(self, rgb: np.ndarray, outline: EyeOutline) -> EyeOutline: ...
+    """An outline refiner as the tracker runs it (`track/eye_refine.EyeRefiner`): per eye,
+    with state carried from frame to frame of one stream."""
+
+    def refine(self, rgb: np.ndarray, outline: EyeOutline, eye: int) -> EyeOutline: ...
 
 
 def tracker_method() -> FrameMethod:
@@ -270,7 +294,7 @@ def tracker_method() -> FrameMethod:
     from ..track.eye_outline import tracked_outlines
     from ..track.tracker import FaceTracker
 
-    tracker = FaceTracker()
+    tracker = FaceTracker(refine_eyes=False)
 
     def run(rgb: np.ndarray) -> tuple[EyeOutline, EyeOutline] | None:
         landmarks = tracker.track(rgb)
@@ -278,16 +302,50 @@ def tracker_method() -> FrameMethod:
     return run
 
 
-def refined(factory: MethodFactory, refiner: Refiner) -> MethodFactory:
-    """`factory`'s outlines passed through `refiner.refine(rgb, outline)` (e.g. "tracker+refine")."""
+def refined(factory: MethodFactory, refiner: Callable[[], Refiner]) -> MethodFactory:
+    """`factory`'s outlines passed through a fresh `refiner()` per clip (e.g. "tracker+refine")."""
     def make() -> FrameMethod:
-        base = factory()
+        base, stream = factory(), refiner()
 
         def run(rgb: np.ndarray) -> tuple[EyeOutline, EyeOutline] | None:
             out = base(rgb)
-            return None if out is None else (refiner.refine(rgb, out[0]), refiner.refine(rgb, out[1]))
+            return None if out is None else (stream.refine(rgb, out[0], 0), stream.refine(rgb, out[1], 1))
         return run
     return make
+
+
+def stored_method(outlines: "Outlines") -> Callable[[str], FrameMethod]:
+    """A method that replays stored outlines (e.g. the attention mesh's) frame by frame:
+    `collect` calls it per clip; frames without a stored outline have none."""
+    def for_clip(clip: str) -> FrameMethod:
+        index = iter(range(1 << 30))
+
+        def run(rgb: np.ndarray) -> tuple[EyeOutline, EyeOutline] | None:
+            i = next(index)
+            pair = (outlines.get((clip, i, "r")), outlines.get((clip, i, "l")))
+            return None if pair[0] is None or pair[1] is None else pair  # type: ignore[return-value]
+        return run
+    return for_clip
+
+
+def load_attention_outlines(path: Path = ATTENTION_PATH) -> "Outlines":
+    """The attention face mesh's outlines at the labelled frames, as stored by
+    `attention_mesh_dump.py --eyes-json` (it needs MediaPipe's runtime, which dmask does
+    not install): corners and lids from its eye-opening contour, the limbus from its
+    five iris points (radius: mean distance of the four boundary points), as
+    `tracked_outlines` reads today's tracker."""
+    doc = json.loads(Path(path).read_text())
+    out: Outlines = {}
+    for f in doc["frames"]:
+        for eye in EYES:
+            if f["eyes"] is None:
+                out[(f["clip"], f["frame"], eye)] = None
+                continue
+            c = np.array(f["eyes"][eye]["contour"], float)
+            iris = np.array(f["eyes"][eye]["iris"], float)
+            radius = float(np.linalg.norm(iris[1:] - iris[0], axis=1).mean())
+            out[(f["clip"], f["frame"], eye)] = EyeOutline(c[[0, 8]], c[9:16], c[1:8], iris[0], radius)
+    return out
 
 
 def clip_frames(clip: str, videos: Path = VIDEOS) -> Iterator[tuple[int, np.ndarray]]:
@@ -299,15 +357,16 @@ def clip_frames(clip: str, videos: Path = VIDEOS) -> Iterator[tuple[int, np.ndar
             yield frame.index, frame.rgb
 
 
-def collect(doc: dict, factory: MethodFactory, videos: Path = VIDEOS) -> Outlines:
+def collect(doc: dict, factory: Callable, videos: Path = VIDEOS, per_clip: bool = False) -> Outlines:
     """Run a method through each labelled clip from its first frame, sequentially as the
-    product does, keeping its outlines at the frames in the label file."""
+    product does, keeping its outlines at the frames in the label file. `factory()` makes
+    a fresh method per clip (`factory(clip)` when `per_clip`, as `stored_method` needs)."""
     wanted: dict[str, set[int]] = {}
     for entry in doc["frames"]:
         wanted.setdefault(entry["clip"], set()).add(entry["frame"])
     out: Outlines = {}
     for clip, frames in wanted.items():
-        run, last = factory(), max(frames)
+        run, last = factory(clip) if per_clip else factory(), max(frames)
         for index, rgb in clip_frames(clip, videos):
             result = run(rgb)
             if index in frames:
@@ -316,19 +375,6 @@ def collect(doc: dict, factory: MethodFactory, videos: Path = VIDEOS) -> Outline
             if index >= last:
                 break
     return out
-
-
-def save_outlines(outlines: Outlines, path: Path) -> None:
-    """Store a method's outlines (e.g. the attention mesh's, made in another environment)."""
-    rows = [{"clip": c, "frame": f, "eye": e, "outline": None if o is None else o.to_dict()}
-            for (c, f, e), o in sorted(outlines.items())]
-    path.write_text(json.dumps(rows))
-
-
-def load_outlines(path: Path) -> Outlines:
-    """Outlines stored by `save_outlines`: a method without running it."""
-    return {(r["clip"], int(r["frame"]), r["eye"]): None if r["outline"] is None else EyeOutline.from_dict(r["outline"])
-            for r in json.loads(Path(path).read_text())}
 
 
 # --- errors and their summary ------------------------------------------------------------

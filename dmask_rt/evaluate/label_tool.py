@@ -1,7 +1,8 @@
 """The eye labelling tool: pick frames, show magnified eye crops, write labels, evaluate.
 
 Labels live in tests/data/eye_labels.json (format: eye_labels.py); images only ever go
-to /work/scratch/labels/ (raw face pixels never enter the repo). Coordinates are
+to $DMASK_LABEL_CROPS (default: dmask-labels in the temp dir; raw face pixels never
+enter the repo). Coordinates are
 source-frame pixels with pixel centres at integers (the tracker's convention).
 
     python -m dmask_rt.evaluate.label_tool select            # choose the frames (tracker candidates)
@@ -11,7 +12,7 @@ source-frame pixels with pixel centres at integers (the tracker's convention).
         --lower "..." --limbus "x,y x,y x,y ..." --class normal [--iris "cx,cy,r" | --iris none] [--shut]
     python -m dmask_rt.evaluate.label_tool check p01 40      # both eyes' labels drawn, for checking
     python -m dmask_rt.evaluate.label_tool status            # counts and the share of points corrected
-    python -m dmask_rt.evaluate.label_tool eval [--refiner module:attr] [--outlines name=file.json]
+    python -m dmask_rt.evaluate.label_tool eval [--methods ...] [--json FILE]
 
 How to (re)label one eye:
  1. `show CLIP FRAME EYE` writes <clip>_<frame>_<eye>_grid.png (magnified crop, a thin grid
@@ -28,16 +29,18 @@ How to (re)label one eye:
     `check CLIP FRAME` to see both eyes together.
 `set` rewrites only that frame's entry, under a file lock, so several people can label
 different frames at once. Hand edits of the JSON are fine while nobody else is writing.
-Conventions (what the margin is, the limbus on a turned iris, when an eye is shut):
-/work/notes/label_tool_ready.md and the module docstring of eye_labels.py.
+Conventions (what the margin is, the limbus on a turned iris, when an eye is shut): the
+module docstring of eye_labels.py. `eval` scores today's tracker, it with the refinement,
+and the attention face mesh (stored outlines) with and without it, per class.
 """
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import math
+import os
 import sys
+import tempfile
 from pathlib import Path
 
 import cv2
@@ -46,7 +49,8 @@ import numpy as np
 from ..track.eye_outline import EyeOutline, read_eye
 from . import eye_labels as el
 
-SCRATCH = Path("/work/scratch/labels")
+#: Where the crops go (outside the repo): $DMASK_LABEL_CROPS, else a folder in the temp dir.
+SCRATCH = Path(os.environ.get("DMASK_LABEL_CROPS", Path(tempfile.gettempdir()) / "dmask-labels"))
 _CLIPS = ("p01_gaze_left_right.mp4", "p02_gaze_wink.mp4", "p03_glasses_blinks.mp4", "p04_eye_closure_look_down.mp4",
           "p05_studio_mouth.mp4", "p06_talking_blinks.mp4", "p07_talking.mp4", "p08_low_res_256.mp4",
           "p09_webcam.mp4")  # p09's other clips repeat p09_webcam's session
@@ -438,6 +442,9 @@ def cmd_set(args: argparse.Namespace) -> None:
 
 # --- overview and evaluation -------------------------------------------------------------
 
+EVAL_METHODS = ("tracker", "tracker+refine", "attention mesh", "attention mesh+refine")
+
+
 def cmd_list(args: argparse.Namespace) -> None:
     doc = el.load(Path(args.labels))
     for e in doc["frames"]:
@@ -462,25 +469,21 @@ def cmd_status(args: argparse.Namespace) -> None:
         print("problem:", *b)
 
 
-def _load_attr(spec: str) -> object:
-    module, attr = spec.split(":")
-    obj = getattr(importlib.import_module(module), attr)
-    return obj() if isinstance(obj, type) else obj
-
-
 def cmd_eval(args: argparse.Namespace) -> None:
+    from ..track.eye_refine import EyeRefiner
+
     doc = el.load(Path(args.labels))
     labelled = {(e["clip"], e["frame"]) for e, _, _ in el.labelled_eyes(doc)}
     doc = {**doc, "frames": [e for e in doc["frames"] if (e["clip"], e["frame"]) in labelled]}
-    results = {}
-    if not args.no_tracker:
-        results["tracker"] = el.evaluate(doc, el.collect(doc, el.tracker_method))
-    if args.refiner:
-        results["tracker+refine"] = el.evaluate(doc, el.collect(doc, el.refined(el.tracker_method,
-                                                                               _load_attr(args.refiner))))
-    for spec in args.outlines or []:
-        name, file = spec.split("=", 1)
-        results[name] = el.evaluate(doc, el.load_outlines(Path(file)))
+    attention = el.stored_method(el.load_attention_outlines(Path(args.attention)))
+    methods = {
+        "tracker": (el.tracker_method, False),
+        "tracker+refine": (el.refined(el.tracker_method, EyeRefiner), False),
+        "attention mesh": (attention, True),
+        "attention mesh+refine": (lambda clip: el.refined(lambda: attention(clip), EyeRefiner)(), True),
+    }
+    results = {name: el.evaluate(doc, el.collect(doc, factory, per_clip=per_clip))
+               for name, (factory, per_clip) in methods.items() if name in args.methods}
     print(el.markdown_table(results))
     if args.json:
         Path(args.json).write_text(json.dumps({m: {g: s.__dict__ for g, s in r.items()} for m, r in results.items()},
@@ -522,9 +525,9 @@ def main(argv: list[str] | None = None) -> None:
     s.set_defaults(fn=cmd_set)
     sub.add_parser("status").set_defaults(fn=cmd_status)
     s = sub.add_parser("eval")
-    s.add_argument("--refiner", help="module:attr of an object (or class) with refine(rgb, outline)")
-    s.add_argument("--outlines", action="append", help="name=file.json of stored outlines (eye_labels.save_outlines)")
-    s.add_argument("--no-tracker", action="store_true")
+    s.add_argument("--methods", nargs="+", default=list(EVAL_METHODS), choices=EVAL_METHODS)
+    s.add_argument("--attention", default=str(el.ATTENTION_PATH),
+                   help="the attention mesh's stored outlines (attention_mesh_dump.py --eyes-json)")
     s.add_argument("--json", help="also write the summaries here")
     s.set_defaults(fn=cmd_eval)
     args = p.parse_args(argv)

@@ -16,6 +16,7 @@ import numpy as np
 from ..assets import model_path
 from .detector import FaceDetector
 from .eye_outline import tracked_outlines
+from .eye_refine import EyeRefiner, refined_outlines
 from .iris import NUM_CONTOUR, NUM_IRIS, IrisModel, eye_roi
 from .landmarks import CONTOUR_EYELID, EYE_CONTOUR_MESH_INDICES, IRIS_START, NUM_POINTS, FaceLandmarks
 from .mesh import FaceMeshModel, MeshResult, roi_from_detection, roi_from_mesh
@@ -42,11 +43,15 @@ class FaceTracker:
 
     ``min_confidence`` gates the mesh's face-presence probability both when tracking
     and right after a detection; ``num_threads`` is per model (1 measured fastest
-    under load on 2 cores).
+    under load on 2 cores). ``refine_eyes`` refines each eye's outline against the
+    pixels (`eye_refine.py`); without it the outlines are the landmark models' own.
     """
 
-    def __init__(self, models_dir: Path | None = None, min_confidence: float = 0.5, num_threads: int = 1) -> None:
+    def __init__(
+        self, models_dir: Path | None = None, min_confidence: float = 0.5, num_threads: int = 1, refine_eyes: bool = True
+    ) -> None:
         self.min_confidence = min_confidence
+        self._refiner = EyeRefiner() if refine_eyes else None
         self._detector = FaceDetector(model_path("face_detection_short_range", models_dir), num_threads)
         self._mesh = FaceMeshModel(model_path("face_landmark", models_dir), num_threads)
         self._iris = IrisModel(model_path("iris_landmark", models_dir), num_threads)
@@ -57,6 +62,8 @@ class FaceTracker:
         """Forget the previous face: the next frame runs the detector."""
         self._roi = None
         self._shape = None
+        if self._refiner is not None:
+            self._refiner.reset()
 
     def track(self, rgb: np.ndarray) -> FaceLandmarks | None:
         """Landmarks of the face in ``rgb`` (H,W,3 uint8), or None if there is no face."""
@@ -102,4 +109,6 @@ class FaceTracker:
             points[start : start + NUM_IRIS] = iris
             depth[start : start + NUM_IRIS] = depth[_EYELID_POINTS[eye]].mean()
         landmarks = FaceLandmarks(points, depth, mesh.score, detected, contours)
-        return replace(landmarks, eyes=tracked_outlines(landmarks))
+        if self._refiner is None:
+            return replace(landmarks, eyes=tracked_outlines(landmarks))
+        return replace(landmarks, eyes=refined_outlines(self._refiner, rgb, landmarks))
