@@ -111,6 +111,29 @@ def test_shut_eye_left_as_a_slit_is_closed():
     assert read_eye(got).shut, read_eye(got)
 
 
+def test_a_slit_beside_an_open_eye_is_narrowed_unless_the_tracker_sees_it_nearly_shut():
+    """Blinks shut both eyes: a slit whose lids meet while the other eye is tracked clearly
+    open keeps the tracker's opening (a narrowed eye with a dark iris filling it looks the
+    same to the edge search), but a wink the tracker itself reads nearly shut closes."""
+    truth = (30.0, 2.0, 12.0)
+    open_rgb, open_start = draw_eye(W, 0.17, 0.15, truth), outline_of(W, 0.17, 0.15, truth)
+    slit_rgb = draw_eye(W, 0.0, 0.0, None)
+    for eye in (0, 1):  # the right eye sees the left's opening of the last frame, the left this frame's
+        other = 1 - eye
+        for start, shut in ((outline_of(W, 0.05, 0.05, (30.0, 0.0, 12.0)), False),
+                            (outline_of(W, 0.015, 0.015, (30.0, 0.0, 12.0)), True)):
+            refiner = EyeRefiner()
+            refiner.refine(slit_rgb, start, eye)  # last frame: this eye as now, the other eye open
+            refiner.refine(open_rgb, open_start, other)
+            got = refiner.refine(slit_rgb, start, eye)
+            assert read_eye(got).shut == shut, (eye, read_eye(start).opening, read_eye(got))
+        # both eyes slits (a blink): shut even though the tracker leaves 0.1 W open
+        refiner = EyeRefiner()
+        slit = outline_of(W, 0.05, 0.05, (30.0, 0.0, 12.0))
+        refiner.refine(slit_rgb, slit, other)
+        assert read_eye(refiner.refine(slit_rgb, slit, eye)).shut
+
+
 def test_retracted_lid_goes_up_to_the_real_margin():
     truth = (30.0, 3.0, 12.0)
     rgb = draw_eye(W, 0.27, 0.17, truth)  # sclera between the upper lid and the iris

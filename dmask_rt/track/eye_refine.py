@@ -9,7 +9,8 @@ the middle. `EyeRefiner` starts from any `EyeOutline` (the tracker's, via
   search across the lids, robust curve through the corners; crossing margins are
   merged, so shut lids meet; but lids that meet on an eye the tracker sees clearly
   open are a narrowed eye whose dark iris fills the slit, and the tracker's outline
-  is kept). On an open eye, where the upper lid rests on the iris
+  is kept; so are lids that meet while the other eye is tracked clearly open, since
+  blinks shut both eyes, unless the tracker itself sees this eye nearly shut, a wink). On an open eye, where the upper lid rests on the iris
   the image shows no trustworthy lid edge (lashes on a dark iris, catch lights), and
   there the tracker's lid height enters the fit as evidence: the image moves the lid
   where sclera borders it (retraction, closure), the tracker keeps it on the iris; then
@@ -20,7 +21,7 @@ the middle. `EyeRefiner` starts from any `EyeOutline` (the tracker's, via
 The corners are kept. Per stream the refiner keeps each eye's limbus radius as a
 fraction of its fissure width (anatomically constant), averaged over frames where
 the iris was well seen, and reports that radius (the circle fit itself is held near
-the tracker's radius); `reset()` forgets it, and a single frame reports its own fit. `refined_outlines(rgb, landmarks)` gives both eyes for the pipeline.
+the tracker's radius), and each eye's latest tracked opening; `reset()` forgets them, and a single frame reports its own fit. `refined_outlines(rgb, landmarks)` gives both eyes for the pipeline.
 """
 from __future__ import annotations
 
@@ -47,6 +48,10 @@ OPEN_GAP, ANCHOR = 0.15, 0.5
 #: A tracked opening (fissure widths) this wide is kept when the refined lids meet: on the
 #: tuning clips' labelled eyes the tracker reads shut eyes at up to 0.17 of the width open.
 TRACKER_OPEN = 0.18
+#: Blinks shut both eyes: lids that meet while the other eye's tracked opening is clearly
+#: open (TRACKER_OPEN) are a narrowed eye, unless this eye's own tracked opening is a slit
+#: narrower than this (fissure widths; a wink).
+ONE_EYE_SLIT = 0.07
 #: A limbus fit counts towards the stream's r/W when this many edges and this share of their weight agree.
 GOOD_EDGES, GOOD_SHARE = 10, 0.7
 #: Weight of a new good frame in the stream's running r/W.
@@ -170,12 +175,15 @@ class EyeRefiner:
 
     def __init__(self) -> None:
         self._ratio: list[float | None] = [None, None]
+        # each eye's latest tracked opening (fissure widths): the other eye's evidence of a blink
+        self._opening: list[float | None] = [None, None]
         self._cols = T_MARGIN + (1.0 - 2.0 * T_MARGIN) * (np.arange(N_COLS) + 0.5) / N_COLS
         self._out_t = (np.arange(N_MARGIN) + 1.0) / (N_MARGIN + 1.0)
 
     def reset(self) -> None:
         """Forget the stream (new subject or cut): the next frame starts from its outline's radius."""
         self._ratio = [None, None]
+        self._opening = [None, None]
 
     def refine(self, rgb: np.ndarray, outline: EyeOutline, eye: int) -> EyeOutline:
         """The outline of eye `eye` (0 = subject's right, image left) refined against `rgb` (H, W, 3 uint8)."""
@@ -191,10 +199,17 @@ class EyeRefiner:
         frame = np.array([origin[0], origin[1], a[0], a[1]])
         upper, lower, limbus = np.empty(N_BASIS), np.empty(N_BASIS), np.empty(3)
         count, share = refine_kernel(rgb, frame, width, u0, l0, iris, upper, lower, limbus)
-        if _gap(upper, lower) < MIN_GAP and float(np.max(l0 - u0)) >= TRACKER_OPEN * width:
+        tracked, other = float(np.max(l0 - u0)) / width, self._opening[1 - eye]
+        if eye == 0 and other is not None and self._opening[0] is not None:
+            # the right eye is refined first, so the left's opening is the last frame's: blinks
+            # move both eyes alike, so the left is taken as differing from the right as it did then
+            other = tracked + other - self._opening[0]
+        self._opening[eye] = tracked
+        if _gap(upper, lower) < MIN_GAP and (
+                tracked >= TRACKER_OPEN or (tracked >= ONE_EYE_SLIT and other is not None and other >= TRACKER_OPEN)):
             # a narrowed or half-shut eye whose dark iris fills the slit looks the same to
             # the edge search as a shut one (lash line between lid skin); the tracker's
-            # clearly open eye stands
+            # clearly open eye stands, and so does an eye it sees narrowed beside an open one
             return outline
         ratio = self._ratio[eye]
         if count >= GOOD_EDGES and share >= GOOD_SHARE:
