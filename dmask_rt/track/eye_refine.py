@@ -85,11 +85,11 @@ def refine_kernel(rgb: np.ndarray, frame: np.ndarray, width: float, u0: np.ndarr
         t = T_MARGIN + (1.0 - 2.0 * T_MARGIN) * (j + 0.5) / N_COLS
         ts[j] = t
         hu[j], wu[j] = column_edge(patch, j, n_rows, top, dh, u0[j] - UPPER_WINDOW[0] * width,
-                                   min(u0[j] + UPPER_WINDOW[1] * width, l0[j]), 1, lash_rows)
+                                   min(u0[j] + UPPER_WINDOW[1] * width, l0[j]), 1, lash_rows, True)
         # below the iris the lower lid is brighter than what it borders; below sclera darker
         on_iris = abs(t * width - iris[0]) < IRIS_COLUMN * iris[2]
         hl[j], wl[j] = column_edge(patch, j, n_rows, top, dh, l0[j] - LOWER_WINDOW[0] * width,
-                                   l0[j] + LOWER_WINDOW[1] * width, 0 if on_iris else -1)
+                                   l0[j] + LOWER_WINDOW[1] * width, 0 if on_iris else -1, 0, True)
         # over the iris the lid's step (lashes on a dark iris) is weak and catch lights
         # inside the iris make strong ones: only a lid clear of the iris (sclera between) counts,
         # a lid on the iris is "covered"
