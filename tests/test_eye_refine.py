@@ -35,10 +35,12 @@ def lid(t: np.ndarray, peak: float, width: float, skew: float = 0.0) -> np.ndarr
 
 def draw_eye(width: float, up: float, low: float, iris: tuple[float, float, float] | None,
              size: tuple[int, int] = (120, 160), origin: tuple[float, float] = (40.0, 60.0),
-             seed: int = 0, catch_lights: bool = False) -> np.ndarray:
+             seed: int = 0, catch_lights: bool = False, iris_colour: tuple = IRIS,
+             lower_margin: tuple = LOWER_MARGIN) -> np.ndarray:
     """An RGB eye: corners at origin and origin + (width, 0); upper lid peaks `up` W above
     the axis, lower lid `low` W below; iris (s, h, r) in pixels from the left corner;
-    catch_lights: a ring-light's reflection, six bright dots in the iris's lower half."""
+    catch_lights: a ring-light's reflection, six bright dots in the iris's lower half;
+    lower_margin: the colour of the strip along the lower margin (0.03 W)."""
     import cv2
 
     h, w = size
@@ -55,14 +57,14 @@ def draw_eye(width: float, up: float, low: float, iris: tuple[float, float, floa
     img[opening] = np.asarray(SCLERA, float) * shade[opening][:, None]
     if iris is not None:
         disc = (x - iris[0]) ** 2 + (y - iris[1]) ** 2 < iris[2] ** 2
-        img[opening & disc] = IRIS
+        img[opening & disc] = iris_colour
         if catch_lights:
             for ang in np.linspace(0.15 * np.pi, 0.85 * np.pi, 6):
                 cx, cy = iris[0] + 0.45 * iris[2] * np.cos(ang), iris[1] + 0.45 * iris[2] * np.sin(ang)
                 img[(x - cx) ** 2 + (y - cy) ** 2 < (0.1 * iris[2]) ** 2] = (250, 250, 250)
     lash = inside_t & (y <= top) & (y > top - 0.05 * width)  # lashes above the upper margin
     img[lash] = LASH
-    img[inside_t & (y >= bottom) & (y < bottom + 0.03 * width)] = LOWER_MARGIN
+    img[inside_t & (y >= bottom) & (y < bottom + 0.03 * width)] = lower_margin
     small = cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA)
     small = cv2.GaussianBlur(small, (0, 0), 0.7)
     small += np.random.default_rng(seed).normal(0.0, 3.0, small.shape)
@@ -126,6 +128,19 @@ def test_margins_at_the_foot_of_the_shaded_step():
         sclera = t > (truth[0] + 1.5 * truth[2]) / width
         err = pts[sclera, 1] - origin[1] - drawn(t[sclera])
         assert sclera.sum() >= 3 and np.all(np.abs(err) < 0.01 * width), err
+
+
+def test_lower_margin_under_a_light_iris_is_its_dark_line():
+    """Under a light iris the lower margin shows as a dark line between iris and lid; the
+    margin is that line (within 1 px of the drawn margin at its top), not the line's lower
+    edge against the lid skin, the strongest step there."""
+    truth = (30.0, 2.0, 12.0)
+    rgb = draw_eye(W, 0.17, 0.15, truth, iris_colour=(125, 135, 145), lower_margin=(70, 45, 40))
+    got = EyeRefiner().refine(rgb, outline_of(W, 0.17, 0.15, truth), 0)
+    t = (got.lower[:, 0] - 40.0) / W
+    on_iris = np.abs(t * W - truth[0]) < 0.75 * truth[2]
+    err = got.lower[on_iris, 1] - 60.0 - lid(t[on_iris], 0.15, W)
+    assert on_iris.sum() >= 3 and np.all(np.abs(err) < 1.0), err
 
 
 def test_shut_eye_left_as_a_slit_is_closed():

@@ -7,9 +7,9 @@ the middle. `EyeRefiner` starts from any `EyeOutline` (the tracker's, via
 
 - both lid margins to the edges of the eyeball in the image (`lid_edges`: profile
   search across the lids, robust curve through the corners; crossing margins are
-  merged, so shut lids meet; but lids that meet on an eye the tracker sees clearly
-  open are a narrowed eye whose dark iris fills the slit, and the tracker's outline
-  is kept; so are lids that meet while the other eye is tracked clearly open, since
+  merged, so shut lids meet; but lids that meet or nearly meet on an eye the tracker
+  sees clearly open are a narrowed eye whose dark iris fills the slit, and the
+  tracker's outline is kept; so are lids that meet while the other eye is tracked clearly open, since
   blinks shut both eyes, unless the tracker itself sees this eye nearly shut, a wink). On an open eye, where the upper lid rests on the iris
   the image shows no trustworthy lid edge (lashes on a dark iris, catch lights), and
   there the tracker's lid height enters the fit as evidence: the image moves the lid
@@ -205,11 +205,13 @@ class EyeRefiner:
             # move both eyes alike, so the left is taken as differing from the right as it did then
             other = tracked + other - self._opening[0]
         self._opening[eye] = tracked
-        if _gap(upper, lower) < MIN_GAP and (
-                tracked >= TRACKER_OPEN or (tracked >= ONE_EYE_SLIT and other is not None and other >= TRACKER_OPEN)):
+        gap = _gap(upper, lower)
+        if (gap < OPEN_GAP and tracked >= TRACKER_OPEN) or (
+                gap < MIN_GAP and tracked >= ONE_EYE_SLIT and other is not None and other >= TRACKER_OPEN):
             # a narrowed or half-shut eye whose dark iris fills the slit looks the same to
-            # the edge search as a shut one (lash line between lid skin); the tracker's
-            # clearly open eye stands, and so does an eye it sees narrowed beside an open one
+            # the edge search as a shut one (lash line between lid skin), or nearly (the
+            # step under the iris passes for the upper margin): the tracker's clearly open
+            # eye stands, and so does an eye it sees narrowed beside an open one
             return outline
         ratio = self._ratio[eye]
         if count >= GOOD_EDGES and share >= GOOD_SHARE:

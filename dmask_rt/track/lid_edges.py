@@ -6,7 +6,9 @@ on a 20 px and a 200 px eye). Down each column the upper margin is where the dar
 and lashes give way to the brighter eyeball (the strongest dark-to-bright step near the
 tracked lid); the lower margin is where the eyeball gives way to the lower lid:
 bright-to-dark below the sclera, but dark-to-bright below the iris, which is darker
-than the lid skin. A margin is then a robust least-squares curve through the fixed
+than the lid skin. The lid shades the eyeball next to it, so a step's steepest point
+lies inside the eye: the margin is taken at the step's foot on the lid's side, and
+under a light iris at the dark line the margin makes between iris and lid. A margin is then a robust least-squares curve through the fixed
 corners,
 
     h(t) = W t (1 - t) (c0 + c1 (t - 1/2) + c2 (t - 1/2)^2),    t = s / W in [0, 1],
@@ -141,7 +143,33 @@ def column_edge(patch: np.ndarray, j: int, n_rows: int, h0: float, dh: float, lo
             off = min(0.5, max(-0.5, off))
     if foot and sign != 0:
         return _foot(patch, j, n_rows, h0, dh, i, sign, i + 0.5 + off), best
+    if foot and sgn > 0:
+        return _dark_line(patch, j, n_rows, h0, dh, i, i + 0.5 + off), best
     return h0 + (i + 0.5 + off) * dh, best
+
+
+@njit(cache=True)
+def _dark_line(patch: np.ndarray, j: int, n_rows: int, h0: float, dh: float, i: int, peak: float) -> float:
+    """A lower lid's margin over the iris, its step dark above bright (rows i, i + 1): a dark
+    line between iris and lid (the margin's shadow) is the margin; without one the step is.
+
+    The line is the darkest row within FOOT_REACH above the step when it is clearly darker
+    than the iris above it (a third of the step's rise).
+    """
+    reach = max(2, int(round(FOOT_REACH / ROW_STEP)))
+    k_dark, dark = i, patch[i, j]
+    for k in range(i - 1, max(-1, i - reach - 1), -1):
+        if patch[k, j] < dark:
+            k_dark, dark = k, patch[k, j]
+    above = patch[max(0, i - reach - 1), j]
+    if k_dark <= max(0, i - reach - 1) + 1 or above - dark < (patch[min(n_rows - 1, i + 2), j] - dark) / 3.0:
+        return h0 + peak * dh
+    off = 0.0
+    if 0 < k_dark < n_rows - 1:
+        den = patch[k_dark - 1, j] - 2.0 * dark + patch[k_dark + 1, j]
+        if den > 0.0:
+            off = min(0.5, max(-0.5, 0.5 * (patch[k_dark - 1, j] - patch[k_dark + 1, j]) / den))
+    return h0 + (k_dark + off) * dh
 
 
 @njit(cache=True)
