@@ -136,6 +136,7 @@ def _residuals(c: np.ndarray, colours: np.ndarray = _COLOURS, k_range: np.ndarra
 #: Packed 24-bit colour -> class index, and -> whether it is the iris's highlight colour.
 #: The avatar's colours repeat from frame to frame, so each is worked out once.
 _CLASS_OF: dict[int, int] = {}
+_CACHE_LIMIT = 1_000_000
 _GLINT_OF: dict[int, bool] = {}
 
 
@@ -143,6 +144,9 @@ def _lookup(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(class index, glint colour) of each pixel of an (h, w, 3) uint8 image."""
     packed = (rgb[..., 0].astype(np.int64) << 16) | (rgb[..., 1].astype(np.int64) << 8) | rgb[..., 2]
     colours, inverse = np.unique(packed.ravel(), return_inverse=True)
+    if len(_CLASS_OF) > _CACHE_LIMIT:  # about 18 000 colours after p02's 536 frames: a bound, not a case
+        _CLASS_OF.clear()
+        _GLINT_OF.clear()
     new = np.array([c for c in colours.tolist() if c not in _CLASS_OF], np.int64)
     if len(new):
         c = np.column_stack([new >> 16, (new >> 8) & 255, new & 255]).astype(float)
