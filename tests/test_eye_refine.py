@@ -197,6 +197,21 @@ def test_iris_deep_in_the_corner_is_found_where_drawn():
     assert abs(read_eye(got).place_h - want.place_h) < 0.03, (read_eye(got).place_h, want.place_h)
 
 
+def test_corner_on_the_iris_moves_out_of_it():
+    """The iris turned into the medial corner, the tracker's medial corner on the iris
+    (10 px short of the drawn one) and its iris pulled toward the middle: the corner
+    comes out to the iris's edge and the upper lid over the iris reads as drawn."""
+    truth = (52.0, 1.0, 12.0)
+    rgb = draw_eye(W, 0.17, 0.15, truth)
+    want = read_eye(outline_of(W, 0.17, 0.15, truth))
+    short = 50.0
+    start = outline_of(short, 0.17 * W / short, 0.15 * W / short, (44.0, 1.0, 12.0))
+    got = EyeRefiner().refine(rgb, start, 0)
+    assert abs(got.corners[1][0] - (40.0 + W)) < 2.0, got.corners
+    assert np.allclose(got.corners[0], start.corners[0])
+    assert abs(read_eye(got).mrd1 - want.mrd1) < 0.05, (read_eye(got).mrd1, want.mrd1, read_eye(start).mrd1)
+
+
 def test_single_frame_and_stream_state():
     truth = (30.0, 2.0, 12.0)
     rgb = draw_eye(W, 0.17, 0.15, truth)

@@ -18,7 +18,10 @@ the middle. `EyeRefiner` starts from any `EyeOutline` (the tracker's, via
   circle fit, radius held near r/W times the fissure width W, centre height near the
   tracker's, catch lights rejected).
 
-The corners are kept. Per stream the refiner keeps each eye's limbus radius as a
+A corner the landmark models put on the iris (the eye turned into it) is moved out
+along the corner axis to the limbus found in a first pass (CORNER_CLEARANCE), the
+tracked margins stretched with it, and the eye refined again; otherwise the corners
+are kept. Per stream the refiner keeps each eye's limbus radius as a
 fraction of its fissure width (anatomically constant), averaged over frames where
 the iris was well seen, and reports that radius (the circle fit itself is held near
 the tracker's radius), and each eye's latest tracked opening; `reset()` forgets them, and a single frame reports its own fit. `refined_outlines(rgb, landmarks)` gives both eyes for the pipeline.
@@ -54,6 +57,9 @@ TRACKER_OPEN = 0.18
 ONE_EYE_SLIT = 0.07
 #: A limbus fit counts towards the stream's r/W when this many edges and this share of their weight agree.
 GOOD_EDGES, GOOD_SHARE = 10, 0.7
+#: A limbus fit with this many edges (and GOOD_SHARE) may move a corner off the iris: an iris
+#: deep in a corner shows one arc.
+CORNER_EDGES = 5
 #: Weight of a new good frame in the stream's running r/W.
 RATIO_RATE = 0.1
 
@@ -185,11 +191,10 @@ class EyeRefiner:
         self._ratio = [None, None]
         self._opening = [None, None]
 
-    def refine(self, rgb: np.ndarray, outline: EyeOutline, eye: int) -> EyeOutline:
-        """The outline of eye `eye` (0 = subject's right, image left) refined against `rgb` (H, W, 3 uint8)."""
+    def _run(self, rgb: np.ndarray, outline: EyeOutline) -> tuple:
+        """One pass of `refine_kernel` from `outline`: its frame, the tracked margins at the
+        patch columns, the fitted lid curves and limbus, the limbus edge count and share."""
         origin, a, n, width = eye_frame(outline.corners)
-        if width < 4.0:  # nothing to resolve: a few pixels of eye
-            return outline
         su, hu = margin_profile(outline, "upper")
         sl, hl = margin_profile(outline, "lower")
         s = self._cols * width
@@ -199,6 +204,23 @@ class EyeRefiner:
         frame = np.array([origin[0], origin[1], a[0], a[1]])
         upper, lower, limbus = np.empty(N_BASIS), np.empty(N_BASIS), np.empty(3)
         count, share = refine_kernel(rgb, frame, width, u0, l0, iris, upper, lower, limbus)
+        return origin, a, n, width, u0, l0, upper, lower, limbus, count, share
+
+    def refine(self, rgb: np.ndarray, outline: EyeOutline, eye: int) -> EyeOutline:
+        """The outline of eye `eye` (0 = subject's right, image left) refined against `rgb` (H, W, 3 uint8)."""
+        origin, a, n, width = eye_frame(outline.corners)
+        if width < 4.0:  # nothing to resolve: a few pixels of eye
+            return outline
+        origin, a, n, width, u0, l0, upper, lower, limbus, count, share = self._run(rgb, outline)
+        if count >= CORNER_EDGES and share >= GOOD_SHARE:
+            # an iris found across a corner: the landmark models put the corner on the iris
+            # when the eye turns into it, and lids through that corner cut the iris
+            centre = origin + limbus[0] * a + limbus[1] * n
+            moved = _corners_clear_of_iris(EyeOutline(outline.corners, outline.upper, outline.lower, centre,
+                                                      float(limbus[2])))
+            if moved is not None:
+                outline = _stretched(outline, moved)
+                origin, a, n, width, u0, l0, upper, lower, limbus, count, share = self._run(rgb, outline)
         tracked, other = float(np.max(l0 - u0)) / width, self._opening[1 - eye]
         if eye == 0 and other is not None and self._opening[0] is not None:
             # the right eye is refined first, so the left's opening is the last frame's: blinks
@@ -223,6 +245,44 @@ class EyeRefiner:
             # pushes the centre into the corner (labelled eyes, p01 and p02)
             limbus[2] = ratio * width
         return _outline(outline.corners, origin, a, n, width, self._out_t, upper, lower, limbus)
+
+
+#: How far beyond the iris's edge (in radii) each corner lies at least, lateral and medial: the
+#: landmark models put a corner on the iris when the eye turns into it (labelled eyes of the
+#: tuning clips: the lateral corner lies 0.3-1.0 radii beyond the iris, the medial corner at
+#: most 0.3 radii inside the iris's edge, under the caruncle).
+CORNER_CLEARANCE = (0.3, -0.3)
+
+
+def _corners_clear_of_iris(outline: EyeOutline) -> np.ndarray | None:
+    """The corners with any that lies on the iris moved outward along the corner axis
+    (CORNER_CLEARANCE); None when none does."""
+    corners = np.array(outline.corners, float)
+    moved = False
+    for k in range(2):
+        out = corners[k] - corners[1 - k]
+        span = float(np.hypot(*out))
+        out /= span
+        need = float((np.asarray(outline.iris_centre, float) - corners[1 - k]) @ out) + (1.0 + CORNER_CLEARANCE[k]) * float(outline.iris_radius)
+        if need > span:
+            corners[k] = corners[1 - k] + need * out
+            moved = True
+    return corners if moved else None
+
+
+def _stretched(outline: EyeOutline, corners: np.ndarray) -> EyeOutline:
+    """The outline with new corners on its corner axis, the margins stretched along the axis
+    with them (heights kept): the tracker's lids keep their shape between the corners it saw."""
+    origin, a, n, width = eye_frame(outline.corners)
+    new_origin, _, _, new_width = eye_frame(corners)
+    shift = float((new_origin - origin) @ a)
+
+    def stretch(pts: np.ndarray) -> np.ndarray:
+        rel = np.asarray(pts, float) - origin
+        s = shift + (rel @ a) * new_width / width
+        return origin + np.outer(s, a) + np.outer(rel @ n, n)
+    return EyeOutline(corners, stretch(outline.upper), stretch(outline.lower), outline.iris_centre,
+                      outline.iris_radius)
 
 
 def _outline(corners: np.ndarray, origin: np.ndarray, a: np.ndarray, n: np.ndarray, width: float,
