@@ -233,8 +233,11 @@ class EyeRefiner:
             # a narrowed or half-shut eye whose dark iris fills the slit looks the same to
             # the edge search as a shut one (lash line between lid skin), or nearly (the
             # step under the iris passes for the upper margin): the tracker's clearly open
-            # eye stands, and so does an eye it sees narrowed beside an open one
-            return outline
+            # eye stands, and so does an eye it sees narrowed beside an open one; its iris
+            # takes the stream's radius (the iris model shrinks a half-covered iris)
+            ratio = self._ratio[eye]
+            return outline if ratio is None else EyeOutline(outline.corners, outline.upper, outline.lower,
+                                                            outline.iris_centre, ratio * width)
         ratio = self._ratio[eye]
         if count >= GOOD_EDGES and share >= GOOD_SHARE:
             r = limbus[2] / width
