@@ -222,6 +222,10 @@ def test_single_frame_and_stream_state():
     # a later shut frame keeps the stream's radius, the other eye's state is untouched
     shut = refiner.refine(draw_eye(W, 0.0, 0.0, None), outline_of(W, 0.05, 0.05, (30.0, 0.0, 16.0)), 1)
     assert abs(shut.iris_radius - truth[2]) < 0.1 * truth[2]
+    # a kept tracker outline (lids meet on an eye it sees open) takes the stream's radius too
+    narrowed = outline_of(W, 0.12, 0.12, (30.0, 0.0, 8.0))
+    kept = refiner.refine(draw_eye(W, 0.0, 0.0, None), narrowed, 1)
+    assert np.allclose(kept.upper, narrowed.upper) and abs(kept.iris_radius - truth[2]) < 0.1 * truth[2]
     refiner.reset()
     fresh = refiner.refine(draw_eye(W, 0.0, 0.0, None), outline_of(W, 0.05, 0.05, (30.0, 0.0, 16.0)), 1)
     assert fresh.iris_radius == 16.0
