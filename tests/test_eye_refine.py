@@ -36,11 +36,11 @@ def lid(t: np.ndarray, peak: float, width: float, skew: float = 0.0) -> np.ndarr
 def draw_eye(width: float, up: float, low: float, iris: tuple[float, float, float] | None,
              size: tuple[int, int] = (120, 160), origin: tuple[float, float] = (40.0, 60.0),
              seed: int = 0, catch_lights: bool = False, iris_colour: tuple = IRIS,
-             lower_margin: tuple = LOWER_MARGIN) -> np.ndarray:
+             lower_margin: tuple = LOWER_MARGIN, strip: float = 0.03) -> np.ndarray:
     """An RGB eye: corners at origin and origin + (width, 0); upper lid peaks `up` W above
     the axis, lower lid `low` W below; iris (s, h, r) in pixels from the left corner;
     catch_lights: a ring-light's reflection, six bright dots in the iris's lower half;
-    lower_margin: the colour of the strip along the lower margin (0.03 W)."""
+    lower_margin, strip: the colour and width (fissure widths) of the strip along the lower margin."""
     import cv2
 
     h, w = size
@@ -64,7 +64,7 @@ def draw_eye(width: float, up: float, low: float, iris: tuple[float, float, floa
                 img[(x - cx) ** 2 + (y - cy) ** 2 < (0.1 * iris[2]) ** 2] = (250, 250, 250)
     lash = inside_t & (y <= top) & (y > top - 0.05 * width)  # lashes above the upper margin
     img[lash] = LASH
-    img[inside_t & (y >= bottom) & (y < bottom + 0.03 * width)] = lower_margin
+    img[inside_t & (y >= bottom) & (y < bottom + strip * width)] = lower_margin
     small = cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA)
     small = cv2.GaussianBlur(small, (0, 0), 0.7)
     small += np.random.default_rng(seed).normal(0.0, 3.0, small.shape)
@@ -141,6 +141,20 @@ def test_lower_margin_under_a_light_iris_is_its_dark_line():
     on_iris = np.abs(t * W - truth[0]) < 0.75 * truth[2]
     err = got.lower[on_iris, 1] - 60.0 - lid(t[on_iris], 0.15, W)
     assert on_iris.sum() >= 3 and np.all(np.abs(err) < 1.0), err
+
+
+def test_lower_margin_under_the_iris_is_the_top_of_the_margin_strip():
+    """Under the iris the lower lid's margin strip, brighter than the iris and darker than
+    the skin, makes two steps, the lower (strip to skin) the stronger here; the margin is
+    the upper one (within 0.01 W of the drawn margin), where the strip begins."""
+    width, origin = 60.0, (40.0, 60.0)
+    truth = (30.0, 2.0, 12.0)
+    rgb = draw_eye(width, 0.17, 0.15, truth, iris_colour=(60, 60, 60), lower_margin=(110, 100, 95), strip=0.07)
+    got = EyeRefiner().refine(rgb, outline_of(width, 0.17, 0.15, truth, origin=origin), 0)
+    t = (got.lower[:, 0] - origin[0]) / width
+    on_iris = np.abs(t * width - truth[0]) < 0.75 * truth[2]
+    err = got.lower[on_iris, 1] - origin[1] - lid(t[on_iris], 0.15, width)
+    assert on_iris.sum() >= 3 and np.all(np.abs(err) < 0.01 * width), err
 
 
 def test_shut_eye_left_as_a_slit_is_closed():

@@ -7,8 +7,10 @@ and lashes give way to the brighter eyeball (the strongest dark-to-bright step n
 tracked lid); the lower margin is where the eyeball gives way to the lower lid:
 bright-to-dark below the sclera, but dark-to-bright below the iris, which is darker
 than the lid skin. The lid shades the eyeball next to it, so a step's steepest point
-lies inside the eye: the margin is taken at the step's foot on the lid's side, and
-under a light iris at the dark line the margin makes between iris and lid. A margin is then a robust least-squares curve through the fixed
+lies inside the eye: the margin is taken at the step's foot on the lid's side; under
+the iris, where the lower lid's margin strip (brighter than the iris, darker than the
+skin) makes two steps, at the upper one, and under a light iris at the dark line the
+margin makes between iris and lid. A margin is then a robust least-squares curve through the fixed
 corners,
 
     h(t) = W t (1 - t) (c0 + c1 (t - 1/2) + c2 (t - 1/2)^2),    t = s / W in [0, 1],
@@ -144,8 +146,27 @@ def column_edge(patch: np.ndarray, j: int, n_rows: int, h0: float, dh: float, lo
     if foot and sign != 0:
         return _foot(patch, j, n_rows, h0, dh, i, sign, i + 0.5 + off), best
     if foot and sgn > 0:
+        upper = _upper_step(patch, j, i, best)
+        if upper >= 0:
+            return h0 + (upper + 0.5) * dh, best
         return _dark_line(patch, j, n_rows, h0, dh, i, i + 0.5 + off), best
     return h0 + (i + 0.5 + off) * dh, best
+
+
+@njit(cache=True)
+def _upper_step(patch: np.ndarray, j: int, i: int, best: float) -> int:
+    """Row of the uppermost dark-above step within FOOT_REACH above step i that is at least
+    half as strong (-1 if none): under the iris the lower lid's margin strip, brighter than
+    the iris and darker than the lid skin, makes two steps, and the margin is the upper one."""
+    reach = max(2, int(round(FOOT_REACH / ROW_STEP)))
+    found = -1
+    for k in range(i - 2, max(1, i - reach) - 1, -1):
+        e = patch[k + 1, j] + patch[k + 2, j] - patch[k, j] - patch[k - 1, j]
+        up = patch[k, j] + patch[k + 1, j] - patch[k - 1, j] - patch[k - 2, j] if k >= 2 else -1e30
+        down = patch[k + 2, j] + patch[k + 3, j] - patch[k + 1, j] - patch[k, j]
+        if e >= 0.5 * best and e >= up and e >= down:
+            found = k
+    return found
 
 
 @njit(cache=True)
