@@ -156,8 +156,9 @@ def column_edge(patch: np.ndarray, j: int, n_rows: int, h0: float, dh: float, lo
 @njit(cache=True)
 def _upper_step(patch: np.ndarray, j: int, i: int, best: float) -> int:
     """Row of the uppermost dark-above step within FOOT_REACH above step i that is at least
-    half as strong (-1 if none): under the iris the lower lid's margin strip, brighter than
-    the iris and darker than the lid skin, makes two steps, and the margin is the upper one."""
+    half as strong and stays bright down to it (-1 if none): under the iris the lower lid's
+    margin strip, brighter than the iris and darker than the lid skin, makes two steps, and
+    the margin is the upper one."""
     reach = max(2, int(round(FOOT_REACH / ROW_STEP)))
     found = -1
     for k in range(i - 2, max(1, i - reach) - 1, -1):
@@ -165,7 +166,13 @@ def _upper_step(patch: np.ndarray, j: int, i: int, best: float) -> int:
         up = patch[k, j] + patch[k + 1, j] - patch[k - 1, j] - patch[k - 2, j] if k >= 2 else -1e30
         down = patch[k + 2, j] + patch[k + 3, j] - patch[k + 1, j] - patch[k, j]
         if e >= 0.5 * best and e >= up and e >= down:
-            found = k
+            # the strip stays bright down to the lid: a catch light in the iris falls back
+            mid = 0.25 * (patch[k - 1, j] + patch[k, j] + patch[k + 1, j] + patch[k + 2, j])
+            low = patch[k + 2, j]
+            for m in range(k + 2, i + 1):
+                low = min(low, patch[m, j])
+            if low >= mid:
+                found = k
     return found
 
 
