@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dmask_rt.fit.eye_transfer import PLACE_MIN_OPENING, EyeTransfer
+from dmask_rt.fit.eye_transfer import MIN_OPEN_DRAWN, PLACE_MIN_OPENING, EyeTransfer
 from dmask_rt.fit.gauss_newton import rodrigues
 from dmask_rt.model.camera import Camera
 from dmask_rt.model.drawn_eye import EyeGeometry
@@ -18,7 +18,7 @@ from dmask_rt.model.generic_face import GenericFace
 from dmask_rt.model.params import AvatarParams
 from dmask_rt.pipeline import avatar_pose
 from dmask_rt.render import AvatarRenderer
-from dmask_rt.track.eye_outline import EyeReadings, eye_frame, margin_profile, read_eye
+from dmask_rt.track.eye_outline import SHUT_OPENING, EyeReadings, eye_frame, margin_profile, read_eye
 from tests.test_render import is_iris_or_pupil, is_sclera
 
 IRIS_MM = 2 * IRIS_RADIUS_MM
@@ -83,9 +83,9 @@ def test_random_eyes_round_trip(face, geometry, transfer):
 
 def test_patient_proportions_do_not_change_the_readings(face, geometry, transfer):
     """The same readings come out of the avatar whatever eye they were read on: the
-    generic eye draws a retracted lid (MRD1 0.9) and a converged iris as read, not as millimetres."""
+    generic eye draws a retracted lid (MRD1 0.7) and a converged iris as read, not as millimetres."""
     camera = Camera.for_image(640, 480)
-    wanted = (readings(0.9, 0.3, 0.55, -0.08), readings(0.4, 0.55, 0.82, 0.02))
+    wanted = (readings(0.7, 0.3, 0.55, -0.08), readings(0.4, 0.45, 0.82, 0.02))
     got = [read_eye(o) for o in geometry.outlines(transfer.apply(neutral(face), camera, wanted), camera)]
     for w, g in zip(wanted, got):
         assert g.mrd1 == pytest.approx(w.mrd1, abs=0.005)
@@ -162,3 +162,40 @@ def sclera_above_iris(image: np.ndarray, x: int, y: float, radius: float) -> int
                 rows += 1
             return rows
     return 0
+
+
+def test_narrowed_eye_is_never_drawn_shut(face, geometry, transfer):
+    """A narrowed eye read just open (MRD at the iris centre alone would close the lids
+    further along the eye) is drawn at least MIN_OPEN_DRAWN open; a shut one is drawn shut."""
+    camera = Camera.for_image(640, 480)
+    narrowed = EyeReadings(0.02, 0.02, 0.5, 0.0, opening=SHUT_OPENING + 0.005, shut=False)
+    got = [read_eye(o) for o in geometry.outlines(transfer.apply(neutral(face), camera, (narrowed, SHUT)), camera)]
+    assert not got[0].shut and got[0].opening >= MIN_OPEN_DRAWN - 1e-3
+    assert got[1].shut and got[1].opening < 1e-6
+
+
+def test_a_place_beyond_the_corner_is_drawn_at_the_corner(face, geometry, transfer):
+    camera = Camera.for_image(640, 480)
+    beyond = readings(0.4, 0.4, 1.2, 0.0)
+    at_corner = readings(0.4, 0.4, 1.0, 0.0)
+    a = transfer.apply(neutral(face), camera, (beyond, beyond))
+    b = transfer.apply(neutral(face), camera, (at_corner, at_corner))
+    assert np.allclose(a.eyes, b.eyes) and np.allclose(a.lids, b.lids)
+
+
+def test_strong_retraction_is_drawn_as_its_pixels_show_it(face, geometry, transfer, big_render):
+    """Lid retraction up to MRD1 0.85 / MRD2 0.75 iris diameters: the rendered pixels show
+    the lids where the drawn geometry puts them (the skin a retracting lid pushes does not
+    fold over the opening), within 1.5 px at about 5 px to the millimetre."""
+    from dmask_rt.evaluate.avatar_pixels import read_pixels
+
+    camera, render = big_render
+    wanted = (readings(0.85, 0.4, 0.45, -0.05), readings(0.4, 0.75, 0.55, -0.05))
+    params = transfer.apply(neutral(face, 300.0), camera, wanted)
+    image = render(params)
+    for w, outline in zip(wanted, geometry.outlines(params, camera)):
+        drawn = read_eye(outline)
+        assert drawn.mrd1 == pytest.approx(w.mrd1, abs=0.005) and drawn.mrd2 == pytest.approx(w.mrd2, abs=0.005)
+        seen = read_pixels(image, outline).readings
+        px = 2 * outline.iris_radius
+        assert abs(seen.mrd1 - drawn.mrd1) * px < 1.5 and abs(seen.mrd2 - drawn.mrd2) * px < 1.5

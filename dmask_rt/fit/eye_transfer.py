@@ -23,7 +23,16 @@ rotation stays the fit's, which holds the last well-seen one while the lids hide
 position is a negative closure.
 
 Both eyes are solved independently, so a squint stays a squint. The lid shape terms
-(where along the eye the lid peaks) are kept from the fit.
+(where along the eye the lid peaks) are kept from the fit. Guards: a place beyond the
+corners is drawn at the corner (a misread, not an eye); retraction stops where the
+drawn margin still shows where it is (MIN_CLOSURE); an eye read open is never drawn
+shut (MIN_OPEN_DRAWN).
+
+What this cannot keep: the patient's fissure is 2.2-2.5 iris diameters wide, the
+generic one about 2.0, so an iris offset from the fissure's middle that is drawn in
+fissure widths is a smaller angle in iris diameters: the avatar shows an eye turn at
+0.8-0.95 of the angle the iris-as-ruler reading (`evaluate/clinical.py`) finds on the
+patient. Drawing both would need the patient's eye proportions.
 """
 from __future__ import annotations
 
@@ -36,13 +45,20 @@ from ..model.camera import Camera
 from ..model.drawn_eye import EyeGeometry
 from ..model.eyeball import IRIS_DEPTH_MM, IRIS_RADIUS_MM
 from ..model.params import AvatarParams
-from ..track.eye_outline import EyeReadings
+from ..track.eye_outline import SHUT_OPENING, EyeReadings
 
 #: Reach of the solved rotation (radians): beyond what eyes do, short of the eyeball edge-on.
 MAX_HORIZONTAL = math.radians(65.0)
 MAX_VERTICAL = math.radians(50.0)
-#: Closure range: a lid may retract up to twice the template's opening.
-MIN_CLOSURE = -2.0
+#: Retraction limits (closure below 0) of the (upper, lower) lid: as far as the drawn
+#: margin still shows where it is (the rendered pixels confirm it; beyond, the skin it
+#: pushes ahead folds over the opening): MRD1 about 0.85, MRD2 about 1.0 iris
+#: diameters on a frontal generic eye, beyond severe retraction (MRD1 7-9 mm).
+MIN_CLOSURE = (-0.9, -1.0)
+#: An eye read open is drawn at least this open (widest lid gap / fissure width), so a
+#: narrowed eye is never drawn shut: matching MRD at the iris centre alone can close
+#: the lids further along the eye.
+MIN_OPEN_DRAWN = SHUT_OPENING + 0.01
 #: Below this opening (fissure widths) too little iris shows to place it: the fit's
 #: rotation, which holds the last well-seen one, is kept.
 PLACE_MIN_OPENING = 0.1
@@ -76,7 +92,8 @@ class EyeTransfer:
                 out.lids[upper] = 1.0 - out.lids[lower]
                 out.lids[upper + 1] = out.lids[lower + 1] = 0.0
                 continue
-            target = np.array([reading.place_h, reading.place_v, reading.mrd1, reading.mrd2])
+            # The iris between the corners: a place beyond them is a misread, not an eye.
+            target = np.array([min(max(reading.place_h, 0.0), 1.0), reading.place_v, reading.mrd1, reading.mrd2])
             closures = np.array([out.lids[upper], out.lids[lower]])
             angles = out.eyes[e].copy()
             _solve_eye(
@@ -163,6 +180,7 @@ def _solve_eye(verts, fields, centre, rot, cam, target, place, angles, closures)
         if abs(step0) < 1e-4 and abs(step1) < 1e-4:
             break
     s_p, h_p, diameter = _iris(centre, rot, angles[0], angles[1], cam, origin, a, n)
+    c_start = closures.copy()
     goals = (h_p - target[2] * diameter, h_p + target[3] * diameter)
     for lid in range(2):
         chain = verts[2 + 7 * lid : 9 + 7 * lid]
@@ -174,8 +192,34 @@ def _solve_eye(verts, fields, centre, rot, cam, target, place, angles, closures)
             slope = (_margin_height(chain, field, c + 0.05 - c0, corners, cam, origin, a, n, s_p) - h) / 0.05
             if abs(slope) < 1e-9:
                 break
-            c = min(max(c + (goals[lid] - h) / slope, MIN_CLOSURE), 1.0)
+            c = min(max(c + (goals[lid] - h) / slope, MIN_CLOSURE[lid]), 1.0)
             h = _margin_height(chain, field, c - c0, corners, cam, origin, a, n, s_p)
             if abs(h - goals[lid]) < 0.01:
                 break
         closures[lid] = c
+    # Never drawn shut while read open: lift the upper lid until the widest gap is MIN_OPEN_DRAWN.
+    upper, lower = verts[2:9], verts[9:16]
+    for _ in range(4):
+        gap = _widest_gap(upper, fields[0], closures[0] - c_start[0], lower, fields[1], closures[1] - c_start[1],
+                          corners, cam, origin, a, n) / width
+        if gap >= MIN_OPEN_DRAWN:
+            break
+        wider = _widest_gap(upper, fields[0], closures[0] - 0.05 - c_start[0], lower, fields[1],
+                            closures[1] - c_start[1], corners, cam, origin, a, n) / width
+        if wider <= gap:
+            break
+        closures[0] = max(closures[0] - 0.05 * (MIN_OPEN_DRAWN - gap) / (wider - gap), MIN_CLOSURE[0])
+
+
+@njit(cache=True)
+def _widest_gap(upper, f_upper, du, lower, f_lower, dl, corners, cam, origin, a, n):
+    """Widest lid gap (pixels) of the drawn margins, upper + du f_upper and lower + dl f_lower,
+    sampled at the upper margin's vertices."""
+    best = 0.0
+    for j in range(upper.shape[0]):
+        u, v = _project(cam[0], cam[1], cam[2], cam[3], upper[j, 0] + du * f_upper[j, 0],
+                        upper[j, 1] + du * f_upper[j, 1], upper[j, 2] + du * f_upper[j, 2])
+        s_j = (u - origin[0]) * a[0] + (v - origin[1]) * a[1]
+        h_j = (u - origin[0]) * n[0] + (v - origin[1]) * n[1]
+        best = max(best, _margin_height(lower, f_lower, dl, corners, cam, origin, a, n, s_j) - h_j)
+    return best

@@ -16,8 +16,13 @@ above its template position, as in thyroid eye disease); the shape term captures
 whose highest point sits off-centre (lateral flare, or the medial peak of some ptoses).
 Corners stay put: they are canthal tendon attachments, not lid.
 
-Skin next to a margin follows it with a weight falling off with distance, so a closing
-lid drags its skin as in life instead of tearing the mesh.
+Skin next to a margin follows it with a weight falling off linearly with distance d,
+w = 1 - d / reach, so a closing lid drags its skin as in life instead of tearing the
+mesh, and a retracting one pushes its skin ahead of it: a skin vertex d from the margin
+stays outside it while the margin moves less than reach (w > 1 - d / displacement). (A
+weight of 0.7 (1 - d / reach)^2, reaching 5 mm below the lower lid, let the skin fold
+over the opening from a retraction of about 5 mm upper, 3 mm lower: the drawn lid no
+longer showed where it was.)
 """
 from __future__ import annotations
 
@@ -32,9 +37,8 @@ LID_SHAPE_NAMES = tuple(
     for lid in ("upper", "lower")
     for kind in ("closure", "shape")
 )
-# How far (mm) and how strongly the skin above / below a margin follows it.
-_SKIN_REACH_MM = {"upper": 9.0, "lower": 5.0}
-_SKIN_GAIN = {"upper": 0.7, "lower": 0.5}
+# How far (mm) the skin above / below a margin follows it.
+_SKIN_REACH_MM = {"upper": 9.0, "lower": 8.0}
 
 
 def lid_blendshapes(mean: np.ndarray) -> np.ndarray:
@@ -62,8 +66,8 @@ def _drag_skin(
 ) -> None:
     """Give skin vertices on the outer side of a margin a share of its nearest margin vertex's motion.
 
-    Weight w = gain * (1 - dist / reach)^2 for vertices within `reach` mm and on the
-    lid's side (above an upper lid, below a lower lid).
+    Weight w = 1 - dist / reach for vertices within `reach` mm and on the lid's side
+    (above an upper lid, below a lower lid).
     """
     margin_pos = mean[idx]
     d = np.linalg.norm(mean[others][:, None, :] - margin_pos[None, :, :], axis=2)
@@ -73,6 +77,6 @@ def _drag_skin(
     outside = dy < 0 if lid == "upper" else dy > 0
     reach = _SKIN_REACH_MM[lid]
     sel = outside & (dist < reach)
-    w = _SKIN_GAIN[lid] * (1.0 - dist[sel] / reach) ** 2
+    w = 1.0 - dist[sel] / reach
     for field in fields:
         field[others[sel]] = w[:, None] * field[idx[nearest[sel]]]

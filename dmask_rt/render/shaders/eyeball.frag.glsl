@@ -29,7 +29,11 @@ void main() {
     vec3 n = normalize(v_normal);
     vec3 v = normalize(-v_pos);
     float diffuse = max(dot(n, u_light_dir), 0.0);
-    // Small sharp highlight of the wet cornea.
-    float spec = 0.6 * pow(max(dot(n, normalize(u_light_dir + v)), 0.0), 150.0);
+    // The wet cornea's catchlight: small, white and near the pupil, as a screen in front
+    // of the patient puts it. (Lit by the key light from the upper left it was broad and
+    // sat on the upper iris, where, blended with the brown, it took the colour of skin
+    // just under the upper lid: the lid read lower than drawn.)
+    const vec3 catch_dir = vec3(-0.225, -0.315, -0.922);
+    float spec = pow(max(dot(n, normalize(catch_dir + v)), 0.0), 1500.0);
     f_color = vec4(albedo * (u_ambient + (1.0 - u_ambient) * diffuse) + spec, 1.0);   // alpha 1: opening
 }
