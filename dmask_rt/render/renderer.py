@@ -72,7 +72,7 @@ Cost on llvmpipe, 2 cores shared with other jobs (tests/test_render.py print_tim
 median 1.85-2.1 ms, p99 3.1-3.6 ms; about 2.2-2.9 ms of CPU a frame over llvmpipe's
 threads (before brows, drape and lash strips, run alternately: 1.5-2.3 ms at 640x480;
 the drape and lash strips add about 0.12 ms of Python a frame). About 0.6 ms is fixed:
-clears, RGB read-back and Python. Run it from the repo root:
+clears, the read-back and Python. Run it from the repo root:
 
     .venv/bin/python -c "import tests.test_render as t; t.print_timing()"
 """
@@ -82,6 +82,7 @@ from dataclasses import dataclass
 from importlib import resources
 from types import TracebackType
 
+import cv2
 import moderngl
 import numpy as np
 import scipy.sparse as sp
@@ -346,6 +347,7 @@ class AvatarRenderer:
             self._color_rb = self._ctx.renderbuffer((width, height), components=4)
             self._depth_rb = self._ctx.depth_renderbuffer((width, height))
             self._fbo = self._ctx.framebuffer([self._color_rb], self._depth_rb)
+        self._rgba = np.empty((height, width, 4), np.uint8)
         self._size = (width, height)
 
     def _release_framebuffer(self) -> None:
@@ -531,9 +533,10 @@ class AvatarRenderer:
             self._lash_vao.render(moderngl.TRIANGLES)
             ctx.disable(moderngl.BLEND)
 
-            out = np.empty((self._size[1], self._size[0], 3), np.uint8)
-            fbo.read_into(out, components=3, alignment=1)
-        return out
+            # RGBA is the framebuffer's own layout: read as is and dropping alpha on the CPU
+            # takes 0.23 ms at 640x480 against 0.52 ms for an RGB read-back.
+            fbo.read_into(self._rgba, components=4, alignment=1)
+        return cv2.cvtColor(self._rgba, cv2.COLOR_RGBA2RGB)
 
     def release(self) -> None:
         """Free every GL object and the context (idempotent)."""
