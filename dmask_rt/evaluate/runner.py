@@ -16,7 +16,9 @@ Privacy sampling, with `step` >= 2 so no frame is both probe and gallery:
                     with every clinical channel held constant (CONSTANT_SETTING)
 
 Only probe frames whose original shows a face dlib can detect count in the attacks:
-a frame without a face in the first place cannot be re-identified. A clip's identity is
+a frame without a face in the first place cannot be re-identified. Identification,
+verification and detection take each person's first clip only (more clips of one
+person would weight the attack toward that person). A clip's identity is
 its file name up to the first "_" (p09_webcam and p09_face_then_cartoon are one person).
 """
 from __future__ import annotations
@@ -423,10 +425,14 @@ def privacy_results(runs: list[ClipRun], gallery: privacy.Gallery) -> dict:
     for run in runs:
         for embedding in run.gallery:
             attack_gallery.add(run.identity, embedding)
+    # Identification, verification and detection take one clip per person (the first
+    # given): another clip of the same person counts that person's frames again (p09's
+    # three clips are one recording), which weights the attack toward them.
+    firsts = [run for i, run in enumerate(runs) if run.identity not in {r.identity for r in runs[:i]}]
     out: dict = {}
     for name in OUTPUTS:
         probes, truth, originals = [], [], []
-        for run in runs:
+        for run in firsts:
             for original, probe in zip(run.originals, run.probes[name]):
                 if original is None:  # no face to re-identify in the first place
                     continue
