@@ -63,7 +63,3 @@ class EyeGeometry:
             )
         return out[0], out[1]
 
-
-def drawn_outlines(face: GenericFace, params: AvatarParams, camera: Camera) -> tuple[EyeOutline, EyeOutline]:
-    """(right, left) outlines of the eyes the avatar draws for `params` (module docstring)."""
-    return EyeGeometry(face).outlines(params, camera)
