@@ -40,8 +40,14 @@ def _input_path(arg: str | None) -> Path:
 
 
 def cmd_mask(args: argparse.Namespace) -> int:
-    """Mask a video file into an H.264 .mp4 (and optionally a per-frame parameter log)."""
-    source = _input_path(args.input)
+    """Mask a video file into an H.264 .mp4 (and optionally a per-frame parameter log), or an archive of them."""
+    from . import batch
+
+    if batch.is_batch(args.input):
+        return _mask_batch(args)
+    if args.workers is not None or args.summary or args.recursive:
+        raise VideoInputError("--workers, --summary and --recursive are for batches (several inputs, a folder or a glob)")
+    source = _input_path(args.input[0] if args.input else None)
     output = check_output_path(args.output, encode.SUFFIXES) if args.output else None
     params_path = check_params_path(args.params) if args.params else None
     with VideoReader(source) as reader:
@@ -73,6 +79,36 @@ def cmd_mask(args: argparse.Namespace) -> int:
         print(f"{source.name}: {frames} frames, {faces} with a face ({100 * faces / frames:.0f}%), "
               f"{frames / elapsed:.1f} fps -> {output}" + (f", {params_path}" if params_path else ""))
     return 0
+
+
+def _mask_batch(args: argparse.Namespace) -> int:
+    """Mask every input into -o DIR (default out/) on parallel workers; 0 if all were masked or skipped, else 2."""
+    from . import batch
+
+    files, early = batch.expand_inputs(args.input, args.recursive)
+    if args.params is not None and args.params not in batch.PARAM_FORMATS:
+        raise OutputPathError(f"--params {args.params}: in a batch it names the format, {' or '.join(batch.PARAM_FORMATS)}")
+    summary_path = check_output_path(args.summary, (".json",)) if args.summary else None
+    out_dir = Path(args.output) if args.output else DEFAULT_OUT_DIR
+    if (out_dir.exists() and not out_dir.is_dir()) or out_dir.suffix.lower() in encode.SUFFIXES:
+        raise OutputPathError(f"{out_dir}: not a directory (with several inputs -o names the output directory)")
+    for name in assets.MODELS:  # checked once here rather than failing every file in the workers
+        assets.model_path(name)
+    try:
+        out_dir.mkdir(exist_ok=True)
+    except OSError as err:
+        raise OutputPathError(f"{out_dir}: cannot create the output directory ({err.strerror})") from None
+    jobs, clashes = batch.plan(files, out_dir, args.params, args.side_by_side)
+    report = batch.run(jobs, workers=args.workers or batch.default_workers(), quiet=args.quiet, early=[*early, *clashes])
+    if summary_path is not None:
+        batch.write_summary(report, summary_path)
+    if not args.quiet:
+        print(report.summary())
+    elif not report.ok:  # quiet, but a failure still says why
+        print("\n".join(r.line() for r in report.files if r.status == "failed"), file=sys.stderr)
+    if report.interrupted:
+        raise KeyboardInterrupt
+    return 0 if report.ok else EXIT_UNUSABLE
 
 
 def cmd_measure(args: argparse.Namespace) -> int:
@@ -223,10 +259,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dmask", description="Digital mask: a generic 3D face that keeps head pose, eyelids, gaze and blinks, and drops identity.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    mask_cmd = commands.add_parser("mask", help="mask a video file", description=cmd_mask.__doc__)
-    mask_cmd.add_argument("input", nargs="?", metavar="INPUT", help=f"video file (default: {DEFAULT_CLIP})")
-    mask_cmd.add_argument("-o", "--output", metavar="OUTPUT", help="output .mp4/.mov (default: out/<input stem>.masked.mp4)")
-    mask_cmd.add_argument("--params", metavar="FILE", help="per-frame parameters, .jsonl or .csv")
+    mask_cmd = commands.add_parser("mask", help="mask a video file, or many", description=cmd_mask.__doc__)
+    mask_cmd.add_argument("input", nargs="*", metavar="INPUT",
+                          help=f"video file (default: {DEFAULT_CLIP}); several files, a folder or a quoted glob make a batch")
+    mask_cmd.add_argument("-o", "--output", metavar="OUTPUT",
+                          help="output .mp4/.mov (default: out/<input stem>.masked.mp4); for a batch the output directory (default: out/)")
+    mask_cmd.add_argument("--params", metavar="FILE", help="per-frame parameters, .jsonl or .csv; for a batch the format, jsonl or csv (<stem>.params.<format> beside each output)")
+    mask_cmd.add_argument("--workers", type=_positive_int, metavar="N", help="batch: files masked at once, one process each (default: the cores)")
+    mask_cmd.add_argument("--summary", metavar="FILE.json", help="batch: also save the per-file summary as JSON")
+    mask_cmd.add_argument("--recursive", action="store_true", help="batch: also take the videos in a folder's subfolders")
     mask_cmd.add_argument("--side-by-side", action="store_true", help="write original | avatar for review (puts the input's pixels in the output)")
     mask_cmd.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
     mask_cmd.set_defaults(run=cmd_mask)
