@@ -64,7 +64,7 @@ class FileResult:
 
     input: str
     status: str
-    output: str | None = None
+    output: str | None = None  # None when the input failed: nothing was written
     params: str | None = None
     reason: str = ""
     frames: int = 0
@@ -174,10 +174,10 @@ def plan(files: Sequence[Path], out_dir: Path, params_format: str | None,
         output = out_dir / f"{source.stem}{OUTPUT_SUFFIX}"
         key = output.resolve()
         if key in taken:
-            failed.append(FileResult(str(source), "failed", str(output), reason=f"same output name as {taken[key]}"))
+            failed.append(FileResult(str(source), "failed", reason=f"same output name as {taken[key]}"))
             continue
         if key == source.resolve():
-            failed.append(FileResult(str(source), "failed", str(output), reason="its output would replace it"))
+            failed.append(FileResult(str(source), "failed", reason="its output would replace it"))
             continue
         taken[key] = source
         params = out_dir / f"{source.stem}.params.{params_format}" if params_format else None
@@ -192,7 +192,7 @@ def is_complete(job: Job) -> bool:
     try:
         with av.open(str(job.output)) as container:
             return bool(container.streams.video)
-    except av.error.FFmpegError:
+    except (av.error.FFmpegError, OSError):
         return False  # not a video after all: masked again, and replaced
 
 
@@ -228,12 +228,12 @@ def _run_job(job: Job) -> FileResult:
     try:
         return _mask_file(job)
     except _Stopped:
-        return FileResult(str(job.source), "failed", str(job.output), reason="interrupted")
+        return FileResult(str(job.source), "failed", reason="interrupted")
     except (VideoInputError, OutputPathError) as err:
         reason = str(err).removeprefix(f"{job.source}: ")  # the summary line names the file already
-        return FileResult(str(job.source), "failed", str(job.output), reason=reason)
+        return FileResult(str(job.source), "failed", reason=reason)
     except Exception as err:  # noqa: BLE001 -- one bad file must not end the batch; its reason is kept
-        return FileResult(str(job.source), "failed", str(job.output), reason=f"{type(err).__name__}: {err}")
+        return FileResult(str(job.source), "failed", reason=f"{type(err).__name__}: {err}")
 
 
 def _mask_file(job: Job) -> FileResult:
@@ -301,7 +301,9 @@ def run(jobs: Sequence[Job], *, workers: int, quiet: bool = False,
         else:
             todo.append(job)
     workers = max(1, min(workers, len(todo)))
-    bar = tqdm(total=sum(_container_frames(j.source) for j in todo) or None, unit="frame", disable=quiet or not todo,
+    frames = {job.index: _container_frames(job.source) for job in todo}
+    todo.sort(key=lambda job: -frames[job.index])  # longest first: no long file left alone at the end
+    bar = tqdm(total=sum(frames.values()) or None, unit="frame", disable=quiet or not todo,
                desc=f"files 0/{len(todo)}", dynamic_ncols=True)
     interrupted = False
     if todo:
@@ -313,7 +315,7 @@ def run(jobs: Sequence[Job], *, workers: int, quiet: bool = False,
             bar.close()
             _sweep_partials(todo)
     for job in todo:
-        results.setdefault(job.index, FileResult(str(job.source), "failed", str(job.output), reason="interrupted"))
+        results.setdefault(job.index, FileResult(str(job.source), "failed", reason="interrupted"))
     return BatchReport([*early, *(results[j.index] for j in jobs)], workers, time.perf_counter() - start, interrupted)
 
 
@@ -354,7 +356,7 @@ def _result_of(future: Future[FileResult], job: Job) -> FileResult:
     try:
         return future.result()
     except BrokenProcessPool:  # a worker died (out of memory, a native crash): its files fail
-        return FileResult(str(job.source), "failed", str(job.output), reason="the worker process died")
+        return FileResult(str(job.source), "failed", reason="the worker process died")
 
 
 def _drain(progress: Any, bar: tqdm) -> None:

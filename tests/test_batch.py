@@ -87,7 +87,7 @@ def test_batch_masks_good_files_reports_the_bad_one_and_exits_2(clips: Path, two
     done = [f for f in summary["files"] if f["status"] == "done"]
     assert all(f["frames"] == CUT and 0 < f["faces"] <= CUT and f["fps"] > 0 for f in done)
     assert all(f["params"] == str(Path("masked") / f"{Path(f['input']).stem}.params.jsonl") for f in done)
-    assert "not a video" in summary["files"][2]["reason"]
+    assert "not a video" in summary["files"][2]["reason"] and summary["files"][2]["output"] is None
     totals = summary["totals"]
     assert (totals["done"], totals["skipped"], totals["failed"], totals["frames"], totals["workers"]) == (2, 0, 1, 2 * CUT, 2)
     assert totals["fps"] > 0 and not totals["interrupted"]
