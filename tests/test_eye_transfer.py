@@ -199,3 +199,20 @@ def test_strong_retraction_is_drawn_as_its_pixels_show_it(face, geometry, transf
         seen = read_pixels(image, outline).readings
         px = 2 * outline.iris_radius
         assert abs(seen.mrd1 - drawn.mrd1) * px < 1.5 and abs(seen.mrd2 - drawn.mrd2) * px < 1.5
+
+
+def test_unreadable_eyes_stay_as_fitted(face, geometry, transfer):
+    """Readings that are not numbers (a degenerate outline) leave that eye as fitted, and a
+    limbus of radius 0 reads without raising."""
+    from dmask_rt.track.eye_outline import EyeOutline
+
+    camera = Camera.for_image(640, 480)
+    start = neutral(face)
+    start.eyes[:] = 0.1
+    broken = EyeReadings(np.nan, 0.4, 0.5, 0.0, opening=0.3, shut=False)
+    out = transfer.apply(start, camera, (broken, readings(0.4, 0.4)))
+    assert np.allclose(out.eyes[0], start.eyes[0]) and np.allclose(out.lids[:4], start.lids[:4])
+    assert np.all(np.isfinite(out.lids)) and np.all(np.isfinite(out.eyes))
+    flat = EyeOutline(np.array([[0.0, 0.0], [30.0, 0.0]]), np.array([[15.0, -5.0]]), np.array([[15.0, 5.0]]),
+                      np.array([15.0, 0.0]), 0.0)
+    assert not read_eye(flat).shut

@@ -94,6 +94,8 @@ class EyeTransfer:
                 continue
             # The iris between the corners: a place beyond them is a misread, not an eye.
             target = np.array([min(max(reading.place_h, 0.0), 1.0), reading.place_v, reading.mrd1, reading.mrd2])
+            if not np.all(np.isfinite(target)):
+                continue  # nothing readable: the eye stays as fitted
             closures = np.array([out.lids[upper], out.lids[lower]])
             angles = out.eyes[e].copy()
             _solve_eye(

@@ -124,7 +124,7 @@ def read_eye(outline: EyeOutline) -> EyeReadings:
     s_p, h_p = float(rel @ a), float(rel @ n)
     su, hu = margin_profile(outline, "upper")
     sl, hl = margin_profile(outline, "lower")
-    diameter = 2.0 * float(outline.iris_radius)
+    diameter = max(2.0 * float(outline.iris_radius), 1e-6)  # a degenerate limbus must not raise
     upper_at, lower_at = float(np.interp(s_p, su, hu)), float(np.interp(s_p, sl, hl))
     lat, med = ((np.asarray(outline.corners, float) - origin) @ a)
     samples = np.linspace(0.0, width, 41)
