@@ -35,17 +35,20 @@ pupil centre vertically by about 0.2 mm); means over 30 frames are within 0.13 m
 the truth. Lids and eye angles are fitted frame by frame without temporal smoothing, so
 averages over a second or more are much steadier than single frames.
 
-Where the eyeball sits. The fit moves each eyeball and both lid margins together with
-the patient's own eye corners (`fit/own_shape.py`), so measuring the pupil and the lids
-both on the template keeps their relation; the learned offset itself (the patient's
-identity) is never needed. On the development clips the medians over open-eye frames
-come out at MRD1 2.7-4.9 mm, MRD2 3.9-5.9 mm, fissure height 6.9-10.8 mm (p01, p02,
-p04): plausible, if on the low side of adult norms (about 4-5, 5 and 9-10 mm; p04
-looks down for much of her clip, which lowers the lid).
+Where the eyeball sits. The eye rotations and lid closures measured here are set by
+the eye transfer (`fit/eye_transfer.py`): the avatar's drawn eye reads, in iris
+diameters and fissure fractions, as the patient's eye outline did (refined against the
+pixels, `track/eye_refine.py`), so the millimetres are the patient's readings in iris
+diameters times the model's 11.7 mm iris (measured on the frontal projection, which the
+head-frame plane here equals for a frontal face). On the development clips the medians
+over open-eye frames (openness > 0.3, both eyes) come out at MRD1 3.1-4.4 mm, MRD2
+3.7-5.4 mm, fissure height 7.5-9.9 mm (p01, p02, p04): plausible, if on the low side of
+adult norms (about 4-5, 5 and 9-10 mm; p04 looks down for much of her clip, which
+lowers the lid).
 
 Absolute millimetres rest on the generic face's scale (an average adult eye, iris
-11.7 mm): the lid positions are the patient's own (the fit never absorbs lid shape into
-the learned face shape), but an unusually large or small eye is scaled to the average.
+11.7 mm): the lid positions are the patient's own, relative to the patient's iris, so
+an unusually large or small eye is scaled to the average.
 The fissure width is the generic face's (its corners are fixed by the template: the
 lid shapes never move them and expression barely does), useful as the scale reference,
 not as a measurement of the patient. Comparisons between the two eyes and over time
