@@ -35,7 +35,8 @@ class FrameResult:
     params: dict[str, float] | None   # fitted parameters and ocular measures (PARAM_NAMES), None when no face
     timings_ms: dict[str, float] = field(default_factory=dict)  # "track", "fit", "render", "measure"
     avatar: AvatarParams | None = None
-    #: (right, left) eye outlines the avatar draws (projected geometry), None when no face.
+    #: (right, left) eye outlines the avatar draws (projected geometry): with
+    #: Masker(report_drawn=True), when there is a face.
     drawn: tuple[EyeOutline, EyeOutline] | None = None
 
 
@@ -62,6 +63,7 @@ class Masker:
         face: GenericFace | None = None,
         min_confidence: float = 0.5,
         fit_config: FitConfig = FitConfig(),
+        report_drawn: bool = False,
     ) -> None:
         self.face = face or GenericFace.load()
         self.min_confidence = min_confidence
@@ -69,6 +71,7 @@ class Masker:
         self.fitter = FaceFitter(self.face, fit_config)
         self._eye_geometry = EyeGeometry(self.face)
         self.transfer = EyeTransfer(self._eye_geometry)
+        self.report_drawn = report_drawn  # the evaluation reads them; a consultation need not (0.12 ms)
         self._renderer: AvatarRenderer | None = None
         self._camera: Camera | None = None
 
@@ -92,7 +95,7 @@ class Masker:
         t3 = time.perf_counter()
         timings["render"] = (t3 - t2) * 1e3
         values = {**params.to_dict(), **frame_measures(self.face, params)}
-        drawn = self._eye_geometry.outlines(params, camera)
+        drawn = self._eye_geometry.outlines(params, camera) if self.report_drawn else None
         timings["measure"] = (time.perf_counter() - t3) * 1e3
         return FrameResult(image, True, values, timings, params, drawn)
 

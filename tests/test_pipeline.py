@@ -111,3 +111,23 @@ def test_two_faces_mask_the_larger_and_pass_neither(masker: Masker) -> None:
     assert out.face_found
     background = np.all(out.image == BACKGROUND_RGB, axis=2)
     assert background[:, 480:].all()  # where the second face was: nothing but background
+
+
+def test_drawn_eyes_are_reported_when_asked_and_read_as_the_tracked_ones() -> None:
+    """With report_drawn the result carries the avatar's drawn eye outlines, and they read
+    (MRD in iris diameters, iris place) as the refined tracker read the patient's eyes."""
+    from dmask_rt.track.eye_outline import read_eye
+
+    frames = list(video_frames(VIDEOS / "p09_webcam.mp4"))[:12]
+    with Masker(report_drawn=True) as m:
+        for frame in frames:
+            result = m.process(frame)
+        landmarks = m.tracker.track(frames[-1])   # the same frame again: the same reading
+    assert result.face_found and result.drawn is not None
+    for drawn, seen in zip(result.drawn, landmarks.eyes):
+        d, s = read_eye(drawn), read_eye(seen)
+        assert not d.shut and not s.shut
+        assert abs(d.mrd1 - s.mrd1) < 0.01 and abs(d.mrd2 - s.mrd2) < 0.01
+        assert abs(d.place_h - s.place_h) < 0.005
+    with Masker() as plain:
+        assert plain.process(frames[0]).drawn is None

@@ -138,7 +138,7 @@ def run_clip(path: Path, step: int, face: GenericFace, embedder: privacy.Embedde
                 raise EvaluationInputError(
                     f"{masked}: {masked_reader.width}x{masked_reader.height}, but {path} is {reader.width}x{reader.height}")
             mask_frames = iter(masked_reader)
-        masker = None if masked is not None else stack.enter_context(Masker(face=face))
+        masker = None if masked is not None else stack.enter_context(Masker(face=face, report_drawn=True))
         camera = Camera.for_image(reader.width, reader.height)
         streams = {name: _Stream(face) for name in TRACKED}
         total = reader.frames or 0
