@@ -21,6 +21,7 @@ exactly as a single file is. Why it is built this way:
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import json
 import multiprocessing
@@ -28,7 +29,7 @@ import os
 import queue
 import signal
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass
@@ -216,6 +217,20 @@ _stop: Any = None      # multiprocessing event: set on Ctrl-C
 _face: Any = None      # the generic face model, loaded once per process
 
 
+def masked_frames(frames: Iterable[Any], masker: Any, writer: Any, log: Any, side: bool) -> Iterator[bool]:
+    """Mask every decoded frame of `frames` (a VideoReader, or a progress bar over one)
+    into `writer` (original | avatar when `side`) and the parameter `log` (if any), as a
+    single file and a batch do alike; yields, per frame, whether it showed a face."""
+    from .video.compose import side_by_side
+
+    for frame in frames:
+        result = masker.process(frame.rgb)
+        writer.write(side_by_side(frame.rgb, result.image) if side else result.image, frame.pts)
+        if log is not None:
+            log.write(frame.index, frame.time, result.face_found, result.params)
+        yield result.face_found
+
+
 def _init_worker(progress: Any, stop: Any) -> None:
     # Ctrl-C reaches the whole process group; the parent alone decides, through `stop`.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -241,23 +256,21 @@ def _mask_file(job: Job) -> FileResult:
     from .model.generic_face import GenericFace
     from .paramlog import ParamLog
     from .pipeline import Masker
-    from .video.compose import side_by_side
     from .video.encode import VideoWriter
 
     if _face is None:
         _face = GenericFace.load()
     start = time.perf_counter()
     faces, unreported = 0, 0
-    with VideoReader(job.source) as reader, Masker(face=_face) as masker, \
-            VideoWriter(job.output, reader.time_base, reader.rate) as writer, \
-            (ParamLog(job.params, Masker.PARAM_NAMES) if job.params else _NoLog()) as log:
-        for frame in reader:
+    with contextlib.ExitStack() as stack:
+        reader = stack.enter_context(VideoReader(job.source))
+        masker = stack.enter_context(Masker(face=_face))
+        writer = stack.enter_context(VideoWriter(job.output, reader.time_base, reader.rate))
+        log = stack.enter_context(ParamLog(job.params, Masker.PARAM_NAMES)) if job.params else None
+        for found in masked_frames(reader, masker, writer, log, job.side_by_side):
             if _stop.is_set():
                 raise _Stopped  # the writers' context managers discard their temporary files
-            result = masker.process(frame.rgb)
-            writer.write(side_by_side(frame.rgb, result.image) if job.side_by_side else result.image, frame.pts)
-            log.write(frame.index, frame.time, result.face_found, result.params)
-            faces += result.face_found
+            faces += found
             unreported += 1
             if unreported == 10:  # a message every 10 frames keeps the bar live at little cost
                 _progress.put((job.index, unreported))
@@ -267,19 +280,6 @@ def _mask_file(job: Job) -> FileResult:
     elapsed = time.perf_counter() - start
     return FileResult(str(job.source), "done", str(job.output), str(job.params) if job.params else None,
                       frames=frames, faces=faces, fps=round(frames / elapsed, 2))
-
-
-class _NoLog:
-    """Stands in for a ParamLog when no parameters are asked for."""
-
-    def write(self, *row: object) -> None:
-        pass
-
-    def __enter__(self) -> _NoLog:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        pass
 
 
 # --- the parent --------------------------------------------------------------------------

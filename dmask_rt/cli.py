@@ -18,7 +18,6 @@ from tqdm import tqdm
 from . import assets, preview
 from .paramlog import ParamLog, check_params_path
 from .video import encode
-from .video.compose import side_by_side
 from .video.decode import VideoInputError, VideoReader, open_camera
 from .video.outfile import OutputPathError, check_output_path, discard_pending, write_atomically
 
@@ -65,12 +64,8 @@ def cmd_mask(args: argparse.Namespace) -> int:
             log = stack.enter_context(ParamLog(params_path, Masker.PARAM_NAMES)) if params_path else None
             faces, start = 0, time.perf_counter()
             progress = tqdm(reader, total=reader.frames, unit="frame", disable=args.quiet, desc=source.name)
-            for frame in progress:
-                result = masker.process(frame.rgb)
-                writer.write(side_by_side(frame.rgb, result.image) if args.side_by_side else result.image, frame.pts)
-                if log is not None:
-                    log.write(frame.index, frame.time, result.face_found, result.params)
-                faces += result.face_found
+            for found in batch.masked_frames(progress, masker, writer, log, args.side_by_side):
+                faces += found
             progress.total = progress.n  # container frame counts can be off by a few
             progress.close()
             elapsed = time.perf_counter() - start

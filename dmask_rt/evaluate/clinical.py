@@ -65,7 +65,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..fit.eye_transfer import PLACE_MIN_OPENING
-from ..measure.blinks import LidEvent
+from ..measure.blinks import LidEvent, runs
 from ..model.eyeball import IRIS_DEPTH_MM, IRIS_RADIUS_MM
 from ..track.eye_outline import EyeOutline, EyeReadings, eye_frame, read_eye
 from .fidelity import event_f1, stats
@@ -129,19 +129,11 @@ class EyeTrack:
 def closure_events(times: np.ndarray, shut: np.ndarray) -> list[LidEvent]:
     """Runs of frames with any eye shut, as LidEvents of the eyes shut in them (module docstring)."""
     events: list[LidEvent] = []
-    any_shut = shut.any(axis=1)
-    i, n = 0, len(any_shut)
-    while i < n:
-        if not any_shut[i]:
-            i += 1
-            continue
-        j = i
-        while j + 1 < n and any_shut[j + 1]:
-            j += 1
-        right, left = shut[i : j + 1, 0].any(), shut[i : j + 1, 1].any()
-        eyes = "both" if right and left else ("r" if right else "l")
-        events.append(LidEvent("closure", eyes, float(times[i]), float(times[j]), (0.0, 0.0)))
-        i = j + 1
+    for i, j, state in runs(shut.any(axis=1).astype(int)):
+        if state:
+            right, left = shut[i : j + 1, 0].any(), shut[i : j + 1, 1].any()
+            eyes = "both" if right and left else ("r" if right else "l")
+            events.append(LidEvent("closure", eyes, float(times[i]), float(times[j]), (0.0, 0.0)))
     return events
 
 

@@ -65,7 +65,7 @@ from typing import Protocol
 
 import numpy as np
 
-from ..track.eye_outline import EyeOutline, eye_frame, read_eye
+from ..track.eye_outline import EyeOutline, eye_frame, margin_profile, read_eye
 
 LABELS_PATH = Path(__file__).resolve().parents[2] / "tests" / "data" / "eye_labels.json"
 VIDEOS = Path(__file__).resolve().parents[3] / "shared" / "data" / "videos"
@@ -379,14 +379,6 @@ def collect(doc: dict, factory: Callable, videos: Path = VIDEOS, per_clip: bool 
 
 # --- errors and their summary ------------------------------------------------------------
 
-def _profile_in(outline: EyeOutline, lid: str, origin: np.ndarray, a: np.ndarray, n: np.ndarray
-                ) -> tuple[np.ndarray, np.ndarray]:
-    chain = np.concatenate([outline.corners[:1], getattr(outline, lid), outline.corners[1:]]) - origin
-    s, h = chain @ a, chain @ n
-    order = np.argsort(s, kind="stable")
-    return s[order], h[order]
-
-
 def lid_error_px(method: EyeOutline, label: EyeLabel) -> float:
     """Mean |h_method(s) - h_label(s)| over the label's opening, both lids, in pixels."""
     truth = label.to_outline()
@@ -394,8 +386,8 @@ def lid_error_px(method: EyeOutline, label: EyeLabel) -> float:
     s = np.linspace(0.0, width, _LID_SAMPLES)
     err = []
     for lid in ("upper", "lower"):
-        h_m = np.interp(s, *_profile_in(method, lid, origin, a, n))
-        h_l = np.interp(s, *_profile_in(truth, lid, origin, a, n))
+        h_m = np.interp(s, *margin_profile(method, lid, (origin, a, n)))
+        h_l = np.interp(s, *margin_profile(truth, lid, (origin, a, n)))
         err.append(np.abs(h_m - h_l))
     return float(np.mean(err))
 

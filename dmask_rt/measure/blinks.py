@@ -125,18 +125,18 @@ def lid_events(
     # A one-eye closure is a wink only while the other eye is clearly open (its median
     # over the run above `wink_other_above`); otherwise both eyes are closing unevenly (a
     # blink the fit under-reads in one eye, lids lowered unevenly while looking down).
-    for i0, i1, s in _runs(state):
+    for i0, i1, s in runs(state):
         other = 1 if s == RIGHT else 0
         if s in (RIGHT, LEFT) and np.median(o[i0 : i1 + 1, other]) <= wink_other_above:
             state[i0 : i1 + 1] = BOTH
     # Within one blink the eyes close and open a frame or two apart: a short one-eye run
     # touching a both-eye run belongs to it.
-    for i0, i1, s in _runs(state.copy()):
+    for i0, i1, s in runs(state.copy()):
         touches_both = (i0 > 0 and state[i0 - 1] == BOTH) or (i1 + 1 < len(state) and state[i1 + 1] == BOTH)
         if s in (RIGHT, LEFT) and t[i1] - t[i0] < merge_s and touches_both:
             state[i0 : i1 + 1] = BOTH
     events = []
-    for i0, i1, s in _runs(state):
+    for i0, i1, s in runs(state):
         if s == 0:
             continue
         eyes = {RIGHT: [0], LEFT: [1], BOTH: [0, 1]}[s]
@@ -158,8 +158,10 @@ def blink_rate_per_minute(events: list[LidEvent], duration_s: float) -> float:
     return 60.0 * blinks / duration_s if duration_s > 0 else float("nan")
 
 
-def _runs(state: np.ndarray) -> list[tuple[int, int, int]]:
-    """Maximal runs of equal state as (first index, last index, state)."""
+def runs(state: np.ndarray) -> list[tuple[int, int, int]]:
+    """Maximal runs of equal state as (first index, last index, state); none in an empty series."""
+    if len(state) == 0:
+        return []
     edges = np.flatnonzero(np.diff(state)) + 1
     starts = np.concatenate([[0], edges])
     ends = np.concatenate([edges - 1, [len(state) - 1]])

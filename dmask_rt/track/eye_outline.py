@@ -108,9 +108,12 @@ def eye_frame(corners: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, 
     return left, a, np.array([-a[1], a[0]]), width
 
 
-def margin_profile(outline: EyeOutline, lid: str) -> tuple[np.ndarray, np.ndarray]:
-    """(s, h) of the corner-margin-corner polyline of `lid` ("upper"/"lower"), sorted by s."""
-    origin, a, n, _ = eye_frame(outline.corners)
+def margin_profile(
+    outline: EyeOutline, lid: str, frame: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """(s, h) of the corner-margin-corner polyline of `lid` ("upper"/"lower"), sorted by s,
+    in the outline's own eye frame or in `frame` = (origin, a, n) (another outline's)."""
+    origin, a, n = frame if frame is not None else eye_frame(outline.corners)[:3]
     pts = np.concatenate([outline.corners[:1], getattr(outline, lid), outline.corners[1:]]) - origin
     s, h = pts @ a, pts @ n
     order = np.argsort(s, kind="stable")
