@@ -208,8 +208,7 @@ class EyeRefiner:
 
     def refine(self, rgb: np.ndarray, outline: EyeOutline, eye: int) -> EyeOutline:
         """The outline of eye `eye` (0 = subject's right, image left) refined against `rgb` (H, W, 3 uint8)."""
-        origin, a, n, width = eye_frame(outline.corners)
-        if width < 4.0:  # nothing to resolve: a few pixels of eye
+        if eye_frame(outline.corners)[3] < 4.0:  # nothing to resolve: a few pixels of eye
             return outline
         origin, a, n, width, u0, l0, upper, lower, limbus, count, share = self._run(rgb, outline)
         if count >= CORNER_EDGES and share >= GOOD_SHARE:
