@@ -12,8 +12,7 @@ the middle. `EyeRefiner` starts from any `EyeOutline` (the tracker's, via
   tracker's outline is kept; so are lids that meet while the other eye is tracked clearly open, since
   blinks shut both eyes, unless the tracker itself sees this eye nearly shut, a wink). On an open eye, where the upper lid rests on the iris
   the image shows no trustworthy lid edge (lashes on a dark iris, catch lights), and
-  there the tracker's lid height, moved by how far the image's margin lies from it on
-  the sclera beside the iris, enters the fit as evidence: the image moves the lid
+  there the tracker's lid height enters the fit as evidence: the image moves the lid
   where sclera borders it (retraction, closure), the tracker keeps it on the iris; then
 - the limbus to the dark-to-bright radial edges on its visible arc (`limbus`: robust
   circle fit, radius held near r/W times the fissure width W, centre height near the
@@ -53,9 +52,6 @@ MIN_GAP = 0.06
 #: Lids this far apart (fissure widths) are an open eye: where the upper lid covers the
 #: iris it keeps the tracker's height, weighted as this share of the strongest lid edge.
 OPEN_GAP, ANCHOR = 0.15, 0.5
-#: The sclera columns that say how far to move the tracked lid over the iris: within this many
-#: iris radii beyond the iris's edge; the move is at most SHIFT_MAX fissure widths.
-SHIFT_REACH, SHIFT_MAX = 1.0, 0.05
 #: A tracked opening (fissure widths) this wide is kept when the refined lids meet: on the
 #: tuning clips' labelled eyes the tracker reads shut eyes at up to 0.17 of the width open.
 TRACKER_OPEN = 0.18
@@ -130,10 +126,9 @@ def refine_kernel(rgb: np.ndarray, frame: np.ndarray, width: float, u0: np.ndarr
         # iris (weak, or the lashes' top) and the tracker's lid, fitted to the iris's top,
         # stands in for it, so the sclera's edges on either side cannot bend the lid into the iris
         cap = wu.max()
-        shift = _lid_shift(ts, hu, wu, u0, covered, width, iris)
         for j in range(N_COLS):
             if covered[j]:
-                hu[j], wu[j] = u0[j] + shift, ANCHOR * cap
+                hu[j], wu[j] = u0[j], ANCHOR * cap
         fit_curve(ts, hu, wu, N_COLS, pu, width, upper)
         gap = _gap(upper, lower)
     if gap < MIN_GAP:
@@ -149,35 +144,6 @@ def refine_kernel(rgb: np.ndarray, frame: np.ndarray, width: float, u0: np.ndarr
             return n, 0.0
         share = fit_circle(pts, wts, n, iris_out[0], iris_out[1], r_prior, iris[1], iris_out)
     return n, share
-
-
-@njit(cache=True)
-def _lid_shift(ts: np.ndarray, hu: np.ndarray, wu: np.ndarray, u0: np.ndarray, covered: np.ndarray,
-               width: float, iris: np.ndarray) -> float:
-    """How far the image's upper margin lies below the tracker's beside the iris: the
-    weighted median of (edge - tracked) over the uncovered columns within SHIFT_REACH iris
-    radii of the iris's edge (0 when fewer than two have an edge), held to SHIFT_MAX
-    fissure widths. The landmark models put the lid at a person-specific height on the
-    lash band; over the iris the tracked lid moves by it. (A move vanishing at the
-    corners, k t (1 - t), did worse on the labelled eyes: MRD1 0.068 against 0.065.)"""
-    n = 0
-    d = np.empty(ts.shape[0])
-    w = np.empty(ts.shape[0])
-    for j in range(ts.shape[0]):
-        dx = abs(ts[j] * width - iris[0])
-        if not covered[j] and wu[j] > 0.0 and dx < (1.0 + SHIFT_REACH) * iris[2] and np.isfinite(hu[j]):
-            d[n], w[n] = hu[j] - u0[j], wu[j]
-            n += 1
-    if n < 2:
-        return 0.0
-    order = np.argsort(d[:n])
-    half, acc, shift = 0.5 * w[:n].sum(), 0.0, 0.0
-    for i in order:
-        acc += w[i]
-        if acc >= half:
-            shift = d[i]
-            break
-    return max(-SHIFT_MAX * width, min(SHIFT_MAX * width, shift))
 
 
 @njit(cache=True)
