@@ -3,8 +3,8 @@
 The fit places the generic face by the patient's landmarks, but a doctor reads an eye
 by ratios: how far the lids sit from the iris centre in iris diameters (MRD1, MRD2),
 and where the iris sits between the eye corners as a fraction of the fissure. The
-generic eye has its own proportions (its fissure is 2.5 iris diameters wide, the
-patient's may be 2.2 or 2.9), so the same millimetres would read differently on it.
+generic eye has its own proportions (its fissure is drawn 2.0 iris diameters wide; the
+labelled dev-clip eyes 1.9-2.9), so the same millimetres would read differently on it.
 This step therefore sets each avatar eye's rotation and lid closures so that the eye
 it draws (`model/drawn_eye.py`) reads, by `track/eye_outline.read_eye`, as the
 patient's eye did:
@@ -28,11 +28,12 @@ corners is drawn at the corner (a misread, not an eye); retraction stops where t
 drawn margin still shows where it is (MIN_CLOSURE); an eye read open is never drawn
 shut (MIN_OPEN_DRAWN).
 
-What this cannot keep: the patient's fissure is 2.2-2.5 iris diameters wide, the
-generic one about 2.0, so an iris offset from the fissure's middle that is drawn in
-fissure widths is a smaller angle in iris diameters: the avatar shows an eye turn at
-0.8-0.95 of the angle the iris-as-ruler reading (`evaluate/clinical.py`) finds on the
-patient. Drawing both would need the patient's eye proportions.
+What this cannot keep: where the patient's fissure spans more iris diameters than the
+generic one, an iris offset from the fissure's middle drawn in fissure widths is a
+smaller angle in iris diameters, so the avatar shows the eye turn at the ratio of the
+two fissures (e.g. 2.03 / 2.2, about 0.92) of the angle the iris-as-ruler reading
+(`evaluate/clinical.py`) finds on the patient. Drawing both would need the patient's
+eye proportions.
 """
 from __future__ import annotations
 

@@ -9,11 +9,12 @@ the middle. `EyeRefiner` starts from any `EyeOutline` (the tracker's, via
   search across the lids, robust curve through the corners; crossing margins are
   merged, so shut lids meet; but lids that meet or nearly meet on an eye the tracker
   sees clearly open are a narrowed eye whose dark iris fills the slit, and the
-  tracker's outline is kept; so are lids that meet while the other eye is tracked clearly open, since
-  blinks shut both eyes, unless the tracker itself sees this eye nearly shut, a wink). On an open eye, where the upper lid rests on the iris
-  the image shows no trustworthy lid edge (lashes on a dark iris, catch lights), and
-  there the tracker's lid height enters the fit as evidence: the image moves the lid
-  where sclera borders it (retraction, closure), the tracker keeps it on the iris; then
+  tracker's outline is kept; so are lids that meet while the other eye is tracked
+  clearly open, since blinks shut both eyes, unless the tracker itself sees this eye
+  nearly shut, a wink). On an open eye, where the upper lid rests on the iris the
+  image shows no trustworthy lid edge (lashes on a dark iris, catch lights), and there
+  the tracker's lid height enters the fit as evidence: the image moves the lid where
+  sclera borders it (retraction, closure), the tracker keeps it on the iris; then
 - the limbus to the dark-to-bright radial edges on its visible arc (`limbus`: robust
   circle fit, radius held near r/W times the fissure width W, centre height near the
   tracker's, catch lights rejected).
