@@ -43,7 +43,7 @@ class FrameResult:
 def avatar_pose(face: GenericFace, params: AvatarParams) -> tuple[np.ndarray, tuple[EyeballPose, EyeballPose]]:
     """Camera-frame face vertices X = R V + t and both eyeball poses for `params`."""
     r, t = params.rotation, params.translation
-    vertices = face.vertices(params.expression, params.lids) @ r.T + t
+    vertices = face.vertices(params.expression, params.lids, params.fissure) @ r.T + t
     eyes = tuple(
         EyeballPose(center=r @ face.eye_centres[e] + t, rotation=r @ eyeball_rotation(*params.eyes[e]))
         for e in range(2)
@@ -102,11 +102,13 @@ class Masker:
     def _fit(self, landmarks: FaceLandmarks | None, camera: Camera) -> AvatarParams | None:
         if landmarks is None or landmarks.confidence < self.min_confidence:
             self.fitter.reset()
+            self.transfer.reset()
             return None
         try:
             params = self.fitter.fit(landmarks, camera)
         except FitDiverged:
             self.fitter.reset()
+            self.transfer.reset()
             self.tracker.reset()
             return None
         if landmarks.eyes is None:

@@ -159,10 +159,12 @@ def avatar():
     renderer = AvatarRenderer(640, 480, face.topology(), eyeball_radius=EYEBALL_RADIUS_MM,
                               iris_radius=IRIS_RADIUS_MM, pupil_radius=PUPIL_RADIUS_MM)
 
-    def render(upper: float = 0.0, lower: float = 0.0, eyes_deg: tuple = ((0, 0), (0, 0)), z: float = 420.0):
+    def render(upper: float = 0.0, lower: float = 0.0, eyes_deg: tuple = ((0, 0), (0, 0)), z: float = 420.0,
+               fissure: tuple = (0.0, 0.0)):
         lids = np.zeros(8)
         lids[[0, 4]], lids[[2, 6]] = upper, lower
-        params = AvatarParams(np.eye(3), np.array([0.0, 0.0, z]), np.zeros(face.n_expression), lids, np.radians(eyes_deg))
+        params = AvatarParams(np.eye(3), np.array([0.0, 0.0, z]), np.zeros(face.n_expression), lids, np.radians(eyes_deg),
+                              fissure=np.array(fissure))
         return renderer.render(camera, *avatar_pose(face, params)), geometry.outlines(params, camera)
 
     yield render
@@ -184,10 +186,15 @@ def test_pixels_confirm_open_shut_retracted_and_turned_eyes(avatar):
     for pixel, outline in zip(avatar_pixels.read_frame(image, drawn), drawn):
         _agrees(pixel, outline)
         assert pixel.eyeball_px > 100 and not read_eye(outline).sclera_above
-    # A shut lid leaves no eyeball pixel, and the drawn outline reads shut.
-    image, drawn = avatar(upper=1.0)
-    for pixel, outline in zip(avatar_pixels.read_frame(image, drawn), drawn):
-        assert read_eye(outline).shut and pixel.eyeball_px == 0 and pixel.confirmed
+    # A shut lid leaves no eyeball pixel, and the drawn outline reads shut, whatever the
+    # fissure's stretch (the patient's proportions).
+    for fissure in ((0.0, 0.0), (0.3, -0.2)):
+        image, drawn = avatar(upper=0.7, lower=0.3, fissure=fissure)
+        for pixel, outline in zip(avatar_pixels.read_frame(image, drawn), drawn):
+            assert read_eye(outline).shut and pixel.eyeball_px == 0 and pixel.confirmed
+        image, drawn = avatar(fissure=fissure)
+        for pixel, outline in zip(avatar_pixels.read_frame(image, drawn), drawn):
+            _agrees(pixel, outline)
     # A retracted upper lid: sclera shows above the iris, in the drawing and in the pixels.
     image, drawn = avatar(upper=-0.8)
     for pixel, outline in zip(avatar_pixels.read_frame(image, drawn), drawn):

@@ -9,7 +9,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dmask_rt.fit.eye_transfer import MIN_OPEN_DRAWN, PLACE_MIN_OPENING, EyeTransfer
+from dmask_rt.evaluate.clinical import eye_angles, prism_dioptres
+from dmask_rt.fit.eye_transfer import MIN_OPEN_DRAWN, PLACE_MIN_OPENING, STRETCH_CENTRAL, EyeTransfer
 from dmask_rt.fit.gauss_newton import rodrigues
 from dmask_rt.model.camera import Camera
 from dmask_rt.model.drawn_eye import EyeGeometry
@@ -34,9 +35,9 @@ def geometry(face):
     return EyeGeometry(face)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def transfer(geometry):
-    return EyeTransfer(geometry)
+    return EyeTransfer(geometry)   # per test: it learns each stream's fissure proportions
 
 
 def neutral(face, z: float = 500.0) -> AvatarParams:
@@ -104,6 +105,44 @@ def test_each_eye_is_solved_alone(face, geometry, transfer):
     b = transfer.apply(neutral(face), camera, squint)
     assert np.allclose(a.eyes[0], b.eyes[0]) and np.allclose(a.lids[:4], b.lids[:4])
     assert b.eyes[1, 0] - a.eyes[1, 0] < -np.radians(15)   # the left eye turns in (towards the image left)
+
+
+def test_the_patient_fissure_length_is_drawn_so_eye_turns_read_alike(face, geometry, transfer):
+    """A patient whose fissures span more iris diameters than the generic eye's (stretched
+    by 0.12 and 0.05) and who looks around near the middle: the transfer learns both
+    stretches, and then the avatar's eye turn reads as the patient's in degrees and in
+    prism dioptres between the eyes, not only as the place in the fissure. A turned iris
+    (the landmark models pull its corner) teaches nothing, and a new face starts afresh."""
+    rng = np.random.default_rng(3)
+    camera = Camera.for_image(640, 480)
+    stretch = np.array([0.12, 0.05])
+
+    def patient(eyes_deg) -> AvatarParams:
+        return AvatarParams(rodrigues(rng.normal(0.0, 0.1, 3)), np.array([rng.normal(0, 15), rng.normal(0, 15), 500.0]),
+                            np.zeros(face.n_expression), np.zeros(8), np.radians(eyes_deg), fissure=stretch)
+
+    def fitted(truth: AvatarParams) -> AvatarParams:   # the pose as the fit finds it, the eyes generic
+        return AvatarParams(truth.rotation, truth.translation, truth.expression, np.zeros(8), np.zeros((2, 2)))
+
+    for _ in range(60):
+        truth = patient(rng.uniform(-8, 8, (2, 2)))
+        transfer.apply(fitted(truth), camera, tuple(read_eye(o) for o in geometry.outlines(truth, camera)))
+    learnt = transfer.apply(neutral(face), camera, (None, None)).fissure
+    assert learnt == pytest.approx(stretch, abs=0.01)
+
+    for squint in ([[-20.0, 0.0], [5.0, 0.0]], [[25.0, 5.0], [35.0, 5.0]]):   # exo 25 deg; eso 10 deg on a side gaze
+        truth = patient(squint)
+        seen = geometry.outlines(truth, camera)
+        drawn = geometry.outlines(transfer.apply(fitted(truth), camera, tuple(read_eye(o) for o in seen)), camera)
+        a_seen, a_drawn = [eye_angles(o)[0] for o in seen], [eye_angles(o)[0] for o in drawn]
+        assert a_drawn == pytest.approx(a_seen, abs=0.3)   # degrees
+        assert prism_dioptres(a_drawn[0] - a_drawn[1]) == pytest.approx(prism_dioptres(a_seen[0] - a_seen[1]), abs=1.0)
+        turned = [read_eye(o) for o in seen]
+        assert max(abs(r.place_h - 0.5) for r in turned) > STRETCH_CENTRAL
+    assert transfer.apply(neutral(face), camera, (None, None)).fissure == pytest.approx(learnt, abs=0.005)
+
+    transfer.reset()
+    assert np.all(transfer.apply(neutral(face), camera, (None, None)).fissure == 0.0)
 
 
 @pytest.fixture(scope="module")

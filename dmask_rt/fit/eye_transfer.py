@@ -28,12 +28,20 @@ corners is drawn at the corner (a misread, not an eye); retraction stops where t
 drawn margin still shows where it is (MIN_CLOSURE); an eye read open is never drawn
 shut (MIN_OPEN_DRAWN).
 
-What this cannot keep: where the patient's fissure spans more iris diameters than the
-generic one, an iris offset from the fissure's middle drawn in fissure widths is a
-smaller angle in iris diameters, so the avatar shows the eye turn at the ratio of the
-two fissures (e.g. 2.03 / 2.2, about 0.92) of the angle the iris-as-ruler reading
-(`evaluate/clinical.py`) finds on the patient. Drawing both would need the patient's
-eye proportions.
+The eye's proportions. An iris offset from the fissure's middle, read in fissure widths
+(place) and in iris diameters (the eye's angle, `evaluate/clinical.py`), agrees on both
+only if the drawn fissure spans as many iris diameters as the patient's; the generic eye
+spans 2.03, the dev clips' eyes 2.07-2.32, and drawn at 2.03 an eye turn showed at that
+ratio (e.g. 0.92) of the patient's. Each eye's fissure is therefore stretched about its
+eyeball's centre (`model/eyelid.fissure_stretches`, weight f_e) to the patient's length,
+learnt per stream like the iris radius:
+
+    f_obs = (W / D)_patient / (W / D)_drawn at f = 0,  same pose       (this frame)
+    f_e  <- f_e + max(1 / n, STRETCH_RATE) (f_obs - 1 - f_e)           (n: frames learnt)
+
+from open eyes with the iris near the fissure's middle only (a turned iris pulls the
+landmark models' corners), within STRETCH_RANGE. It is one steady number per eye, a
+clinical proportion (the horizontal fissure length), and forgotten with the face.
 """
 from __future__ import annotations
 
@@ -63,6 +71,11 @@ MIN_OPEN_DRAWN = SHUT_OPENING + 0.01
 #: Below this opening (fissure widths) too little iris shows to place it: the fit's
 #: rotation, which holds the last well-seen one, is kept.
 PLACE_MIN_OPENING = 0.1
+#: Learning of the fissure stretch (module docstring): the rate once settled, the
+#: allowed stretch, and how near the fissure's middle the iris must be.
+STRETCH_RATE = 0.05
+STRETCH_RANGE = (-0.2, 0.3)
+STRETCH_CENTRAL = 0.15
 _NEWTON_STEPS = 5
 _DIFF = 1e-3
 
@@ -75,14 +88,28 @@ class EyeTransfer:
         # Per eye, the closure fields of its upper and lower margin (7 vertices each), head frame.
         fields = geometry.lids.reshape(8, 2, -1, 3)
         self._fields = np.stack([np.stack([fields[4 * e, e, 2:9], fields[4 * e + 2, e, 9:16]]) for e in range(2)])
+        self._stretch_fields = geometry.fissures.reshape(2, 2, -1, 3)[[0, 1], [0, 1]]   # (2, 16, 3) own eye
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the stream's fissure proportions (a new face may be another person)."""
+        self._stretch = np.zeros(2)
+        self._learnt = np.zeros(2, dtype=np.int64)
 
     def apply(
         self, params: AvatarParams, camera: Camera, readings: tuple[EyeReadings | None, EyeReadings | None]
     ) -> AvatarParams:
-        """`params` with each read eye's rotation and lid closures replaced; None leaves an eye as fitted."""
+        """`params` with each read eye's rotation, lid closures and fissure stretch replaced;
+        None leaves an eye as fitted."""
         out = params.copy()
         rot, t = out.rotation, out.translation
-        verts = self._geometry.head_vertices(out.expression, out.lids) @ rot.T + t   # (2, 16, 3)
+        verts = self._geometry.head_vertices(out.expression, out.lids, np.zeros(2)) @ rot.T + t   # (2, 16, 3)
+        for e, reading in enumerate(readings):
+            if reading is not None:
+                iris_depth = (rot @ self._geometry.eye_centres[e] + t)[2] - IRIS_DEPTH_MM * rot[2, 2]
+                self._learn_stretch(e, reading, verts[e], iris_depth, camera)
+        out.fissure = self._stretch.copy()
+        verts += np.einsum("e,evk->evk", out.fissure, self._stretch_fields @ rot.T)
         cam = np.array([camera.fx, camera.fy, camera.cx, camera.cy])
         for e, reading in enumerate(readings):
             if reading is None:
@@ -107,6 +134,17 @@ class EyeTransfer:
             # Lids may meet but not cross.
             out.lids[upper], out.lids[lower] = min(closures[0], 1.0 - closures[1]), closures[1]
         return out
+
+    def _learn_stretch(self, e: int, reading: EyeReadings, verts: np.ndarray, iris_depth: float,
+                       camera: Camera) -> None:
+        """One step of eye e's fissure stretch toward this frame's (module docstring)."""
+        if reading.shut or not (abs(reading.place_h - 0.5) < STRETCH_CENTRAL and np.isfinite(reading.width)):
+            return
+        corners = camera.project(verts[:2])
+        drawn = float(np.linalg.norm(corners[1] - corners[0])) * iris_depth / (2.0 * camera.fx * IRIS_RADIUS_MM)
+        observed = min(max(reading.width / drawn - 1.0, STRETCH_RANGE[0]), STRETCH_RANGE[1])
+        self._learnt[e] += 1
+        self._stretch[e] += max(1.0 / self._learnt[e], STRETCH_RATE) * (observed - self._stretch[e])
 
 
 @njit(cache=True)

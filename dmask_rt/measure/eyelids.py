@@ -1,7 +1,7 @@
 """Eyelid position per eye, measured on the fitted model in the head frame.
 
 Everything is computed from the fitted avatar, never from raw landmarks: the lid
-margins are the model's vertices V = face.vertices(expression, lids) (head frame, mm:
+margins are the model's vertices V = face.vertices(expression, lids, fissure) (head frame, mm:
 x toward the image right, y down, z into the scene) and the pupil centre is the iris
 centre of the fitted eyeball, P = C_e + rho d(theta, phi) (`model/eyeball.py`).
 Distances are taken in the plane of the face (head-frame x, y; depth ignored), as a
@@ -15,7 +15,8 @@ For eye e with pupil centre P = (P_x, P_y):
     MRD2         = L(P_x) - P_y          margin-reflex distance 2, pupil down to lower lid
     fissure height = L(P_x) - U(P_x) = MRD1 + MRD2, taken at the pupil (the clinical
                  vertical palpebral fissure), not the maximum along the eye
-    fissure width  = |corner_lateral - corner_medial| in the face plane
+    fissure width  = |corner_lateral - corner_medial| in the face plane (the patient's
+                 length in iris diameters, as the eye transfer stretches it)
     openness     = fissure height / the same height on the template at rest
                    (expression 0, lids 0) at the same x: 1 = the average open eye,
                    0 = lids touching; with pure closure weights it is 1 - c_upper - c_lower
@@ -93,7 +94,7 @@ def eyelid_measures(
     also as _iris (divided by `iris_diameter_mm`), openness_s, and
     eye_s_horizontal_deg / eye_s_vertical_deg (as in AvatarParams.to_dict()).
     """
-    vertices = face.vertices(params.expression, params.lids)
+    vertices = face.vertices(params.expression, params.lids, params.fissure)
     out: dict[str, float] = {}
     for e, s in enumerate(EYE_SIDES):
         theta, phi = params.eyes[e]

@@ -42,17 +42,19 @@ class EyeGeometry:
         self.mean = face.mean[idx]                       # (2*16, 3)
         self.expression = face.expression[:, idx]        # (K, 2*16, 3)
         self.lids = face.lids[:, idx]                    # (8, 2*16, 3)
+        self.fissures = face.fissures[:, idx]            # (2, 2*16, 3)
         self.eye_centres = face.eye_centres
         self._per_eye = n // 2
 
-    def head_vertices(self, expression: np.ndarray, lids: np.ndarray) -> np.ndarray:
+    def head_vertices(self, expression: np.ndarray, lids: np.ndarray, fissure: np.ndarray) -> np.ndarray:
         """(2, 16, 3) head-frame eye vertices (corners, upper, lower) for these weights."""
-        v = self.mean + np.tensordot(expression, self.expression, axes=1) + np.tensordot(lids, self.lids, axes=1)
+        v = (self.mean + np.tensordot(expression, self.expression, axes=1) + np.tensordot(lids, self.lids, axes=1)
+             + np.tensordot(fissure, self.fissures, axes=1))
         return v.reshape(2, self._per_eye, 3)
 
     def outlines(self, params: AvatarParams, camera: Camera) -> tuple[EyeOutline, EyeOutline]:
         """(right, left) drawn outlines for `params` seen by `camera`."""
-        verts = self.head_vertices(params.expression, params.lids)
+        verts = self.head_vertices(params.expression, params.lids, params.fissure)
         out = []
         for e in range(2):
             px = camera.project(verts[e] @ params.rotation.T + params.translation)

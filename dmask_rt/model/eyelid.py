@@ -23,6 +23,17 @@ stays outside it while the margin moves less than reach (w > 1 - d / displacemen
 weight of 0.7 (1 - d / reach)^2, reaching 5 mm below the lower lid, let the skin fold
 over the opening from a retraction of about 5 mm upper, 3 mm lower: the drawn lid no
 longer showed where it was.)
+
+One more shape per eye sets the fissure's length, so that the drawn eye has the
+patient's proportions (fissure width in iris diameters, `fit/eye_transfer.py`): with x_C
+the eyeball centre's x, every vertex of the eye's ring (corners and both margins) moves
+
+    fissure stretch:  dV_i = ((x_i - x_C), 0, 0)       1 = a fissure twice as long
+
+with x_i a corner's own x, and for the facing margin vertices U_i, L_i the mean of their
+two x (so lids that close onto each other still meet). The iris keeps its place
+between the corners at rest, and skin within
+_FISSURE_REACH_MM of the ring follows its nearest ring vertex with w = 1 - d / reach.
 """
 from __future__ import annotations
 
@@ -39,6 +50,7 @@ LID_SHAPE_NAMES = tuple(
 )
 # How far (mm) the skin above / below a margin follows it.
 _SKIN_REACH_MM = {"upper": 9.0, "lower": 8.0}
+_FISSURE_REACH_MM = 8.0
 
 
 def lid_blendshapes(mean: np.ndarray) -> np.ndarray:
@@ -80,3 +92,21 @@ def _drag_skin(
     w = 1.0 - dist[sel] / reach
     for field in fields:
         field[others[sel]] = w[:, None] * field[idx[nearest[sel]]]
+
+
+def fissure_stretches(mean: np.ndarray, eye_centres: np.ndarray) -> np.ndarray:
+    """(2, N, 3) fissure-stretch displacement fields (module docstring), one per eye."""
+    n = mean.shape[0]
+    shapes = np.zeros((2, n, 3))
+    ring = np.concatenate([EYE_CORNERS, UPPER_LID, LOWER_LID], axis=1)
+    others = np.setdiff1d(np.arange(n), ring.ravel())
+    for e in range(2):
+        idx = ring[e]
+        shapes[e, EYE_CORNERS[e], 0] = mean[EYE_CORNERS[e], 0] - eye_centres[e, 0]
+        pair_x = (mean[UPPER_LID[e], 0] + mean[LOWER_LID[e], 0]) / 2.0
+        shapes[e, UPPER_LID[e], 0] = shapes[e, LOWER_LID[e], 0] = pair_x - eye_centres[e, 0]
+        d = np.linalg.norm(mean[others][:, None, :] - mean[idx][None, :, :], axis=2)
+        nearest = d.argmin(axis=1)
+        w = np.clip(1.0 - d[np.arange(len(others)), nearest] / _FISSURE_REACH_MM, 0.0, None)
+        shapes[e, others] = w[:, None] * shapes[e, idx[nearest]]
+    return shapes

@@ -2,18 +2,22 @@
 
 Head pose (R, t) places the generic face in the camera frame; `expression` and `lids`
 weight its linear shapes; `eyes` holds each eyeball's two rotation angles relative to
-the head. Nothing here describes who the person is: identity lives only in the
-landmarks, which are discarded after the fit.
+the head; `fissure` stretches each eye's fissure to the patient's length in iris
+diameters. Of the patient's face shape only that proportion survives, one steady
+number per eye that a doctor reads (the horizontal fissure length) and that the eye
+turns are read against (`fit/eye_transfer.py`); identity lives in the landmarks, which
+are discarded after the fit.
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from .eyelid import LID_SHAPE_NAMES
 
+FISSURE_NAMES = ("fissure_r_stretch", "fissure_l_stretch")
 EYE_ANGLE_NAMES = ("eye_r_horizontal_deg", "eye_r_vertical_deg", "eye_l_horizontal_deg", "eye_l_vertical_deg")
 POSE_NAMES = ("head_yaw_deg", "head_pitch_deg", "head_roll_deg", "head_x_mm", "head_y_mm", "head_z_mm")
 
@@ -25,6 +29,7 @@ def param_names(n_expression: int) -> tuple[str, ...]:
         + tuple(f"expr_{k}" for k in range(n_expression))
         + LID_SHAPE_NAMES
         + EYE_ANGLE_NAMES
+        + FISSURE_NAMES
         + ("confidence", "fit_rms_px")
     )
 
@@ -51,11 +56,12 @@ class AvatarParams:
     eyes: np.ndarray         # (2, 2) radians: [eye][horizontal, vertical], eye 0 = subject's right
     confidence: float = 1.0
     fit_rms_px: float = 0.0
+    fissure: np.ndarray = field(default_factory=lambda: np.zeros(2))  # (2,) eyelid.fissure_stretches weights
 
     def copy(self) -> "AvatarParams":
         return AvatarParams(
             self.rotation.copy(), self.translation.copy(), self.expression.copy(),
-            self.lids.copy(), self.eyes.copy(), self.confidence, self.fit_rms_px,
+            self.lids.copy(), self.eyes.copy(), self.confidence, self.fit_rms_px, self.fissure.copy(),
         )
 
     def to_dict(self) -> dict[str, float]:
@@ -67,6 +73,7 @@ class AvatarParams:
             + self.expression.tolist()
             + self.lids.tolist()
             + np.degrees(self.eyes).ravel().tolist()
+            + self.fissure.tolist()
             + [self.confidence, self.fit_rms_px]
         )
         names = param_names(len(self.expression))

@@ -23,7 +23,7 @@ def project_landmarks(face: GenericFace, params: AvatarParams, camera: Camera) -
     the iris centre.
     """
     points = np.zeros((N_TRACKED, 2))
-    cam = face.vertices(params.expression, params.lids) @ params.rotation.T + params.translation
+    cam = face.vertices(params.expression, params.lids, params.fissure) @ params.rotation.T + params.translation
     points[:N_MESH] = camera.project(cam)
     for e, start in enumerate(IRIS_CENTRE):
         c = params.rotation @ iris_centre(face.eye_centres[e], *params.eyes[e]) + params.translation

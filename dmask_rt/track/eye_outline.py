@@ -19,6 +19,7 @@ points, corner):
              the iris centre between the corners: 0 at the lateral corner, 1 at the
              medial one; and below the line through the corners, in fissure widths
     opening = max_s (L(s) - U(s)) / W  the widest lid gap, in fissure widths
+    width  = W / D                     the fissure's length in iris diameters
     shut    = opening < SHUT_OPENING
     scleral show above = MRD1 > 1/2 (the lid clears the top of the limbus), below = MRD2 > 1/2
 
@@ -88,6 +89,7 @@ class EyeReadings:
     place_v: float
     opening: float
     shut: bool
+    width: float = math.nan
 
     @property
     def sclera_above(self) -> bool:
@@ -139,6 +141,7 @@ def read_eye(outline: EyeOutline) -> EyeReadings:
         place_v=h_p / max(width, 1e-9),
         opening=opening,
         shut=opening < SHUT_OPENING,
+        width=width / diameter,
     )
 
 
