@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from dmask_rt.evaluate.clinical import eye_angles, prism_dioptres
-from dmask_rt.fit.eye_transfer import MIN_OPEN_DRAWN, PLACE_MIN_OPENING, STRETCH_CENTRAL, EyeTransfer
+from dmask_rt.fit.eye_transfer import MIN_OPEN_DRAWN, PLACE_MIN_OPENING, EyeTransfer
 from dmask_rt.fit.gauss_newton import rodrigues
 from dmask_rt.model.camera import Camera
 from dmask_rt.model.drawn_eye import EyeGeometry
@@ -20,6 +20,7 @@ from dmask_rt.model.params import AvatarParams
 from dmask_rt.pipeline import avatar_pose
 from dmask_rt.render import AvatarRenderer
 from dmask_rt.track.eye_outline import SHUT_OPENING, EyeReadings, eye_frame, margin_profile, read_eye
+from dmask_rt.track.eye_refine import IRIS_CENTRAL
 from tests.test_render import is_iris_or_pupil, is_sclera
 
 IRIS_MM = 2 * IRIS_RADIUS_MM
@@ -138,7 +139,7 @@ def test_the_patient_fissure_length_is_drawn_so_eye_turns_read_alike(face, geome
         assert a_drawn == pytest.approx(a_seen, abs=0.3)   # degrees
         assert prism_dioptres(a_drawn[0] - a_drawn[1]) == pytest.approx(prism_dioptres(a_seen[0] - a_seen[1]), abs=1.0)
         turned = [read_eye(o) for o in seen]
-        assert max(abs(r.place_h - 0.5) for r in turned) > STRETCH_CENTRAL
+        assert max(abs(r.place_h - 0.5) for r in turned) > IRIS_CENTRAL
     assert transfer.apply(neutral(face), camera, (None, None)).fissure == pytest.approx(learnt, abs=0.005)
 
     transfer.reset()

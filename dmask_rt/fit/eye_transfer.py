@@ -39,8 +39,8 @@ learnt per stream like the iris radius:
     f_obs = (W / D)_patient / (W / D)_drawn at f = 0,  same pose       (this frame)
     f_e  <- f_e + max(1 / n, STRETCH_RATE) (f_obs - 1 - f_e)           (n: frames learnt)
 
-from open eyes with the iris near the fissure's middle only (a turned iris pulls the
-landmark models' corners), within STRETCH_RANGE. It is one steady number per eye, a
+from open eyes with the iris near the fissure's middle only (`track/eye_refine.IRIS_CENTRAL`:
+a turned iris pulls the landmark models' corners), within STRETCH_RANGE. It is one steady number per eye, a
 clinical proportion (the horizontal fissure length), and forgotten with the face.
 """
 from __future__ import annotations
@@ -55,6 +55,7 @@ from ..model.drawn_eye import EyeGeometry
 from ..model.eyeball import IRIS_DEPTH_MM, IRIS_RADIUS_MM
 from ..model.params import AvatarParams
 from ..track.eye_outline import SHUT_OPENING, EyeReadings
+from ..track.eye_refine import IRIS_CENTRAL
 
 #: Reach of the solved rotation (radians): beyond what eyes do, short of the eyeball edge-on.
 MAX_HORIZONTAL = math.radians(65.0)
@@ -71,11 +72,10 @@ MIN_OPEN_DRAWN = SHUT_OPENING + 0.01
 #: Below this opening (fissure widths) too little iris shows to place it: the fit's
 #: rotation, which holds the last well-seen one, is kept.
 PLACE_MIN_OPENING = 0.1
-#: Learning of the fissure stretch (module docstring): the rate once settled, the
-#: allowed stretch, and how near the fissure's middle the iris must be.
+#: Learning of the fissure stretch (module docstring): the rate once settled and the
+#: allowed stretch; the iris must be within IRIS_CENTRAL of the fissure's middle.
 STRETCH_RATE = 0.05
 STRETCH_RANGE = (-0.2, 0.3)
-STRETCH_CENTRAL = 0.15
 _NEWTON_STEPS = 5
 _DIFF = 1e-3
 
@@ -138,7 +138,7 @@ class EyeTransfer:
     def _learn_stretch(self, e: int, reading: EyeReadings, verts: np.ndarray, iris_depth: float,
                        camera: Camera) -> None:
         """One step of eye e's fissure stretch toward this frame's (module docstring)."""
-        if reading.shut or not (abs(reading.place_h - 0.5) < STRETCH_CENTRAL and np.isfinite(reading.width)):
+        if reading.shut or not (abs(reading.place_h - 0.5) < IRIS_CENTRAL and np.isfinite(reading.width)):
             return
         corners = camera.project(verts[:2])
         drawn = float(np.linalg.norm(corners[1] - corners[0])) * iris_depth / (2.0 * camera.fx * IRIS_RADIUS_MM)

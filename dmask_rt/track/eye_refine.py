@@ -13,8 +13,10 @@ the middle. `EyeRefiner` starts from any `EyeOutline` (the tracker's, via
   clearly open, since blinks shut both eyes, unless the tracker itself sees this eye
   nearly shut, a wink). On an open eye, where the upper lid rests on the iris the
   image shows no trustworthy lid edge (lashes on a dark iris, catch lights), and there
-  the tracker's lid height enters the fit as evidence: the image moves the lid where
-  sclera borders it (retraction, closure), the tracker keeps it on the iris; then
+  the tracker's lid height enters the fit as evidence if the iris is near the fissure's
+  middle (over a turned iris the tracker's lid follows the corner it pulled along): the
+  image moves the lid where sclera borders it (retraction, closure), the tracker keeps
+  it on the iris; then
 - the limbus to the dark-to-bright radial edges on its visible arc (`limbus`: robust
   circle fit, radius held near r/W times the fissure width W, centre height near the
   tracker's, catch lights rejected).
@@ -67,9 +69,11 @@ GOOD_EDGES, GOOD_SHARE = 10, 0.7
 CORNER_EDGES = 5
 #: Weight of a new good frame in the stream's running r/W.
 RATIO_RATE = 0.1
-#: Only an iris this close to the middle of the fissure (fissure widths) updates r/W: a turned
-#: iris is an ellipse whose circle fit is too small, and the corners move with the gaze.
-RATIO_CENTRAL = 0.15
+#: An iris this close to the middle of the fissure (fissure widths) is not turned. Only such
+#: an iris updates r/W (a turned iris is an ellipse whose circle fit is too small, and the
+#: corners move with the gaze), and only over such an iris does the tracker's lid anchor
+#: the upper lid (over a turned one it follows the corner the landmark models pulled).
+IRIS_CENTRAL = 0.15
 
 
 @njit(cache=True)
@@ -122,9 +126,9 @@ def refine_kernel(rgb: np.ndarray, frame: np.ndarray, width: float, u0: np.ndarr
     fit_curve(ts, hl, wl, N_COLS, pl, width, lower)
 
     gap = _gap(upper, lower)
-    if gap >= OPEN_GAP:
-        # an open eye whose lid covers the iris: there the lid's edge is lashes on a dark
-        # iris (weak, or the lashes' top) and the tracker's lid, fitted to the iris's top,
+    if gap >= OPEN_GAP and abs(iris[0] / width - 0.5) < IRIS_CENTRAL:
+        # an open eye whose lid covers a centred iris: there the lid's edge is lashes on a
+        # dark iris (weak, or the lashes' top) and the tracker's lid, fitted to the iris's top,
         # stands in for it, so the sclera's edges on either side cannot bend the lid into the iris
         cap = wu.max()
         for j in range(N_COLS):
@@ -247,7 +251,7 @@ class EyeRefiner:
             return outline if ratio is None else EyeOutline(outline.corners, outline.upper, outline.lower,
                                                             outline.iris_centre, ratio * width)
         ratio = self._ratio[eye]
-        if count >= GOOD_EDGES and share >= GOOD_SHARE and moved is None and abs(limbus[0] / width - 0.5) < RATIO_CENTRAL:
+        if count >= GOOD_EDGES and share >= GOOD_SHARE and moved is None and abs(limbus[0] / width - 0.5) < IRIS_CENTRAL:
             r = limbus[2] / width
             ratio = self._ratio[eye] = r if ratio is None else (1.0 - RATIO_RATE) * ratio + RATIO_RATE * r
         if ratio is not None:
