@@ -34,6 +34,8 @@ packages=(libegl1 libgl1 libegl-mesa0 libgl1-mesa-dri xvfb)
 python=$(find_python) || { log "no Python 3.10-3.13 found (python3 --version: $(python3 --version 2>&1))"; exit 1; }
 # Chromium for the end-to-end test of `dmask serve` (driven by Playwright; never `playwright install`).
 if [[ -n $extras ]]; then packages+=(chromium); fi
+# coturn, which the TURN test starts on loopback (Debian does not start its service).
+if [[ $extras == "[test]" ]]; then packages+=(coturn); fi
 # Debian's own Python needs python3-venv for `python -m venv`.
 "$python" -c 'import ensurepip' 2>/dev/null || packages+=(python3-venv)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -200,14 +201,17 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     """Live consultations: the patient's browser camera reaches the doctor's browser only as the masked avatar."""
     from server.app import ServeConfig, serve  # heavy import (aiortc): only for this command
-    from server.ice import rtc_configuration
+    from server.ice import PageIce, rtc_configuration
     from server.rooms import Limits
 
     try:
         rtc_configuration(args.ice_server, args.turn_username, args.turn_password)
+        stun = [url for url in args.ice_server if url.split(":", 1)[0].lower() in ("stun", "stuns")]
+        page_ice = PageIce(stun, args.turn_url, args.turn_secret, args.turn_ttl, args.relay_only)
         config = ServeConfig(
             host=args.host, port=args.port, https=args.https, hostnames=args.hostname,
             ice_servers=args.ice_server, turn_username=args.turn_username, turn_password=args.turn_password,
+            page_ice=page_ice,
             recordings=Path(args.recordings),
             limits=Limits(max_rooms=args.max_rooms, max_peers=args.max_peers, idle_timeout_s=args.idle_timeout),
         )
@@ -305,8 +309,18 @@ def build_parser() -> argparse.ArgumentParser:
     serve_cmd.add_argument("--https", action="store_true", help="serve https with a self-signed certificate (needed for cameras away from localhost)")
     serve_cmd.add_argument("--hostname", action="append", default=[], metavar="NAME", help="extra name or address for the certificate (repeatable)")
     serve_cmd.add_argument("--ice-server", action="append", default=[], metavar="URL", help="stun:/turn: server (repeatable; default: none, works offline)")
-    serve_cmd.add_argument("--turn-username", metavar="USER", help="username for the turn: servers")
-    serve_cmd.add_argument("--turn-password", metavar="PASSWORD", help="password for the turn: servers")
+    serve_cmd.add_argument("--turn-username", metavar="USER", help="the relay's username for its turn: --ice-servers")
+    serve_cmd.add_argument("--turn-password", metavar="PASSWORD", help="the relay's password for its turn: --ice-servers")
+    serve_cmd.add_argument("--turn-url", action="append", default=[], metavar="URL",
+                           help="turn:/turns: server the pages may relay through (repeatable; with --turn-secret)")
+    serve_cmd.add_argument("--turn-secret", metavar="S", default=os.environ.get("DMASK_TURN_SECRET"),
+                           help="secret shared with the TURN server (coturn: use-auth-secret, static-auth-secret=S): "
+                                "each page gets credentials for its room that expire (default: $DMASK_TURN_SECRET, "
+                                "which keeps it out of the process list)")
+    serve_cmd.add_argument("--turn-ttl", type=float, default=6 * 3600.0, metavar="S",
+                           help="lifetime of the pages' TURN credentials (default: 21600; a reconnect gets new ones)")
+    serve_cmd.add_argument("--relay-only", action="store_true",
+                           help="the pages connect through the TURN server only (hides their addresses from the relay)")
     serve_cmd.add_argument("--recordings", default="recordings", metavar="DIR", help="where recordings go (default: ./recordings)")
     serve_cmd.add_argument("--max-rooms", type=_positive_int, default=16, metavar="N", help="open rooms at a time (default: 16)")
     serve_cmd.add_argument("--max-peers", type=_positive_int, default=8, metavar="N", help="connected pages at a time (default: 8)")

@@ -5,6 +5,7 @@ Routes (every `token` is a query parameter; API errors are JSON `{"error": "..."
     GET  /                                   start page: create a consultation
     GET  /room/{id}/patient|doctor?token=    the two pages
     POST /api/rooms                          -> 201 {id, patient, doctor} (links)    429: too many rooms
+    GET  /api/rooms/{id}/{role}/ice          the page's ICE servers (fresh TURN credentials) and policy
     POST /api/rooms/{id}/{role}/offer        {type: "offer", sdp} -> {type: "answer", sdp}
                                              403 wrong token, 404 unknown room, 400 bad body, 503 full
     POST /api/rooms/{id}/{role}/leave        that side hangs up
@@ -69,8 +70,9 @@ class ServeConfig:
     tls_dir: Path = tls.DEFAULT_DIR
     hostnames: list[str] = field(default_factory=list)   # extra names for the certificate
     ice_servers: list[str] = field(default_factory=list)  # stun:/turn: URLs; none by default
-    turn_username: str | None = None
+    turn_username: str | None = None   # the relay's own, for its turn: --ice-servers
     turn_password: str | None = None
+    page_ice: ice.PageIce = field(default_factory=ice.PageIce)  # what the pages use
     recordings: Path = Path("recordings")
     limits: Limits = field(default_factory=Limits)
     frame_reports: bool = False  # per-frame timing reports to the doctor (the latency harness)
@@ -160,6 +162,12 @@ class Relay:
         origin = f"{request.scheme}://{request.host}"
         links = {role: f"{origin}/room/{room.id}/{role}?token={room.tokens[role]}" for role in ROLES}
         return web.json_response({"id": room.id, **links}, status=201)
+
+    async def page_ice(self, request: web.Request) -> web.Response:
+        role = request.match_info["role"]
+        room = self._room(request)
+        self._authorize(request, room, role)
+        return web.json_response(self.config.page_ice.for_room(room.id))
 
     async def offer(self, request: web.Request) -> web.Response:
         role = request.match_info["role"]
@@ -267,6 +275,7 @@ def create_app(config: ServeConfig | None = None, masker_factory: MaskerFactory 
     app.router.add_get("/", relay.index)
     app.router.add_get(f"/room/{{room}}/{role}", relay.page)
     app.router.add_post("/api/rooms", relay.create_room)
+    app.router.add_get(f"/api/rooms/{{room}}/{role}/ice", relay.page_ice)
     app.router.add_post(f"/api/rooms/{{room}}/{role}/offer", relay.offer)
     app.router.add_post(f"/api/rooms/{{room}}/{role}/leave", relay.leave)
     app.router.add_delete("/api/rooms/{room}", relay.end_room)

@@ -538,6 +538,41 @@ def test_self_signed_certificate_is_made_once_and_private(tmp_path: Path) -> Non
 def test_serve_refuses_a_bad_ice_server_url(tmp_path: Path) -> None:
     result = run_dmask("serve", "--ice-server", "http://stun.example", cwd=tmp_path)
     assert_refused(result, "ICE server URL")
+    result = run_dmask("serve", "--turn-url", "turn:turn.example:3478", cwd=tmp_path)
+    assert_refused(result, "--turn-url and --turn-secret go together")
+    result = run_dmask("serve", "--relay-only", cwd=tmp_path)
+    assert_refused(result, "--relay-only needs a TURN server")
+
+
+def test_each_page_gets_its_rooms_ice_configuration(tmp_path: Path) -> None:
+    """The pages' STUN/TURN servers and fresh, per-room TURN credentials, for a valid link only."""
+    async def scenario() -> None:
+        page_ice = ice.PageIce(["stun:stun.example:3478"], ["turn:turn.example:3478"], "secret", 600.0, True)
+        app = create_app(ServeConfig(recordings=tmp_path / "recordings", page_ice=page_ice))
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        server = Server(f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}", app[RELAY])  # type: ignore[union-attr]
+        try:
+            room, tokens = await server.room()
+            for role in ("patient", "doctor"):
+                status, body = await server.request("GET", f"/api/rooms/{room}/{role}/ice?token={tokens[role]}")
+                assert status == 200 and body["iceTransportPolicy"] == "relay"
+                stun, turn = body["iceServers"]
+                assert stun == {"urls": "stun:stun.example:3478"} and turn["urls"] == ["turn:turn.example:3478"]
+                expiry, name = turn["username"].split(":")
+                assert name == room and 590 <= int(expiry) - time.time() <= 600
+                assert turn["credential"] == ice.turn_rest_credentials("secret", room, 0.0, now=float(expiry))[1]
+            for path, expected in ((f"/api/rooms/{room}/doctor/ice?token={tokens['patient']}", 403),
+                                   (f"/api/rooms/{room}/patient/ice", 403),
+                                   (f"/api/rooms/nosuchroom/patient/ice?token={tokens['patient']}", 404)):
+                status, body = await server.request("GET", path)
+                assert status == expected and "error" in body
+        finally:
+            await runner.cleanup()
+
+    run(scenario())
 
 
 def _packet(seq: int, timestamp: int, marker: bool) -> RtpPacket:

@@ -16,6 +16,11 @@ export function apiUrl(link, path) {
   return `${room}?token=${encodeURIComponent(link.token)}`;
 }
 
+// With TURN relay only, an offer without a relay candidate cannot connect: say why.
+const TURN_REFUSED = "the TURN relay server refused this page's credentials (expired or wrong): " +
+  "reload the page; if this persists, tell the clinic (the server's TURN secret does not match the TURN server's)";
+const TURN_UNREACHABLE = "the TURN relay server cannot be reached";
+
 function gathered(pc, timeoutMs) {
   return new Promise((resolve) => {
     if (pc.iceGatheringState === "complete") return resolve();
@@ -32,14 +37,35 @@ export class Call {
     Object.assign(this, { link, setup, onTrack, onMessage, onState });
     this.pc = null;
     this.stopped = false;
+    this.retrying = false;
     this.retryMs = 1000;
+  }
+
+  // The relay's ICE configuration for this page: STUN/TURN servers, fresh TURN credentials.
+  async iceConfig() {
+    const response = await fetch(apiUrl(this.link, `${this.link.role}/ice`));
+    if (response.status === 404) { this.end("ended", "This consultation has ended."); return null; }
+    if (response.status === 403) { this.end("error", "This link is not valid."); return null; }
+    if (!response.ok) throw new Error(`HTTP ${response.status}`);
+    return await response.json();
   }
 
   async start() {
     if (this.stopped) return;
-    this.onState("connecting");
-    const pc = new RTCPeerConnection({ iceServers: [] });
+    if (!this.retrying) this.onState("connecting"); // while retrying, the reason stays shown
+    let config;
+    try {
+      config = await this.iceConfig();
+    } catch (error) {
+      return this.retry(String(error.message || error));
+    }
+    if (!config) return;
+    const pc = new RTCPeerConnection(config);
     this.pc = pc;
+    const turnErrors = [];
+    pc.addEventListener("icecandidateerror", (event) => {
+      if (/^turns?:/.test(event.url || "")) turnErrors.push(event.errorCode);
+    });
     const transceivers = this.setup(pc);
     pc.ontrack = (event) => this.onTrack(event, transceivers);
     const channel = pc.createDataChannel("dmask");
@@ -52,6 +78,9 @@ export class Call {
     try {
       await pc.setLocalDescription(await pc.createOffer());
       await gathered(pc, 3000);
+      if (config.iceTransportPolicy === "relay" && !/ typ relay/.test(pc.localDescription.sdp)) {
+        throw new Error(turnErrors.includes(401) ? TURN_REFUSED : TURN_UNREACHABLE);
+      }
       const response = await fetch(apiUrl(this.link, `${this.link.role}/offer`), {
         method: "POST",
         headers: { "Content-Type": "application/json" },
@@ -71,7 +100,7 @@ export class Call {
   watch(pc) {
     if (pc !== this.pc || this.stopped) return;
     const state = pc.connectionState;
-    if (state === "connected") this.onState("connected");
+    if (state === "connected") { this.retrying = false; this.onState("connected"); }
     if (state === "failed") this.retry("connection lost");
     if (state === "disconnected") {
       this.onState("reconnecting");
@@ -83,6 +112,7 @@ export class Call {
     if (this.stopped) return;
     if (this.pc) this.pc.close();
     this.pc = null;
+    this.retrying = true;
     this.onState("reconnecting", reason);
     setTimeout(() => this.start(), this.retryMs);
     this.retryMs = Math.min(this.retryMs * 2, 10000);

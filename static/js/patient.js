@@ -66,7 +66,7 @@ async function main() {
       connected = state === "connected";
       if (state === "connected") showStatus();
       else if (state === "connecting") setStatus(status, "connecting", "Connecting…");
-      else if (state === "reconnecting") setStatus(status, "reconnecting", "Reconnecting…");
+      else if (state === "reconnecting") setStatus(status, "reconnecting", detail ? `Reconnecting: ${detail}` : "Reconnecting…");
       else {
         setStatus(status, state, detail || "The consultation has ended.");
         stream.getTracks().forEach((track) => track.stop());
