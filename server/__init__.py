@@ -4,8 +4,9 @@ The patient's browser sends its camera over WebRTC; the relay masks every frame 
 (latest frame wins) and sends only the rendered avatar to the doctor. Audio is relayed
 as it is, both ways. One module per concept:
 
-- `app`: the aiohttp application (pages, REST API, signaling routes) and `serve()`.
+- `app`: the aiohttp application (pages, REST API, signaling routes) and `serve()`: the front.
 - `rooms`: consultation rooms, their tokens, limits and lifetime.
+- `worker`: a room's media in a process of its own, and the front's handle on it.
 - `signaling`: offer/answer for each role; which track goes to which peer.
 - `media`: the masking engine and the masked video track.
 - `relay`: fan-out of a remote track to bounded subscriber mailboxes.

@@ -16,6 +16,9 @@ Routes (every `token` is a query parameter; API errors are JSON `{"error": "..."
     GET  /healthz, /metrics                  liveness, Prometheus text
 
 Tokens never reach the logs: the access log prints paths without their query.
+
+This process is the front: with `ServeConfig.room_workers` (as `dmask serve` runs) each
+room's media runs in a worker process of its own (`worker.py`), else in this process.
 """
 from __future__ import annotations
 
@@ -31,12 +34,12 @@ from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
 from . import ice, jitter, signaling, tls
-from dmask_rt.video.outfile import OutputPathError
 
 from .media import MaskerFactory, default_masker
 from .metrics import Metrics
-from .recording import NAME_RE, Recorder
-from .rooms import ROLES, LimitReached, Limits, Room, RoomRegistry
+from .recording import NAME_RE
+from .rooms import ROLES, LimitReached, Limits, MediaSettings, Room, RoomLike, RoomRegistry
+from .worker import WorkerRoom, WorkerSettings, WorkerUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +79,10 @@ class ServeConfig:
     recordings: Path = Path("recordings")
     limits: Limits = field(default_factory=Limits)
     frame_reports: bool = False  # per-frame timing reports to the doctor (the latency harness)
+    #: Each room's media in a worker process of its own ("module:factory" its masker), or
+    #: in this process with create_app's masker_factory (tests that look inside a room).
+    room_workers: bool = False
+    worker_masker: str = "server.media:default_masker"
 
 
 class _PathOnlyAccessLogger(AbstractAccessLogger):
@@ -110,17 +117,28 @@ class Relay:
     def __init__(self, config: ServeConfig, masker_factory: MaskerFactory) -> None:
         self.config = config
         self.metrics = Metrics()
-        self.rooms = RoomRegistry(config.limits, self.metrics, masker_factory)
-        self.rtc = ice.rtc_configuration(config.ice_servers, config.turn_username, config.turn_password)
+        rtc = ice.rtc_configuration(config.ice_servers, config.turn_username, config.turn_password)
+        media = MediaSettings(rtc, config.recordings, config.frame_reports)
+
+        def local_room(room_id: str) -> RoomLike:
+            return Room(room_id, self.metrics, masker_factory, media)
+
+        def worker_room(room_id: str) -> RoomLike:
+            settings = WorkerSettings(
+                room_id, str(config.recordings), config.worker_masker, config.ice_servers, config.turn_username,
+                config.turn_password, config.frame_reports, ice.loopback_candidate_enabled())
+            return WorkerRoom(room_id, settings, self.metrics)
+
+        self.rooms = RoomRegistry(config.limits, worker_room if config.room_workers else local_room)
 
     # --- helpers ---------------------------------------------------------------------
-    def _room(self, request: web.Request) -> Room:
+    def _room(self, request: web.Request) -> RoomLike:
         room = self.rooms.get(request.match_info["room"])
         if room is None:
             raise web.HTTPNotFound(reason="no such consultation (it may have ended)")
         return room
 
-    def _authorize(self, request: web.Request, room: Room, role: str) -> None:
+    def _authorize(self, request: web.Request, room: RoomLike, role: str) -> None:
         if room.role_for(request.query.get("token")) != role:
             raise web.HTTPForbidden(reason=f"this link does not open the {role}'s side")
 
@@ -178,22 +196,25 @@ class Relay:
             raise web.HTTPBadRequest(reason='expected {"type": "offer", "sdp": "..."}')
         try:
             self.rooms.check_peer_capacity(room, role)
-            _, sdp = await signaling.answer(room, role, body["sdp"], self.rtc, self.config.frame_reports)
+            sdp = await room.answer(role, body["sdp"])
         except LimitReached as err:
             return _error(err.status, str(err), **{"Retry-After": "30"})
         except signaling.OfferError as err:
             raise web.HTTPBadRequest(reason=str(err)) from None
         except asyncio.TimeoutError:
             return _error(503, "could not gather connection candidates in time")
+        except WorkerUnavailable as err:
+            return _error(503, str(err), **{"Retry-After": "2"})
         return web.json_response({"type": "answer", "sdp": sdp})
 
     async def leave(self, request: web.Request) -> web.Response:
         role = request.match_info["role"]
         room = self._room(request)
         self._authorize(request, room, role)
-        session = room.sessions.get(role)
-        if session is not None:
-            await room.leave(session)
+        try:
+            await room.hang_up(role)
+        except WorkerUnavailable as err:
+            return _error(503, str(err))
         return web.json_response({"left": role})
 
     async def end_room(self, request: web.Request) -> web.Response:
@@ -206,25 +227,13 @@ class Relay:
         room = self._room(request)
         self._authorize(request, room, "doctor")
         body = await self._json(request)
-        action = body.get("action")
-        if action == "start":
-            if room.recorder is None:
-                audio = [room.patient_audio, room.doctor_audio] if body.get("audio") else []
-                try:
-                    room.recorder = Recorder(self.config.recordings / room.id, room.engine, audio)
-                except (OSError, OutputPathError) as err:
-                    return _error(500, f"cannot record: {err}")
-                room.recorder.start()
-            names = room.recorder.names
-        elif action == "stop":
-            names = []
-            if room.recorder is not None:
-                recorder, room.recorder = room.recorder, None
-                names = await recorder.stop()
-        else:
-            raise web.HTTPBadRequest(reason='expected {"action": "start" | "stop"}')
-        room.send("doctor", {"type": "recording", "active": room.recorder is not None})
-        return web.json_response({"recording": room.recorder is not None, "files": names})
+        try:
+            active, names = await room.set_recording(body.get("action"), bool(body.get("audio")))
+        except ValueError as err:
+            raise web.HTTPBadRequest(reason=str(err)) from None
+        except (OSError, WorkerUnavailable) as err:
+            return _error(500, f"cannot record: {err}")
+        return web.json_response({"recording": active, "files": names})
 
     async def list_recordings(self, request: web.Request) -> web.Response:
         room = self._room(request)
@@ -251,11 +260,17 @@ class Relay:
         return web.json_response({"status": "ok", "rooms": len(self.rooms.rooms), "peers": self.rooms.peers})
 
     async def metrics_text(self, request: web.Request) -> web.Response:
+        rooms = list(self.rooms.rooms.values())
+        for room in rooms:
+            await room.refresh()
+        workers = [room for room in rooms if isinstance(room, WorkerRoom)]
         text = self.metrics.render({
-            "dmask_rooms": ("Open consultation rooms.", len(self.rooms.rooms)),
+            "dmask_rooms": ("Open consultation rooms.", len(rooms)),
             "dmask_sessions": ("Connected peers (patients and doctors).", self.rooms.peers),
-            "dmask_recordings": ("Rooms being recorded.", sum(r.recorder is not None for r in self.rooms.rooms.values())),
-        })
+            "dmask_recordings": ("Rooms being recorded.", sum(room.recording for room in rooms)),
+            "dmask_room_workers": ("Room worker processes running.", sum(room.pid is not None for room in workers)),
+            "dmask_room_worker_restarts": ("Room workers started again after exiting.", sum(room.restarts for room in workers)),
+        }, [room.metrics_snapshot for room in workers if room.metrics_snapshot is not None])
         return web.Response(text=text, content_type="text/plain", charset="utf-8", headers={"X-Prometheus-Format": "0.0.4"})
 
 

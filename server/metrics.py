@@ -1,5 +1,8 @@
 """Process-wide counters of the relay, rendered in the Prometheus text format (0.0.4).
 
+Each room worker process counts its own; the front adds the running workers' snapshots
+to its /metrics and absorbs a worker's totals when it ends.
+
 Counters only grow; rates ("frames per second") are also given as gauges over a short
 sliding window so that a plain `curl /metrics` answers "how is it doing right now".
 """
@@ -8,6 +11,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import defaultdict, deque
+from collections.abc import Sequence
 
 RATE_WINDOW_S = 5.0
 
@@ -71,9 +75,37 @@ class Metrics:
             self._stage_count[name] += 1
             self._stage_last_ms[name] = ms
 
-    def render(self, gauges: dict[str, tuple[str, float]]) -> str:
-        """The exposition text; `gauges` adds name -> (help, value) from the caller."""
+    def snapshot(self) -> dict:
+        """Counters, current rates and stage times as JSON values: a room worker's, for the front."""
         now = time.monotonic()
+        with self._lock:
+            return {"frames_in": self.frames_in, "frames_out": self.frames_out, "frames_dropped": self.frames_dropped,
+                    "frames_no_face": self.frames_no_face, "rate_in": self._rate_in.per_second(now),
+                    "rate_out": self._rate_out.per_second(now), "stage_sum_ms": dict(self._stage_sum_ms),
+                    "stage_count": dict(self._stage_count), "stage_last_ms": dict(self._stage_last_ms)}
+
+    def absorb(self, snapshot: dict) -> None:
+        """Add a finished worker's counters and stage sums to these, so that totals never go back."""
+        with self._lock:
+            self.frames_in += snapshot["frames_in"]
+            self.frames_out += snapshot["frames_out"]
+            self.frames_dropped += snapshot["frames_dropped"]
+            self.frames_no_face += snapshot["frames_no_face"]
+            for stage, ms in snapshot["stage_sum_ms"].items():
+                self._stage_sum_ms[stage] += ms
+                self._stage_count[stage] += snapshot["stage_count"][stage]
+
+    def render(self, gauges: dict[str, tuple[str, float]], workers: Sequence[dict] = ()) -> str:
+        """The exposition text of this process's counters plus the running room workers'
+        `workers` snapshots; `gauges` adds name -> (help, value) from the caller."""
+        total = self.snapshot()
+        for snapshot in workers:
+            for key in ("frames_in", "frames_out", "frames_dropped", "frames_no_face", "rate_in", "rate_out"):
+                total[key] += snapshot[key]
+            for stage, ms in snapshot["stage_sum_ms"].items():
+                total["stage_sum_ms"][stage] = total["stage_sum_ms"].get(stage, 0.0) + ms
+                total["stage_count"][stage] = total["stage_count"].get(stage, 0) + snapshot["stage_count"][stage]
+            total["stage_last_ms"].update(snapshot["stage_last_ms"])
         out: list[str] = []
 
         def metric(name: str, kind: str, help_: str, samples: list[tuple[str, float]]) -> None:
@@ -83,17 +115,16 @@ class Metrics:
 
         for name, (help_, value) in gauges.items():
             metric(name, "gauge", help_, [("", value)])
-        with self._lock:
-            metric("dmask_frames_in_total", "counter", "Patient camera frames received.", [("", self.frames_in)])
-            metric("dmask_frames_out_total", "counter", "Masked frames handed to encoders.", [("", self.frames_out)])
-            metric("dmask_frames_dropped_total", "counter", "Camera frames skipped because a newer one arrived first.", [("", self.frames_dropped)])
-            metric("dmask_frames_no_face_total", "counter", "Frames sent as the placeholder (no face tracked).", [("", self.frames_no_face)])
-            metric("dmask_frames_in_per_second", "gauge", f"Camera frames per second over the last {RATE_WINDOW_S:g} s.", [("", self._rate_in.per_second(now))])
-            metric("dmask_frames_out_per_second", "gauge", f"Masked frames per second over the last {RATE_WINDOW_S:g} s.", [("", self._rate_out.per_second(now))])
-            stages = sorted(self._stage_count)
-            metric("dmask_stage_milliseconds", "summary", "Per-frame time of each stage (encode: time the sender spends between frames).",
-                   [(f'_sum{{stage="{s}"}}', self._stage_sum_ms[s]) for s in stages]
-                   + [(f'_count{{stage="{s}"}}', self._stage_count[s]) for s in stages])
-            metric("dmask_stage_last_milliseconds", "gauge", "Latest per-frame time of each stage.",
-                   [(f'{{stage="{s}"}}', self._stage_last_ms[s]) for s in stages])
+        metric("dmask_frames_in_total", "counter", "Patient camera frames received.", [("", total["frames_in"])])
+        metric("dmask_frames_out_total", "counter", "Masked frames handed to encoders.", [("", total["frames_out"])])
+        metric("dmask_frames_dropped_total", "counter", "Camera frames skipped because a newer one arrived first.", [("", total["frames_dropped"])])
+        metric("dmask_frames_no_face_total", "counter", "Frames sent as the placeholder (no face tracked).", [("", total["frames_no_face"])])
+        metric("dmask_frames_in_per_second", "gauge", f"Camera frames per second over the last {RATE_WINDOW_S:g} s.", [("", total["rate_in"])])
+        metric("dmask_frames_out_per_second", "gauge", f"Masked frames per second over the last {RATE_WINDOW_S:g} s.", [("", total["rate_out"])])
+        stages = sorted(total["stage_count"])
+        metric("dmask_stage_milliseconds", "summary", "Per-frame time of each stage (encode: time the sender spends between frames).",
+               [(f'_sum{{stage="{s}"}}', total["stage_sum_ms"][s]) for s in stages]
+               + [(f'_count{{stage="{s}"}}', total["stage_count"][s]) for s in stages])
+        metric("dmask_stage_last_milliseconds", "gauge", "Latest per-frame time of each stage.",
+               [(f'{{stage="{s}"}}', total["stage_last_ms"][s]) for s in stages if s in total["stage_last_ms"]])
         return "\n".join(out) + "\n"

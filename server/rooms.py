@@ -4,24 +4,34 @@ A room has one token per role (patient, doctor), each `secrets.token_urlsafe(32)
 (256 bits), compared in constant time. It holds at most one peer connection per role
 (a reconnecting page replaces its previous one) and ends when both sides have left for
 `Limits.empty_grace_s`, or when it has seen no activity for `Limits.idle_timeout_s`.
+
+`Room` does a room's media work in this process; `worker.WorkerRoom` has the same
+interface and does it in a process of its own (`dmask serve`'s default). The registry
+and the front's handlers use only that interface: answer, hang_up, set_recording,
+refresh, close, and the links, roles present, activity and recording state.
 """
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, Protocol
 
-from aiortc import RTCDataChannel, RTCPeerConnection
-from aiortc.mediastreams import MediaStreamTrack
+from aiortc import RTCConfiguration
 
-from .media import Masked, MaskEngine, MaskerFactory, default_masker
+from dmask_rt.video.outfile import OutputPathError
+
+from . import signaling
+from .media import Masked, MaskEngine, MaskerFactory
 from .metrics import Metrics
+from .recording import Recorder
 from .relay import FrameRelay
+from .signaling import Session
 
 log = logging.getLogger(__name__)
 
@@ -46,35 +56,64 @@ class LimitReached(Exception):
         self.status = status
 
 
-class Session:
-    """One role's peer connection in a room, with its data channel and outgoing tracks."""
+def new_tokens() -> dict[str, str]:
+    return {role: secrets.token_urlsafe(32) for role in ROLES}
 
-    def __init__(self, role: str, pc: RTCPeerConnection) -> None:
-        self.role = role
-        self.pc = pc
-        self.channel: RTCDataChannel | None = None
-        self.tracks: list[MediaStreamTrack] = []  # ours, stopped on close
-        self.closed = False
 
-    def send(self, message: dict[str, Any]) -> None:
-        if self.channel is not None and self.channel.readyState == "open":
-            self.channel.send(json.dumps(message, separators=(",", ":")))
+def role_for(tokens: dict[str, str], token: str | None) -> str | None:
+    """The role this token opens, or None."""
+    if not token:
+        return None
+    for role, expected in tokens.items():
+        if secrets.compare_digest(token.encode(), expected.encode()):
+            return role
+    return None
 
-    async def close(self) -> None:
-        if self.closed:
-            return
-        self.closed = True
-        for track in self.tracks:
-            track.stop()
-        await self.pc.close()
+
+@dataclass(frozen=True)
+class MediaSettings:
+    """What a room's media work needs besides its masker."""
+
+    rtc: RTCConfiguration
+    recordings: Path             # a room records into <recordings>/<room id>
+    frame_reports: bool = False  # per-frame timing reports to the doctor (the latency harness)
+
+
+class RoomLike(Protocol):
+    """What the registry and the front's handlers use of a room (module docstring)."""
+
+    id: str
+    tokens: dict[str, str]
+    last_activity: float
+    ever_joined: bool
+
+    @property
+    def roles(self) -> set[str]: ...
+
+    @property
+    def recording(self) -> bool: ...
+
+    def role_for(self, token: str | None) -> str | None: ...
+
+    async def answer(self, role: str, sdp: str) -> str: ...
+
+    async def hang_up(self, role: str) -> None: ...
+
+    async def set_recording(self, action: str, audio: bool) -> tuple[bool, list[str]]: ...
+
+    async def refresh(self) -> None: ...
+
+    async def close(self) -> None: ...
 
 
 class Room:
-    """The shared state of one consultation."""
+    """The shared state of one consultation, its media worked in this process."""
 
-    def __init__(self, room_id: str, metrics: Metrics, masker_factory: MaskerFactory) -> None:
+    def __init__(self, room_id: str, metrics: Metrics, masker_factory: MaskerFactory,
+                 settings: MediaSettings | None = None) -> None:
         self.id = room_id
-        self.tokens = {role: secrets.token_urlsafe(32) for role in ROLES}
+        self.tokens = new_tokens()
+        self.settings = settings or MediaSettings(RTCConfiguration(), Path("recordings"))
         self.engine = MaskEngine(metrics, masker_factory)
         # Audio both ways and the doctor's own camera: relayed as they are.
         self.patient_audio = FrameRelay("audio")
@@ -91,16 +130,58 @@ class Room:
         self.engine.add_listener(self._on_masked)
 
     def role_for(self, token: str | None) -> str | None:
-        """The role this token opens, or None."""
-        if not token:
-            return None
-        for role, expected in self.tokens.items():
-            if secrets.compare_digest(token.encode(), expected.encode()):
-                return role
-        return None
+        return role_for(self.tokens, token)
 
     def touch(self) -> None:
         self.last_activity = time.monotonic()
+
+    @property
+    def roles(self) -> set[str]:
+        return set(self.sessions)
+
+    @property
+    def recording(self) -> bool:
+        return self.recorder is not None
+
+    # --- what the front asks (RoomLike) -------------------------------------------------
+    async def answer(self, role: str, sdp: str) -> str:
+        """Open `role`'s connection from its offer (signaling.answer); the answer SDP."""
+        _, answer = await signaling.answer(self, role, sdp, self.settings.rtc, self.settings.frame_reports)
+        return answer
+
+    async def hang_up(self, role: str) -> None:
+        session = self.sessions.get(role)
+        if session is not None:
+            await self.leave(session)
+
+    async def set_recording(self, action: str, audio: bool) -> tuple[bool, list[str]]:
+        """Start or stop recording; (recording now, the files written). ValueError: no such
+        action; OSError: the files cannot be made."""
+        if action == "start":
+            if self.recorder is None:
+                sources = [self.patient_audio, self.doctor_audio] if audio else []
+                try:
+                    self.recorder = Recorder(self.settings.recordings / self.id, self.engine, sources)
+                except OutputPathError as err:
+                    raise OSError(str(err)) from err
+                self.recorder.start()
+            names = self.recorder.names
+        elif action == "stop":
+            names = []
+            if self.recorder is not None:
+                recorder, self.recorder = self.recorder, None
+                names = await recorder.stop()
+        else:
+            raise ValueError('expected {"action": "start" | "stop"}')
+        self.send("doctor", {"type": "recording", "active": self.recorder is not None})
+        return self.recorder is not None, names
+
+    async def refresh(self) -> None:
+        """Nothing to fetch: this room's state is here."""
+
+    def state(self) -> dict[str, Any]:
+        return {"sessions": sorted(self.sessions), "idle_s": time.monotonic() - self.last_activity,
+                "ever_joined": self.ever_joined, "recording": self.recorder is not None}
 
     # --- sessions --------------------------------------------------------------------
     async def join(self, session: Session) -> None:
@@ -176,35 +257,34 @@ class Room:
 class RoomRegistry:
     """All open rooms, their limits, and the task that ends idle ones."""
 
-    def __init__(self, limits: Limits, metrics: Metrics, masker_factory: MaskerFactory = default_masker) -> None:
+    def __init__(self, limits: Limits, make_room: Callable[[str], RoomLike]) -> None:
         self.limits = limits
-        self.metrics = metrics
-        self._masker_factory = masker_factory
-        self.rooms: dict[str, Room] = {}
+        self._make_room = make_room
+        self.rooms: dict[str, RoomLike] = {}
         self._reaper: asyncio.Task[None] | None = None
 
-    def create(self) -> Room:
+    def create(self) -> RoomLike:
         if len(self.rooms) >= self.limits.max_rooms:
             raise LimitReached(f"at most {self.limits.max_rooms} rooms at a time", 429)
-        room = Room(secrets.token_urlsafe(9), self.metrics, self._masker_factory)
+        room = self._make_room(secrets.token_urlsafe(9))
         self.rooms[room.id] = room
         log.info("room %s created", room.id)
         return room
 
-    def get(self, room_id: str) -> Room | None:
+    def get(self, room_id: str) -> RoomLike | None:
         return self.rooms.get(room_id)
 
     @property
     def peers(self) -> int:
-        return sum(len(room.sessions) for room in self.rooms.values())
+        return sum(len(room.roles) for room in self.rooms.values())
 
-    def check_peer_capacity(self, room: Room, role: str) -> None:
+    def check_peer_capacity(self, room: RoomLike, role: str) -> None:
         """Raise LimitReached (503) unless one more peer connection fits."""
-        replacing = role in room.sessions
+        replacing = role in room.roles
         if not replacing and self.peers >= self.limits.max_peers:
             raise LimitReached(f"at most {self.limits.max_peers} connections at a time", 503)
 
-    async def close_room(self, room: Room, reason: str) -> None:
+    async def close_room(self, room: RoomLike, reason: str) -> None:
         self.rooms.pop(room.id, None)
         await room.close()
         log.info("room %s closed (%s)", room.id, reason)
@@ -216,9 +296,11 @@ class RoomRegistry:
     async def _reap(self, period_s: float) -> None:
         while True:
             await asyncio.sleep(period_s)
+            for room in list(self.rooms.values()):
+                await room.refresh()
             now = time.monotonic()
             for room in list(self.rooms.values()):
-                left = room.ever_joined and not room.sessions
+                left = room.ever_joined and not room.roles
                 limit = self.limits.empty_grace_s if left else self.limits.idle_timeout_s
                 if now - room.last_activity > limit:
                     await self.close_room(room, "both left" if left else "idle")

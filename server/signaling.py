@@ -22,10 +22,15 @@ import asyncio
 import logging
 import re
 
-from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
+import json
+from typing import TYPE_CHECKING, Any
+
+from aiortc import RTCConfiguration, RTCDataChannel, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
+from aiortc.mediastreams import MediaStreamTrack
 from aiortc.rtcrtptransceiver import RTCRtpTransceiver
 
-from .rooms import Room, Session
+if TYPE_CHECKING:
+    from .rooms import Room
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +44,29 @@ CHROME_BITRATES_KBPS = {"x-google-start-bitrate": 1200, "x-google-min-bitrate": 
 
 class OfferError(ValueError):
     """The offer cannot be used (HTTP 400)."""
+
+
+class Session:
+    """One role's peer connection in a room, with its data channel and outgoing tracks."""
+
+    def __init__(self, role: str, pc: RTCPeerConnection) -> None:
+        self.role = role
+        self.pc = pc
+        self.channel: RTCDataChannel | None = None
+        self.tracks: list[MediaStreamTrack] = []  # ours, stopped on close
+        self.closed = False
+
+    def send(self, message: dict[str, Any]) -> None:
+        if self.channel is not None and self.channel.readyState == "open":
+            self.channel.send(json.dumps(message, separators=(",", ":")))
+
+    async def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        for track in self.tracks:
+            track.stop()
+        await self.pc.close()
 
 
 def _vp8_only(transceiver: RTCRtpTransceiver) -> None:

@@ -58,8 +58,10 @@ class Server:
 
 
 @contextlib.asynccontextmanager
-async def relay_server(tmp_path: Path, masker_factory: MaskerFactory = default_masker, **limits: float) -> AsyncIterator[Server]:
-    app = create_app(ServeConfig(recordings=tmp_path / "recordings", limits=Limits(**limits)), masker_factory)
+async def relay_server(tmp_path: Path, masker_factory: MaskerFactory = default_masker, room_workers: bool = False,
+                       **limits: float) -> AsyncIterator[Server]:
+    config = ServeConfig(recordings=tmp_path / "recordings", limits=Limits(**limits), room_workers=room_workers)
+    app = create_app(config, masker_factory)
     runner = web.AppRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)

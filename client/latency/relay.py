@@ -5,8 +5,9 @@ Only the harness starts these. The pass-through masker (the camera frame itself 
 
 `python -m client.latency.relay` serves a masking relay and a pass-through relay from
 one child process (so the clients' CPU use is not the relay's, and its memory is its
-own), prints `{"pid", "mask", "pass"}` (base URLs) as one JSON line, and stops when
-its stdin closes.
+own), each room's media in a worker process of its own as `dmask serve` runs it (the
+relay's CPU is that process's and its workers'), prints `{"pid", "mask", "pass"}` (base
+URLs) as one JSON line, and stops when its stdin closes.
 """
 from __future__ import annotations
 
@@ -42,14 +43,21 @@ class PassThrough:
 
 
 @contextlib.asynccontextmanager
-async def relays(factories: Mapping[str, MaskerFactory]) -> AsyncIterator[dict[str, str]]:
-    """One relay per masker factory on 127.0.0.1, in this event loop; yields name -> base URL."""
+async def relays(maskers: Mapping[str, MaskerFactory | str]) -> AsyncIterator[dict[str, str]]:
+    """One relay per masker on 127.0.0.1, in this event loop; yields name -> base URL.
+
+    A "module:factory" string is built in each room's worker process, as `dmask serve`
+    runs rooms; a factory runs the rooms in this process (the harness's own tests).
+    """
     async with contextlib.AsyncExitStack() as stack:
         recordings = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="dmask-latency-")))
         urls = {}
-        for name, factory in factories.items():
-            config = ServeConfig(recordings=recordings, limits=LIMITS, frame_reports=True)
-            runner = web.AppRunner(create_app(config, factory), access_log=None)
+        for name, masker in maskers.items():
+            workers = isinstance(masker, str)
+            config = ServeConfig(recordings=recordings, limits=LIMITS, frame_reports=True, room_workers=workers,
+                                 worker_masker=masker if isinstance(masker, str) else ServeConfig.worker_masker)
+            runner = web.AppRunner(create_app(config, default_masker if isinstance(masker, str) else masker),
+                                   access_log=None)
             await runner.setup()
             stack.push_async_callback(runner.cleanup)
             site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -92,6 +100,18 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU time of process `pid` and of its running descendants (the room workers), in seconds."""
+    total, stack = 0.0, [pid]
+    while stack:
+        current = stack.pop()
+        with contextlib.suppress(OSError, ValueError):  # a worker that just ended
+            total += cpu_seconds(current)
+            for task in Path(f"/proc/{current}/task").iterdir():
+                stack += [int(child) for child in (task / "children").read_text().split()]
+    return total
+
+
 def machine_cpu_seconds() -> float:
     """CPU time all processes have used (Linux /proc/stat), in seconds: others' load shows."""
     fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
@@ -108,7 +128,7 @@ def rss_mib(pid: int) -> float:
 
 
 async def _main() -> None:
-    async with relays({"mask": default_masker, "pass": PassThrough}) as urls:
+    async with relays({"mask": "server.media:default_masker", "pass": "client.latency.relay:PassThrough"}) as urls:
         print(json.dumps({"pid": os.getpid(), **urls}), flush=True)
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, sys.stdin.read)  # until the harness closes our stdin

@@ -18,7 +18,7 @@ import numpy as np
 
 from . import stats
 from .clip import Clip, load_clip
-from .relay import RelayProcess, child_relays, cpu_seconds, machine_cpu_seconds, rss_mib
+from .relay import RelayProcess, child_relays, cpu_seconds, machine_cpu_seconds, rss_mib, tree_cpu_seconds
 from .session import Consultation, Progress, consultations, measure
 
 MIN_FPS = 25.0        # capacity: every session's output at least this ...
@@ -59,7 +59,7 @@ async def _segment(base_url: str, pid: int, clip: Clip, sessions: int, options: 
     """
     async with consultations(base_url, clip, sessions) as opened:
         before = await _stage_totals(base_url)
-        readers = {"relay": lambda: cpu_seconds(pid), "harness": lambda: cpu_seconds(os.getpid()), "machine": machine_cpu_seconds}
+        readers = {"relay": lambda: tree_cpu_seconds(pid), "harness": lambda: cpu_seconds(os.getpid()), "machine": machine_cpu_seconds}
         cpu = {name: read() for name, read in readers.items()}
         started = time.monotonic()
         begin, end = await measure(opened, options.warmup, options.seconds, label, progress)
