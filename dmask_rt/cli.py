@@ -211,7 +211,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         config = ServeConfig(
             host=args.host, port=args.port, https=args.https, hostnames=args.hostname,
             ice_servers=args.ice_server, turn_username=args.turn_username, turn_password=args.turn_password,
-            page_ice=page_ice, room_workers=not args.single_process,
+            page_ice=page_ice, room_workers=not args.single_process, cluster=args.cluster,
             recordings=Path(args.recordings),
             limits=Limits(max_rooms=args.max_rooms, max_peers=args.max_peers, idle_timeout_s=args.idle_timeout),
         )
@@ -319,6 +319,9 @@ def build_parser() -> argparse.ArgumentParser:
                                 "which keeps it out of the process list)")
     serve_cmd.add_argument("--turn-ttl", type=float, default=6 * 3600.0, metavar="S",
                            help="lifetime of the pages' TURN credentials (default: 21600; a reconnect gets new ones)")
+    serve_cmd.add_argument("--cluster", metavar="ADDRESS",
+                           help="a Ray cluster (ray start on each node; pip extra 'cluster'): each room's media "
+                                "runs as an actor on any node")
     serve_cmd.add_argument("--single-process", action="store_true",
                            help="every room's media in the serving process (default: a worker process per room)")
     serve_cmd.add_argument("--relay-only", action="store_true",

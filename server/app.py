@@ -26,6 +26,7 @@ import asyncio
 import json
 import logging
 import sys
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -83,6 +84,7 @@ class ServeConfig:
     #: in this process with create_app's masker_factory (tests that look inside a room).
     room_workers: bool = False
     worker_masker: str = "server.media:default_masker"
+    cluster: str | None = None   # a Ray cluster's address: each room's worker a Ray actor there (`cluster.py`)
 
 
 class _PathOnlyAccessLogger(AbstractAccessLogger):
@@ -123,13 +125,20 @@ class Relay:
         def local_room(room_id: str) -> RoomLike:
             return Room(room_id, self.metrics, masker_factory, media)
 
+        worker_class: type[WorkerRoom] = WorkerRoom
+        if config.cluster:
+            from . import cluster  # Ray only with --cluster
+
+            cluster.connect(config.cluster)
+            worker_class = cluster.ClusterRoom
+
         def worker_room(room_id: str) -> RoomLike:
             settings = WorkerSettings(
-                room_id, str(config.recordings), config.worker_masker, config.ice_servers, config.turn_username,
-                config.turn_password, config.frame_reports, ice.loopback_candidate_enabled())
-            return WorkerRoom(room_id, settings, self.metrics)
+                room_id, str(config.recordings.resolve()), config.worker_masker, config.ice_servers,
+                config.turn_username, config.turn_password, config.frame_reports, ice.loopback_candidate_enabled())
+            return worker_class(room_id, settings, self.metrics)
 
-        self.rooms = RoomRegistry(config.limits, worker_room if config.room_workers else local_room)
+        self.rooms = RoomRegistry(config.limits, worker_room if config.room_workers or config.cluster else local_room)
 
     # --- helpers ---------------------------------------------------------------------
     def _room(self, request: web.Request) -> RoomLike:
@@ -264,12 +273,15 @@ class Relay:
         for room in rooms:
             await room.refresh()
         workers = [room for room in rooms if isinstance(room, WorkerRoom)]
+        nodes = Counter(room.node for room in workers if room.running and room.node)
         text = self.metrics.render({
             "dmask_rooms": ("Open consultation rooms.", len(rooms)),
             "dmask_sessions": ("Connected peers (patients and doctors).", self.rooms.peers),
             "dmask_recordings": ("Rooms being recorded.", sum(room.recording for room in rooms)),
-            "dmask_room_workers": ("Room worker processes running.", sum(room.pid is not None for room in workers)),
+            "dmask_room_workers": ("Room workers running.", sum(room.running for room in workers)),
             "dmask_room_worker_restarts": ("Room workers started again after exiting.", sum(room.restarts for room in workers)),
+            "dmask_rooms_on_node": ("Rooms whose worker runs on each cluster node.",
+                                    [(f'{{node="{node}"}}', float(count)) for node, count in sorted(nodes.items())]),
         }, [room.metrics_snapshot for room in workers if room.metrics_snapshot is not None])
         return web.Response(text=text, content_type="text/plain", charset="utf-8", headers={"X-Prometheus-Format": "0.0.4"})
 

@@ -95,9 +95,9 @@ class Metrics:
                 self._stage_sum_ms[stage] += ms
                 self._stage_count[stage] += snapshot["stage_count"][stage]
 
-    def render(self, gauges: dict[str, tuple[str, float]], workers: Sequence[dict] = ()) -> str:
+    def render(self, gauges: dict[str, tuple[str, float | list[tuple[str, float]]]], workers: Sequence[dict] = ()) -> str:
         """The exposition text of this process's counters plus the running room workers'
-        `workers` snapshots; `gauges` adds name -> (help, value) from the caller."""
+        `workers` snapshots; `gauges` adds name -> (help, value, or [(labels, value)]) from the caller."""
         total = self.snapshot()
         for snapshot in workers:
             for key in ("frames_in", "frames_out", "frames_dropped", "frames_no_face", "rate_in", "rate_out"):
@@ -114,7 +114,7 @@ class Metrics:
             out.extend(f"{name}{labels} {value:.6g}" for labels, value in samples)
 
         for name, (help_, value) in gauges.items():
-            metric(name, "gauge", help_, [("", value)])
+            metric(name, "gauge", help_, value if isinstance(value, list) else [("", value)])
         metric("dmask_frames_in_total", "counter", "Patient camera frames received.", [("", total["frames_in"])])
         metric("dmask_frames_out_total", "counter", "Masked frames handed to encoders.", [("", total["frames_out"])])
         metric("dmask_frames_dropped_total", "counter", "Camera frames skipped because a newer one arrived first.", [("", total["frames_dropped"])])

@@ -79,10 +79,15 @@ def masker_factory(spec: str) -> MaskerFactory:
 class WorkerRoom:
     """The front's handle on a room whose media runs in a worker process (`rooms.RoomLike`).
 
-    The process starts with the room (it imports while the links travel), is started
-    again by the next offer if it died, and is ended with the room; `refresh()` fetches
+    The worker starts with the room (it imports while the links travel), is started
+    again by the next offer if it is gone, and is ended with the room; `refresh()` fetches
     who is connected, the activity and the recording state, and the worker's metrics.
+    Where the worker runs is three methods, `_launch`, `_gone` and `_stop`: a child
+    process here, a Ray actor on any node of a cluster in `cluster.py`.
     """
+
+    #: The cluster node the worker runs on (None: this machine).
+    node: str | None = None
 
     def __init__(self, room_id: str, settings: WorkerSettings, metrics: Metrics) -> None:
         self.id = room_id
@@ -91,16 +96,16 @@ class WorkerRoom:
         self.ever_joined = False
         self.metrics_snapshot: dict | None = None   # the running worker's, at the last refresh
         self.starts = 0
+        self.closed = False
         self._settings = settings
         self._metrics = metrics
         self._roles: set[str] = set()
         self._recording = False
-        self._process: asyncio.subprocess.Process | None = None
+        self._running = False
         self._base = ""
-        self._starting: asyncio.Future[None] | None = None
         self._http: aiohttp.ClientSession | None = None
-        self.closed = False
-        self._starting = asyncio.ensure_future(self._start())
+        self._process: asyncio.subprocess.Process | None = None
+        self._starting: asyncio.Future[None] | None = asyncio.ensure_future(self._start())
 
     def role_for(self, token: str | None) -> str | None:
         return role_for(self.tokens, token)
@@ -115,38 +120,68 @@ class WorkerRoom:
 
     @property
     def restarts(self) -> int:
-        """Workers started after the first (each after one exited)."""
+        """Workers started after the first (each after one was gone)."""
         return max(0, self.starts - 1)
 
     @property
-    def pid(self) -> int | None:
-        return self._process.pid if self._process is not None and self._process.returncode is None else None
+    def running(self) -> bool:
+        return self._running and not self._gone()
 
-    # --- the process ---------------------------------------------------------------------
-    async def _start(self) -> None:
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None and self.running else None
+
+    # --- where the worker runs: a child process -------------------------------------------
+    async def _launch(self) -> str:
+        """Start the worker; its base URL."""
         process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "server.worker", stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
         assert process.stdin is not None and process.stdout is not None
         process.stdin.write((self._settings.to_json() + "\n").encode())
         await process.stdin.drain()
         try:
-            line = await asyncio.wait_for(process.stdout.readline(), START_TIMEOUT_S)
-            port = json.loads(line)["port"]
+            port = json.loads(await asyncio.wait_for(process.stdout.readline(), START_TIMEOUT_S))["port"]
         except (asyncio.TimeoutError, ValueError, KeyError):
             process.kill()
             await process.wait()
             raise WorkerUnavailable("the room's media worker did not start") from None
-        self._process, self._base = process, f"http://127.0.0.1:{port}"
-        self.starts += 1
+        self._process = process
         log.info("room %s: media worker pid %d", self.id, process.pid)
+        return f"http://127.0.0.1:{port}"
+
+    def _gone(self) -> bool:
+        return self._process is None or self._process.returncode is not None
+
+    async def _lost(self) -> bool:
+        """After a call failed: is the worker gone (else it was only slow)?"""
+        return self._gone()
+
+    async def _stop(self) -> None:
+        """End the worker (after /close, or if it does not answer)."""
+        process, self._process = self._process, None
+        if process is None:
+            return
+        if process.stdin is not None:
+            process.stdin.close()
+        try:
+            await asyncio.wait_for(process.wait(), CALL_TIMEOUT_S)
+        except asyncio.TimeoutError:
+            process.kill()
+            await process.wait()
+
+    # --- lifetime ---------------------------------------------------------------------
+    async def _start(self) -> None:
+        self._base = await self._launch()
+        self._running = True
+        self.starts += 1
 
     async def _ready(self) -> None:
-        """Wait for the worker; start it again if it is gone."""
+        """Wait for the worker; start another if it is gone."""
         if self.closed:
             raise WorkerUnavailable("the consultation has ended")
-        if self._process is not None and self._process.returncode is not None:
+        if self._running and self._gone():
             self._forget_worker()
-        if self._process is None and self._starting is None:
+        if not self._running and self._starting is None:
             self._starting = asyncio.ensure_future(self._start())
         if self._starting is not None:
             starting = self._starting
@@ -157,12 +192,12 @@ class WorkerRoom:
                     self._starting = None
 
     def _forget_worker(self) -> None:
-        if self._process is not None and self._process.returncode not in (None, 0) and not self.closed:
-            log.warning("room %s: media worker exited (%s)", self.id, self._process.returncode)
+        if self._running and not self.closed:
+            log.warning("room %s: media worker gone", self.id)
         if self.metrics_snapshot is not None:
             self._metrics.absorb(self.metrics_snapshot)
         self.metrics_snapshot = None
-        self._process, self._base = None, ""
+        self._running, self._base = False, ""
         self._roles.clear()
         self._recording = False
 
@@ -193,7 +228,7 @@ class WorkerRoom:
         return body["sdp"]
 
     async def hang_up(self, role: str) -> None:
-        if self._process is not None:
+        if self._running:
             await self._call("POST", f"/leave/{role}")
         self._roles.discard(role)
         self.last_activity = time.monotonic()
@@ -208,14 +243,16 @@ class WorkerRoom:
         return body["recording"], body["files"]
 
     async def refresh(self) -> None:
-        if self.closed or self._process is None:
+        if self.closed or not self._running:
             return
-        if self._process.returncode is not None:   # died: nobody is connected until it is back
+        if self._gone():   # nobody is connected until it is back
             self._forget_worker()
             return
         try:
             status, state = await self._call("GET", "/state")
         except WorkerUnavailable:
+            if await self._lost():
+                self._forget_worker()
             return
         if status == 200:
             self._roles = set(state["sessions"])
@@ -234,15 +271,7 @@ class WorkerRoom:
             await self.refresh()
             await self._call("POST", "/close")
         self.closed = True
-        process = self._process
-        if process is not None:
-            if process.stdin is not None:
-                process.stdin.close()
-            try:
-                await asyncio.wait_for(process.wait(), CALL_TIMEOUT_S)
-            except asyncio.TimeoutError:
-                process.kill()
-                await process.wait()
+        await self._stop()
         self._forget_worker()
         if self._http is not None:
             await self._http.close()
@@ -313,16 +342,21 @@ def worker_app(settings: WorkerSettings, done: asyncio.Event) -> web.Application
     return app
 
 
-async def _run(settings: WorkerSettings) -> None:
+async def serve_worker(settings: WorkerSettings, host: str = "127.0.0.1") -> tuple[web.AppRunner, int, asyncio.Event]:
+    """Serve the worker's API on `host` in this event loop; (runner, port, the event /close sets)."""
     if settings.loopback:
         ice.enable_loopback_candidate()
     jitter.install()
     done = asyncio.Event()
     runner = web.AppRunner(worker_app(settings, done), access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
+    site = web.TCPSite(runner, host, 0)
     await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    return runner, site._server.sockets[0].getsockname()[1], done  # type: ignore[union-attr]
+
+
+async def _run(settings: WorkerSettings) -> None:
+    runner, port, done = await serve_worker(settings)
     print(json.dumps({"port": port}), flush=True)
     loop = asyncio.get_running_loop()
     stdin = sys.stdin.fileno()
