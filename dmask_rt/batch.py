@@ -17,11 +17,16 @@ exactly as a single file is. Why it is built this way:
   any temporary file a killed worker might leave is swept afterwards.
 - One file's error (unreadable, not a video, no frames, a crash) fails that
   file only; the batch goes on and the summary says why.
+- With `--cluster ADDRESS` the files are Ray tasks of one CPU each on any node of
+  that cluster instead (`_run_ray`; Ray is imported only then): the same masking,
+  progress and stop flag through a small Ray actor, and the inputs and outputs on
+  storage every node shares.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import glob
 import json
 import multiprocessing
@@ -216,6 +221,9 @@ _progress: Any = None  # multiprocessing queue of (job index, frames done since 
 _stop: Any = None      # multiprocessing event: set on Ctrl-C
 _face: Any = None      # the generic face model, loaded once per process
 
+#: report(job index, frames done since the last report) -> whether to stop
+Report = Any
+
 
 def masked_frames(frames: Iterable[Any], masker: Any, writer: Any, log: Any, side: bool) -> Iterator[bool]:
     """Mask every decoded frame of `frames` (a VideoReader, or a progress bar over one)
@@ -238,10 +246,15 @@ def _init_worker(progress: Any, stop: Any) -> None:
     _progress, _stop = progress, stop
 
 
-def _run_job(job: Job) -> FileResult:
+def _pool_report(index: int, frames: int) -> bool:
+    _progress.put((index, frames))
+    return bool(_stop.is_set())
+
+
+def _run_job(job: Job, report: Report = _pool_report) -> FileResult:
     """Mask one file in a worker; every error becomes a failed result naming the reason."""
     try:
-        return _mask_file(job)
+        return _mask_file(job, report)
     except _Stopped:
         return FileResult(str(job.source), "failed", reason="interrupted")
     except (VideoInputError, OutputPathError) as err:
@@ -251,7 +264,7 @@ def _run_job(job: Job) -> FileResult:
         return FileResult(str(job.source), "failed", reason=f"{type(err).__name__}: {err}")
 
 
-def _mask_file(job: Job) -> FileResult:
+def _mask_file(job: Job, report: Report) -> FileResult:
     global _face
     from .model.generic_face import GenericFace
     from .paramlog import ParamLog
@@ -268,15 +281,14 @@ def _mask_file(job: Job) -> FileResult:
         writer = stack.enter_context(VideoWriter(job.output, reader.time_base, reader.rate))
         log = stack.enter_context(ParamLog(job.params, Masker.PARAM_NAMES)) if job.params else None
         for found in masked_frames(reader, masker, writer, log, job.side_by_side):
-            if _stop.is_set():
-                raise _Stopped  # the writers' context managers discard their temporary files
             faces += found
             unreported += 1
             if unreported == 10:  # a message every 10 frames keeps the bar live at little cost
-                _progress.put((job.index, unreported))
+                if report(job.index, unreported):
+                    raise _Stopped  # the writers' context managers discard their temporary files
                 unreported = 0
         frames = writer.frames
-    _progress.put((job.index, unreported))
+    report(job.index, unreported)
     elapsed = time.perf_counter() - start
     return FileResult(str(job.source), "done", str(job.output), str(job.params) if job.params else None,
                       frames=frames, faces=faces, fps=round(frames / elapsed, 2))
@@ -285,8 +297,9 @@ def _mask_file(job: Job) -> FileResult:
 # --- the parent --------------------------------------------------------------------------
 
 def run(jobs: Sequence[Job], *, workers: int, quiet: bool = False,
-        early: Iterable[FileResult] = ()) -> BatchReport:
-    """Mask `jobs` on `workers` processes; `early` are results known before (failed expansions).
+        early: Iterable[FileResult] = (), cluster: str | None = None) -> BatchReport:
+    """Mask `jobs` on `workers` processes, or as tasks on the Ray `cluster`; `early` are
+    results known before (failed expansions).
 
     Complete outputs are skipped. On Ctrl-C the workers stop between frames,
     their open outputs are discarded and the report says `interrupted`.
@@ -300,7 +313,7 @@ def run(jobs: Sequence[Job], *, workers: int, quiet: bool = False,
                                             str(job.params) if job.params else None, reason="output exists")
         else:
             todo.append(job)
-    workers = max(1, min(workers, len(todo)))
+    workers = max(1, min(workers, len(todo))) if cluster is None else workers
     frames = {job.index: _container_frames(job.source) for job in todo}
     todo.sort(key=lambda job: -frames[job.index])  # longest first: no long file left alone at the end
     bar = tqdm(total=sum(frames.values()) or None, unit="frame", disable=quiet or not todo,
@@ -308,7 +321,10 @@ def run(jobs: Sequence[Job], *, workers: int, quiet: bool = False,
     interrupted = False
     if todo:
         try:
-            results.update(_run_pool(todo, workers, bar))
+            if cluster is None:
+                results.update(_run_pool(todo, workers, bar))
+            else:
+                workers = _run_ray(todo, cluster, bar, results)
         except KeyboardInterrupt:
             interrupted = True
         finally:
@@ -350,6 +366,68 @@ def _run_pool(todo: Sequence[Job], workers: int, bar: tqdm) -> dict[int, FileRes
         raise
     pool.shutdown(wait=True)
     return results
+
+
+def _run_ray(todo: Sequence[Job], address: str, bar: tqdm, results: dict[int, FileResult]) -> int:
+    """The files as Ray tasks of one CPU each on the cluster at `address` (module docstring),
+    their results into `results`; returns the cluster's CPUs."""
+    import ray
+
+    ray.init(address=address, logging_level="WARNING", log_to_driver=False)
+    cpus = int(ray.cluster_resources().get("CPU", 0))
+
+    @ray.remote(num_cpus=0)
+    class Progress:
+        """Frames done per report, and the stop flag, between the tasks and this process."""
+
+        def __init__(self) -> None:
+            self.frames, self.stop = 0, False
+
+        def report(self, index: int, frames: int) -> bool:
+            self.frames += frames
+            return self.stop
+
+        def take(self) -> int:
+            frames, self.frames = self.frames, 0
+            return frames
+
+        def request_stop(self) -> None:
+            self.stop = True
+
+    @ray.remote(num_cpus=1, max_retries=0)
+    def mask_task(job: Job, progress: Any) -> FileResult:
+        return _run_job(job, lambda index, frames: ray.get(progress.report.remote(index, frames)))
+
+    def absolute(job: Job) -> Job:  # a task's working directory is Ray's, not ours
+        return dataclasses.replace(job, source=job.source.absolute(), output=job.output.absolute(),
+                                   params=job.params.absolute() if job.params else None)
+
+    def as_given(result: FileResult, job: Job) -> FileResult:
+        return dataclasses.replace(result, input=str(job.source), output=str(job.output) if result.output else None,
+                                   params=str(job.params) if result.params else None)
+
+    progress = Progress.remote()  # type: ignore[attr-defined]
+    refs = {mask_task.remote(absolute(job), progress): job for job in todo}
+    try:
+        pending = list(refs)
+        while pending:
+            done, pending = ray.wait(pending, num_returns=len(pending), timeout=_POLL_S)
+            bar.update(ray.get(progress.take.remote()))
+            for ref in done:
+                job = refs[ref]
+                try:
+                    results[job.index] = as_given(ray.get(ref), job)
+                except ray.exceptions.RayError as err:  # the task's node or process died
+                    results[job.index] = FileResult(str(job.source), "failed", reason=f"the Ray task failed ({type(err).__name__})")
+                bar.set_description(f"files {len(results)}/{len(todo)}")
+        bar.update(ray.get(progress.take.remote()))
+    except KeyboardInterrupt:
+        ray.get(progress.request_stop.remote())
+        ray.wait(list(refs), num_returns=len(refs), timeout=60)  # running files stop at their next report
+        raise
+    finally:
+        ray.shutdown()
+    return cpus
 
 
 def _result_of(future: Future[FileResult], job: Job) -> FileResult:

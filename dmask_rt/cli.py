@@ -10,9 +10,13 @@ import argparse
 import contextlib
 import json
 import os
+import signal
 import sys
+import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 from tqdm import tqdm
 
@@ -45,8 +49,9 @@ def cmd_mask(args: argparse.Namespace) -> int:
 
     if batch.is_batch(args.input):
         return _mask_batch(args)
-    if args.workers is not None or args.summary or args.recursive:
-        raise VideoInputError("--workers, --summary and --recursive are for batches (several inputs, a folder or a glob)")
+    if args.workers is not None or args.summary or args.recursive or args.cluster:
+        raise VideoInputError("--workers, --cluster, --summary and --recursive are for batches "
+                              "(several inputs, a folder or a glob)")
     source = _input_path(args.input[0] if args.input else None)
     output = check_output_path(args.output, encode.SUFFIXES) if args.output else None
     params_path = check_params_path(args.params) if args.params else None
@@ -60,12 +65,15 @@ def cmd_mask(args: argparse.Namespace) -> int:
         from .pipeline import Masker  # heavy import: only once the job is known to be valid
 
         with contextlib.ExitStack() as stack:
+            interrupted = stack.enter_context(_remembered_interrupt())
             masker = stack.enter_context(Masker())
             writer = stack.enter_context(encode.VideoWriter(output, reader.time_base, reader.rate))
             log = stack.enter_context(ParamLog(params_path, Masker.PARAM_NAMES)) if params_path else None
             faces, start = 0, time.perf_counter()
             progress = tqdm(reader, total=reader.frames, unit="frame", disable=args.quiet, desc=source.name)
             for found in batch.masked_frames(progress, masker, writer, log, args.side_by_side):
+                if interrupted():
+                    raise KeyboardInterrupt
                 faces += found
             progress.total = progress.n  # container frame counts can be off by a few
             progress.close()
@@ -95,7 +103,8 @@ def _mask_batch(args: argparse.Namespace) -> int:
     except OSError as err:
         raise OutputPathError(f"{out_dir}: cannot create the output directory ({err.strerror})") from None
     jobs, clashes = batch.plan(files, out_dir, args.params, args.side_by_side)
-    report = batch.run(jobs, workers=args.workers or batch.default_workers(), quiet=args.quiet, early=[*early, *clashes])
+    report = batch.run(jobs, workers=args.workers or batch.default_workers(), quiet=args.quiet, early=[*early, *clashes],
+                       cluster=args.cluster)
     if summary_path is not None:
         batch.write_summary(report, summary_path)
     if not args.quiet:
@@ -198,6 +207,24 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+@contextlib.contextmanager
+def _remembered_interrupt() -> Iterator[Callable[[], bool]]:
+    """Ctrl-C raises KeyboardInterrupt as usual and is also remembered: one that lands in
+    Numba's compiler is swallowed by llvmlite's ctypes callbacks, and the frame loop, which
+    asks the returned function, then stops at the next frame."""
+    seen = threading.Event()
+
+    def handler(signum: int, frame: Any) -> None:
+        seen.set()
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield seen.is_set
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     """Live consultations: the patient's browser camera reaches the doctor's browser only as the masked avatar."""
     from server.app import ServeConfig, serve  # heavy import (aiortc): only for this command
@@ -265,6 +292,9 @@ def build_parser() -> argparse.ArgumentParser:
                           help="output .mp4/.mov (default: out/<input stem>.masked.mp4); for a batch the output directory (default: out/)")
     mask_cmd.add_argument("--params", metavar="FILE", help="per-frame parameters, .jsonl or .csv; for a batch the format, jsonl or csv (<stem>.params.<format> beside each output)")
     mask_cmd.add_argument("--workers", type=_positive_int, metavar="N", help="batch: files masked at once, one process each (default: the cores)")
+    mask_cmd.add_argument("--cluster", metavar="ADDRESS",
+                          help="batch: mask the files as tasks on this Ray cluster (pip extra 'cluster'; "
+                               "inputs and output directory on storage every node shares)")
     mask_cmd.add_argument("--summary", metavar="FILE.json", help="batch: also save the per-file summary as JSON")
     mask_cmd.add_argument("--recursive", action="store_true", help="batch: also take the videos in a folder's subfolders")
     mask_cmd.add_argument("--side-by-side", action="store_true", help="write original | avatar for review (puts the input's pixels in the output)")

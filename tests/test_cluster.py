@@ -1,14 +1,17 @@
-"""`dmask serve --cluster`: rooms placed as Ray actors over a local two-node Ray cluster.
+"""`--cluster`: live rooms placed as Ray actors, and archive files masked as Ray tasks,
+over a local two-node Ray cluster.
 
 Two "nodes" on this machine (`ray.cluster_utils.Cluster`, as Ray's own tests make
 them), each with 2 CPUs. Two consultations with Python peers land on different nodes
 (/metrics shows one room per node); removing one room's node ends its actor, the front
 sees nobody connected there, and that room's reconnecting pages get a new actor on the
-surviving node and the avatar again, while the other room keeps going.
+surviving node and the avatar again, while the other room keeps going. A batch on the
+cluster writes the same outputs as on local worker processes.
 """
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -19,7 +22,9 @@ from aiohttp import web
 from ray.cluster_utils import Cluster
 
 from client.latency.clip import load_clip
+from conftest import run_dmask
 from server.app import RELAY, ServeConfig, create_app
+from tests.test_batch import CUT, clips, files_under, frames_of, two_workers  # noqa: F401 - fixtures
 from tests.test_room_workers import _call, _face_shown, _metric
 from tests.test_server_protocol import WEBCAM, Server, run
 
@@ -79,3 +84,23 @@ def test_rooms_spread_over_nodes_and_move_when_a_node_is_lost(tmp_path: Path) ->
     finally:
         ray.shutdown()
         cluster.shutdown()
+
+
+def test_batch_on_the_cluster_gives_the_local_outputs(clips: Path, two_workers: tuple, tmp_path: Path) -> None:
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2, "include_dashboard": False})
+    cluster.add_node(num_cpus=2)
+    try:
+        result = run_dmask("mask", clips / "a.mp4", clips / "b.mp4", clips / "bad.mp4", "--cluster", cluster.address,
+                           "--params", "jsonl", "--summary", "summary.json", "-o", "masked", "--quiet", cwd=tmp_path)
+    finally:
+        cluster.shutdown()
+    assert result.returncode == 2, result.stderr   # bad.mp4 fails, the others are masked
+    assert files_under(tmp_path / "masked") == ["a.masked.mp4", "a.params.jsonl", "b.masked.mp4", "b.params.jsonl"]
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert [f["status"] for f in summary["files"]] == ["done", "done", "failed"]
+    assert summary["totals"]["workers"] == 4 and summary["totals"]["frames"] == 2 * CUT   # the cluster's CPUs
+    local = two_workers[0] / "masked"
+    for name in ("a", "b"):
+        ours, theirs = frames_of(tmp_path / "masked" / f"{name}.masked.mp4"), frames_of(local / f"{name}.masked.mp4")
+        assert len(ours) == len(theirs) == CUT and all((x == y).all() for x, y in zip(ours, theirs))
+        assert (tmp_path / "masked" / f"{name}.params.jsonl").read_text() == (local / f"{name}.params.jsonl").read_text()
