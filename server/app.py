@@ -6,6 +6,7 @@ Routes (every `token` is a query parameter; API errors are JSON `{"error": "..."
     GET  /room/{id}/patient|doctor?token=    the two pages
     POST /api/rooms                          -> 201 {id, patient, doctor} (links)    429: too many rooms
     GET  /api/rooms/{id}/{role}/ice          the page's ICE servers (fresh TURN credentials) and policy
+    GET  /api/rooms/{id}/{role}/events       server-sent events: {"type": "reconnect"} when the room's worker was lost
     POST /api/rooms/{id}/{role}/offer        {type: "offer", sdp} -> {type: "answer", sdp}
                                              403 wrong token, 404 unknown room, 400 bad body, 503 full
     POST /api/rooms/{id}/{role}/leave        that side hangs up
@@ -23,6 +24,7 @@ room's media runs in a worker process of its own (`worker.py`), else in this pro
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import sys
@@ -53,6 +55,10 @@ def _static_dir() -> Path:
 
 STATIC_DIR = _static_dir()
 MAX_BODY = 64 * 1024
+#: Event streams per consultation (its two pages, and a few reloads not yet timed out),
+#: and how often an idle one sends a comment so proxies keep it open.
+MAX_EVENT_STREAMS = 8
+EVENT_KEEPALIVE_S = 15.0
 
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
@@ -136,7 +142,11 @@ class Relay:
             settings = WorkerSettings(
                 room_id, str(config.recordings.resolve()), config.worker_masker, config.ice_servers,
                 config.turn_username, config.turn_password, config.frame_reports, ice.loopback_candidate_enabled())
-            return worker_class(room_id, settings, self.metrics)
+            room = worker_class(room_id, settings, self.metrics)
+            room.on_lost = lambda: self._tell_pages(room_id, {"type": "reconnect"})
+            return room
+
+        self._pages: dict[str, set[asyncio.Queue[dict[str, Any] | None]]] = {}   # room -> open event streams
 
         self.rooms = RoomRegistry(config.limits, worker_room if config.room_workers or config.cluster else local_room)
 
@@ -195,6 +205,49 @@ class Relay:
         room = self._room(request)
         self._authorize(request, room, role)
         return web.json_response(self.config.page_ice.for_room(room.id))
+
+    def _tell_pages(self, room_id: str, message: dict[str, Any]) -> None:
+        for queue in self._pages.get(room_id, ()):
+            queue.put_nowait(message)
+
+    async def events(self, request: web.Request) -> web.StreamResponse:
+        """A page's event stream: the front's word to it outside its media connection, which
+        may be what was lost (the room's worker on a dead process or node)."""
+        role = request.match_info["role"]
+        room = self._room(request)
+        self._authorize(request, room, role)
+        streams = self._pages.setdefault(room.id, set())
+        if len(streams) >= MAX_EVENT_STREAMS:
+            return _error(429, "too many event streams for this consultation")
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream", **SECURITY_HEADERS})
+        await response.prepare(request)
+        queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(maxsize=16)
+        streams.add(queue)
+        try:
+            while True:
+                try:
+                    message = await asyncio.wait_for(queue.get(), EVENT_KEEPALIVE_S)
+                except asyncio.TimeoutError:
+                    if self.rooms.get(room.id) is None:   # the consultation has ended
+                        break
+                    await response.write(b": keepalive\n\n")
+                    continue
+                if message is None:   # the room or the server is closing
+                    break
+                await response.write(f"data: {json.dumps(message)}\n\n".encode())
+        except (ConnectionResetError, asyncio.CancelledError):
+            pass
+        finally:
+            streams.discard(queue)
+            if not streams:
+                self._pages.pop(room.id, None)
+        return response
+
+    def close_event_streams(self) -> None:
+        for streams in self._pages.values():
+            for queue in streams:
+                with contextlib.suppress(asyncio.QueueFull):
+                    queue.put_nowait(None)
 
     async def offer(self, request: web.Request) -> web.Response:
         role = request.match_info["role"]
@@ -303,6 +356,7 @@ def create_app(config: ServeConfig | None = None, masker_factory: MaskerFactory 
     app.router.add_get(f"/room/{{room}}/{role}", relay.page)
     app.router.add_post("/api/rooms", relay.create_room)
     app.router.add_get(f"/api/rooms/{{room}}/{role}/ice", relay.page_ice)
+    app.router.add_get(f"/api/rooms/{{room}}/{role}/events", relay.events)
     app.router.add_post(f"/api/rooms/{{room}}/{role}/offer", relay.offer)
     app.router.add_post(f"/api/rooms/{{room}}/{role}/leave", relay.leave)
     app.router.add_delete("/api/rooms/{room}", relay.end_room)
@@ -317,6 +371,7 @@ def create_app(config: ServeConfig | None = None, masker_factory: MaskerFactory 
         relay.rooms.start()
 
     async def on_shutdown(app: web.Application) -> None:
+        relay.close_event_streams()
         await relay.rooms.close()
 
     app.on_startup.append(on_startup)

@@ -102,13 +102,17 @@ class MaskEngine:
         self.failures = 0
         self.closed = False
 
+    def preload(self) -> None:
+        """Load the Masker (models, GL context) on the engine's thread now, before a camera comes."""
+        self._executor.submit(self._ensure_masker)
+
     # --- input -----------------------------------------------------------------------
     def attach(self, track: MediaStreamTrack) -> None:
         """Mask frames of `track` from now on (a reconnecting patient brings a new one)."""
         self.detach()
         self._source_task = asyncio.ensure_future(self._drain(track))
         if self._worker_task is None:
-            self._executor.submit(self._ensure_masker)  # load models while ICE connects
+            self.preload()  # while ICE connects, if not done before
             self._worker_task = asyncio.ensure_future(self._work())
 
     def detach(self) -> None:

@@ -30,6 +30,7 @@ import os
 import secrets
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -88,6 +89,8 @@ class WorkerRoom:
 
     #: The cluster node the worker runs on (None: this machine).
     node: str | None = None
+    #: Called when a running worker is found gone (the front tells the pages to reconnect).
+    on_lost: Callable[[], None] | None = None
 
     def __init__(self, room_id: str, settings: WorkerSettings, metrics: Metrics) -> None:
         self.id = room_id
@@ -192,7 +195,8 @@ class WorkerRoom:
                     self._starting = None
 
     def _forget_worker(self) -> None:
-        if self._running and not self.closed:
+        lost = self._running and not self.closed
+        if lost:
             log.warning("room %s: media worker gone", self.id)
         if self.metrics_snapshot is not None:
             self._metrics.absorb(self.metrics_snapshot)
@@ -200,6 +204,10 @@ class WorkerRoom:
         self._running, self._base = False, ""
         self._roles.clear()
         self._recording = False
+        if lost:
+            self._starting = asyncio.ensure_future(self._start())   # a new worker while the pages come back
+            if self.on_lost is not None:
+                self.on_lost()
 
     async def _call(self, method: str, path: str, body: dict | None = None,
                     timeout: float = CALL_TIMEOUT_S) -> tuple[int, dict]:
@@ -283,6 +291,7 @@ def worker_app(settings: WorkerSettings, done: asyncio.Event) -> web.Application
     rtc = ice.rtc_configuration(settings.ice_servers, settings.turn_username, settings.turn_password)
     media = MediaSettings(rtc, Path(settings.recordings), settings.frame_reports)
     room = Room(settings.room_id, metrics, masker_factory(settings.masker), media)
+    room.engine.preload()   # this process exists for this room: its models load while the pages connect
 
     @web.middleware
     async def keyed(request: web.Request, handler: Any) -> web.StreamResponse:

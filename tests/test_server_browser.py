@@ -11,12 +11,15 @@ test-artifacts/.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import socket
 import subprocess
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import av
 import cv2
@@ -48,6 +51,46 @@ def _write_y4m(source: Path, target: Path) -> tuple[int, int]:
         for packet in video.encode(None):
             out.mux(packet)
         return video.width, video.height
+
+
+def chromium_flags(camera: Path, loopback: bool = True) -> list[str]:
+    """Headless Chromium with `camera` (y4m) as its fake camera; `loopback`: it may pair with
+    the relay's 127.0.0.1 candidate."""
+    return ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync", "--use-fake-ui-for-media-stream",
+            "--use-fake-device-for-media-stream", f"--use-file-for-fake-video-capture={camera}",
+            "--autoplay-policy=no-user-gesture-required"] + (["--allow-loopback-in-peer-connection"] if loopback else [])
+
+
+def new_room(base: str) -> dict:
+    """A consultation on the relay at `base`: {id, patient, doctor} (the links)."""
+    with urllib.request.urlopen(urllib.request.Request(base + "/api/rooms", method="POST")) as response:
+        return json.load(response)
+
+
+def open_pages(browser: Any, links: dict) -> tuple[Page, Page]:
+    """The patient's page (camera and microphone allowed) and the doctor's, each in its own context."""
+    patient = browser.new_context(permissions=["camera", "microphone"]).new_page()
+    doctor = browser.new_context(permissions=["microphone"]).new_page()
+    patient.goto(links["patient"])
+    doctor.goto(links["doctor"])
+    return patient, doctor
+
+
+@contextlib.contextmanager
+def chromium_consultation(relay: str, camera: Path, width: int, height: int) -> Iterator[tuple[Page, Page, dict]]:
+    """A new consultation on `relay` with both pages open in headless Chromium, the doctor's
+    already playing the masked video; yields (patient page, doctor page, links)."""
+    links = new_room(relay)
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=chromium_flags(camera))
+        try:
+            patient, doctor = open_pages(browser, links)
+            _wait_playing(doctor, "#masked", width, height, timeout_s=45)
+            yield patient, doctor, links
+        finally:
+            browser.close()
 
 
 def _free_port() -> int:
@@ -113,40 +156,22 @@ def test_doctor_page_shows_the_avatar_not_the_patient(relay: str, tmp_path: Path
     source = [d for frame in video_frames(CLIP, step=12) for d in faces.descriptors(frame)]
     assert len(source) >= 5  # the detector does find the patient in the camera frames
 
-    with urllib.request.urlopen(urllib.request.Request(relay + "/api/rooms", method="POST")) as response:
-        links = json.load(response)
-    flags = [
-        "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--use-fake-ui-for-media-stream",
-        "--use-fake-device-for-media-stream", f"--use-file-for-fake-video-capture={tmp_path / 'camera.y4m'}",
-        "--autoplay-policy=no-user-gesture-required", "--allow-loopback-in-peer-connection",
-    ]
-    ARTIFACTS.mkdir(exist_ok=True)
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=flags)
-        try:
-            patient = browser.new_context(permissions=["camera", "microphone"]).new_page()
-            doctor = browser.new_context(permissions=["microphone"]).new_page()
-            patient.goto(links["patient"])
-            doctor.goto(links["doctor"])
-            _wait_playing(doctor, "#masked", width, height, timeout_s=45)
-            _wait_playing(patient, "#avatar", width, height, timeout_s=10)
-            frames = []
-            for _ in range(8):
-                frames.append(_grab(doctor, "#masked"))
-                doctor.wait_for_timeout(250)
-            doctor.wait_for_function("() => document.querySelector('#status').dataset.state === 'live'", timeout=10000)
-            patient.wait_for_function("() => document.querySelector('#status').dataset.state === 'live'", timeout=10000)
-            # Every measure the page lists arrives live (a key the relay does not send stays "–").
-            values = doctor.locator("#values td.value").all_inner_texts()
-            assert values and "–" not in values, values
-            patient.screenshot(path=str(ARTIFACTS / "serve-patient.png"), full_page=True)
-            doctor.screenshot(path=str(ARTIFACTS / "serve-doctor.png"), full_page=True)
-            doctor.click("#end")  # both pages stop (the patient's does not try to reconnect)
-            for page in (doctor, patient):
-                page.wait_for_function("() => document.querySelector('#status').dataset.state === 'ended'", timeout=10000)
-        finally:
-            browser.close()
+    with chromium_consultation(relay, tmp_path / "camera.y4m", width, height) as (patient, doctor, _):
+        _wait_playing(patient, "#avatar", width, height, timeout_s=10)
+        frames = []
+        for _ in range(8):
+            frames.append(_grab(doctor, "#masked"))
+            doctor.wait_for_timeout(250)
+        doctor.wait_for_function("() => document.querySelector('#status').dataset.state === 'live'", timeout=10000)
+        patient.wait_for_function("() => document.querySelector('#status').dataset.state === 'live'", timeout=10000)
+        # Every measure the page lists arrives live (a key the relay does not send stays "–").
+        values = doctor.locator("#values td.value").all_inner_texts()
+        assert values and "–" not in values, values
+        patient.screenshot(path=str(ARTIFACTS / "serve-patient.png"), full_page=True)
+        doctor.screenshot(path=str(ARTIFACTS / "serve-doctor.png"), full_page=True)
+        doctor.click("#end")  # both pages stop (the patient's does not try to reconnect)
+        for page in (doctor, patient):
+            page.wait_for_function("() => document.querySelector('#status').dataset.state === 'ended'", timeout=10000)
 
     background = np.array(BACKGROUND_RGB)
     for frame in frames:
@@ -157,3 +182,32 @@ def test_doctor_page_shows_the_avatar_not_the_patient(relay: str, tmp_path: Path
     assert avatar, "no avatar face in the doctor's frames"
     closest = min(np.linalg.norm(a - s) for a in avatar for s in source)
     assert closest > SAME_PERSON, f"the doctor's video resembles the patient ({closest:.2f})"
+
+
+def test_pages_come_back_by_themselves_when_the_rooms_worker_dies(relay: str, tmp_path: Path) -> None:
+    """The room's worker process killed mid-consultation: the front tells both pages to
+    reconnect, a new worker starts, and both pages are live again with no one clicking.
+    How long it took goes to test-artifacts/worker-restart.json (figures are for `dmask
+    latency` and the README, not for a timed assertion)."""
+    width, height = _write_y4m(CLIP, tmp_path / "camera.y4m")
+    live = "() => document.querySelector('#status').dataset.state === 'live'"
+    with chromium_consultation(relay, tmp_path / "camera.y4m", width, height) as (patient, doctor, _):
+        for page in (doctor, patient):
+            page.wait_for_function(live, timeout=10000)
+        workers = subprocess.run(["pgrep", "-f", "server.worker"], capture_output=True, text=True).stdout.split()
+        assert len(workers) == 1, workers
+        frames = doctor.eval_on_selector("#masked", "v => v.getVideoPlaybackQuality().totalVideoFrames")
+        killed = time.monotonic()
+        subprocess.run(["kill", "-9", workers[0]], check=True)
+        for page in (doctor, patient):
+            page.wait_for_function("() => document.querySelector('#status').dataset.state === 'reconnecting'",
+                                   timeout=10000)
+        for page in (doctor, patient):
+            page.wait_for_function(live, timeout=30000)
+        doctor.wait_for_function("n => document.querySelector('#masked').getVideoPlaybackQuality().totalVideoFrames > n + 30",
+                                 arg=frames, timeout=30000)
+        back = time.monotonic() - killed
+        new = subprocess.run(["pgrep", "-f", "server.worker"], capture_output=True, text=True).stdout.split()
+        assert len(new) == 1 and new != workers
+        (ARTIFACTS / "worker-restart.json").write_text(json.dumps({"pages_live_again_s": round(back, 2)}) + "\n")
+

@@ -11,7 +11,6 @@ says that the TURN server refused its credentials.
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 import shutil
 import subprocess
@@ -24,7 +23,7 @@ from aioice.turn import create_turn_endpoint
 
 from conftest import DATA, DMASK
 from server.ice import PageIce, turn_rest_credentials
-from tests.test_server_browser import CHROMIUM, _free_port, _wait_playing, _write_y4m
+from tests.test_server_browser import CHROMIUM, _free_port, _wait_playing, _write_y4m, chromium_flags, new_room, open_pages
 
 SECRET = "test-secret-of-this-clinic"
 REALM = "dmask.test"
@@ -110,19 +109,6 @@ def _serve(tmp_path: Path, *args: str) -> tuple[subprocess.Popen, str]:
             time.sleep(0.2)
 
 
-def _room(base: str) -> dict:
-    with urllib.request.urlopen(urllib.request.Request(base + "/api/rooms", method="POST")) as response:
-        return json.load(response)
-
-
-def _browser_flags(camera: Path) -> list[str]:
-    # No --allow-loopback-in-peer-connection: relay candidates are the only way in.
-    return ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync", "--use-fake-ui-for-media-stream",
-            "--use-fake-device-for-media-stream", f"--use-file-for-fake-video-capture={camera}",
-            "--autoplay-policy=no-user-gesture-required"]
-
-
 def test_consultation_through_turn_only_and_a_clear_refusal(coturn, tmp_path: Path) -> None:
     from playwright.sync_api import sync_playwright
 
@@ -132,15 +118,13 @@ def test_consultation_through_turn_only_and_a_clear_refusal(coturn, tmp_path: Pa
     wrong, wrong_base = _serve(tmp_path, "--turn-url", url, "--turn-secret", "not coturn's secret", "--relay-only")
     ARTIFACTS.mkdir(exist_ok=True)
     try:
-        links, refused = _room(good_base), _room(wrong_base)
+        links, refused = new_room(good_base), new_room(wrong_base)
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                                 args=_browser_flags(tmp_path / "camera.y4m"))
+                                                 # no loopback candidate: relay candidates are the only way in
+                                                 args=chromium_flags(tmp_path / "camera.y4m", loopback=False))
             try:
-                patient = browser.new_context(permissions=["camera", "microphone"]).new_page()
-                doctor = browser.new_context(permissions=["microphone"]).new_page()
-                patient.goto(links["patient"])
-                doctor.goto(links["doctor"])
+                patient, doctor = open_pages(browser, links)
                 _wait_playing(doctor, "#masked", width, height, timeout_s=60)
                 doctor.wait_for_function("() => document.querySelector('#status').dataset.state === 'live'",
                                          timeout=10000)

@@ -38,6 +38,7 @@ export class Call {
     this.pc = null;
     this.stopped = false;
     this.retrying = false;
+    this.events = null;
     this.retryMs = 1000;
   }
 
@@ -50,8 +51,24 @@ export class Call {
     return await response.json();
   }
 
+  // The front's word outside the media connection: "reconnect" when the room's media
+  // worker was lost (a crash, a lost cluster node): reconnect now, not after the browser
+  // has given up on the dead connection.
+  listen() {
+    if (this.events || this.stopped) return;
+    this.events = new EventSource(apiUrl(this.link, `${this.link.role}/events`));
+    this.events.onmessage = (event) => {
+      const message = JSON.parse(event.data);
+      if (message.type === "reconnect" && !this.stopped) {
+        this.retryMs = 250;
+        this.retry("the consultation's media restarted");
+      }
+    };
+  }
+
   async start() {
     if (this.stopped) return;
+    this.listen();
     if (!this.retrying) this.onState("connecting"); // while retrying, the reason stays shown
     let config;
     try {
@@ -120,6 +137,7 @@ export class Call {
 
   end(state, detail) {
     this.stopped = true;
+    if (this.events) this.events.close();
     if (this.pc) this.pc.close();
     this.pc = null;
     this.onState(state, detail);
