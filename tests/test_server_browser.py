@@ -130,20 +130,25 @@ def _wait_playing(page: Page, selector: str, width: int, height: int, timeout_s:
     )
 
 
-@pytest.fixture
-def relay(tmp_path: Path):
+def start_serve(tmp_path: Path, *args: str) -> tuple[subprocess.Popen, str]:
+    """`dmask serve` on a free port in `tmp_path` with `args`, once it answers; (process, base URL)."""
     port = _free_port()
-    server = subprocess.Popen([*DMASK, "serve", "--port", str(port)], cwd=tmp_path,
+    server = subprocess.Popen([*DMASK, "serve", "--port", str(port), *args], cwd=tmp_path,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 20
     while True:
         try:
             urllib.request.urlopen(base + "/healthz", timeout=1)
-            break
+            return server, base
         except OSError:
             assert server.poll() is None and time.monotonic() < deadline, server.stdout.read() if server.stdout else ""
             time.sleep(0.2)
+
+
+@pytest.fixture
+def relay(tmp_path: Path):
+    server, base = start_serve(tmp_path)
     yield base
     server.terminate()
     log = server.communicate(timeout=20)[0]

@@ -15,15 +15,15 @@ import re
 import shutil
 import subprocess
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 from aioice.turn import create_turn_endpoint
 
-from conftest import DATA, DMASK
+from conftest import DATA
 from server.ice import PageIce, turn_rest_credentials
-from tests.test_server_browser import CHROMIUM, _free_port, _wait_playing, _write_y4m, chromium_flags, new_room, open_pages
+from tests.test_server_browser import (CHROMIUM, _free_port, _wait_playing, _write_y4m, chromium_flags, new_room,
+                                       open_pages, start_serve)
 
 SECRET = "test-secret-of-this-clinic"
 REALM = "dmask.test"
@@ -94,28 +94,13 @@ def test_page_configuration_per_room() -> None:
             PageIce(**bad)
 
 
-def _serve(tmp_path: Path, *args: str) -> tuple[subprocess.Popen, str]:
-    port = _free_port()
-    server = subprocess.Popen([*DMASK, "serve", "--port", str(port), *args], cwd=tmp_path,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            urllib.request.urlopen(base + "/healthz", timeout=1)
-            return server, base
-        except OSError:
-            assert server.poll() is None and time.monotonic() < deadline, server.stdout.read() if server.stdout else ""
-            time.sleep(0.2)
-
-
 def test_consultation_through_turn_only_and_a_clear_refusal(coturn, tmp_path: Path) -> None:
     from playwright.sync_api import sync_playwright
 
     url, _, turn_log = coturn
     width, height = _write_y4m(CLIP, tmp_path / "camera.y4m")
-    good, good_base = _serve(tmp_path, "--turn-url", url, "--turn-secret", SECRET, "--relay-only")
-    wrong, wrong_base = _serve(tmp_path, "--turn-url", url, "--turn-secret", "not coturn's secret", "--relay-only")
+    good, good_base = start_serve(tmp_path, "--turn-url", url, "--turn-secret", SECRET, "--relay-only")
+    wrong, wrong_base = start_serve(tmp_path, "--turn-url", url, "--turn-secret", "not coturn's secret", "--relay-only")
     ARTIFACTS.mkdir(exist_ok=True)
     try:
         links, refused = new_room(good_base), new_room(wrong_base)

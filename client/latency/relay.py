@@ -53,11 +53,13 @@ async def relays(maskers: Mapping[str, MaskerFactory | str]) -> AsyncIterator[di
         recordings = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="dmask-latency-")))
         urls = {}
         for name, masker in maskers.items():
-            workers = isinstance(masker, str)
-            config = ServeConfig(recordings=recordings, limits=LIMITS, frame_reports=True, room_workers=workers,
-                                 worker_masker=masker if isinstance(masker, str) else ServeConfig.worker_masker)
-            runner = web.AppRunner(create_app(config, default_masker if isinstance(masker, str) else masker),
-                                   access_log=None)
+            config = ServeConfig(recordings=recordings, limits=LIMITS, frame_reports=True)
+            factory = default_masker
+            if isinstance(masker, str):
+                config.room_workers, config.worker_masker = True, masker
+            else:
+                factory = masker
+            runner = web.AppRunner(create_app(config, factory), access_log=None)
             await runner.setup()
             stack.push_async_callback(runner.cleanup)
             site = web.TCPSite(runner, "127.0.0.1", 0)
