@@ -18,6 +18,7 @@ would look straight into the camera,
 
     theta_cam_e = atan2(v_x, -v_z),   phi_cam_e = atan2(-v_y, sqrt(v_x^2 + v_z^2)),
 
+(`fixation_angles`, the same for any point, e.g. a target on the screen: `exam/geometry.py`),
 the convergence that fixation needs is  vergence = theta_cam_r - theta_cam_l  (about 7
 degrees at 50 cm, 63 mm between the eyes), and
 
@@ -73,13 +74,26 @@ def prism_dioptres(angle_deg: float) -> float:
     return 100.0 * math.tan(math.radians(angle_deg))
 
 
+def fixation_angles(face: GenericFace, rotation: np.ndarray, translation: np.ndarray, point: np.ndarray) -> np.ndarray:
+    """(..., 2, 2) [eye][horizontal, vertical] degrees at which each eye would look at `point`.
+
+    `point` (..., 3) is in the camera frame (mm); the head pose R (..., 3, 3), t (..., 3)
+    may carry leading batch dimensions (frames, draws). In the head frame the point is
+    p = R^T (point - t) and each eye's direction to it v_e = p - C_e, whose angles follow
+    the avatar's convention (`model/eyeball.py`): theta = atan2(v_x, -v_z),
+    phi = atan2(-v_y, sqrt(v_x^2 + v_z^2)).
+    """
+    p = np.einsum("...ji,...j->...i", rotation, np.asarray(point, float) - translation)
+    v = p[..., None, :] - face.eye_centres  # (..., 2, 3) eyeball centre -> point, head frame
+    horizontal = np.arctan2(v[..., 0], -v[..., 2])
+    vertical = np.arctan2(-v[..., 1], np.hypot(v[..., 0], v[..., 2]))
+    return np.degrees(np.stack([horizontal, vertical], axis=-1))
+
+
 def camera_fixation_angles(face: GenericFace, params: AvatarParams) -> np.ndarray:
-    """(2, 2) [eye][horizontal, vertical] degrees at which each eye would look into the camera."""
-    camera = -params.rotation.T @ params.translation
-    v = camera - face.eye_centres  # (2, 3) eyeball centre -> camera, head frame
-    horizontal = np.arctan2(v[:, 0], -v[:, 2])
-    vertical = np.arctan2(-v[:, 1], np.hypot(v[:, 0], v[:, 2]))
-    return np.degrees(np.column_stack([horizontal, vertical]))
+    """(2, 2) [eye][horizontal, vertical] degrees at which each eye would look into the camera
+    (`fixation_angles` of the camera's centre, the camera frame's origin)."""
+    return fixation_angles(face, params.rotation, params.translation, np.zeros(3))
 
 
 def alignment_measures(face: GenericFace, params: AvatarParams, eyelids: dict[str, float]) -> dict[str, float]:
