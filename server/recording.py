@@ -32,7 +32,8 @@ from .relay import FrameRelay
 
 log = logging.getLogger(__name__)
 
-NAME_RE = re.compile(r"^\d{8}-\d{6}(-\d+)?\.(mp4|params\.jsonl)$")  # what may be listed/downloaded
+#: What may be listed and downloaded: recordings and exams (`exam.py`).
+NAME_RE = re.compile(r"^(\d{8}-\d{6}(-\d+)?\.(mp4|params\.jsonl)|exam-\d{8}-\d{6}(-\d+)?\.(json|params\.jsonl|results\.json|report\.html))$")
 VIDEO_TIME_BASE = fractions.Fraction(1, 1000)
 AUDIO_RATE = 48000
 AUDIO_MAILBOX = 50     # 1 s of 20 ms frames: the encoder thread may lag briefly

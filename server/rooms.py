@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import secrets
 import time
@@ -27,6 +28,7 @@ from aiortc import RTCConfiguration
 from dmask_rt.video.outfile import OutputPathError
 
 from . import signaling
+from .exam import RoomExam
 from .media import Masked, MaskEngine, MaskerFactory
 from .metrics import Metrics
 from .recording import Recorder
@@ -38,6 +40,7 @@ log = logging.getLogger(__name__)
 ROLES = ("patient", "doctor")
 PARAMS_INTERVAL_S = 0.1   # live values to the doctor at about 10 Hz
 STATUS_INTERVAL_S = 1.0   # the patient's status is re-sent at least this often
+MAX_MESSAGE = 16_384      # bytes of one data-channel message from a page
 
 
 @dataclass(frozen=True)
@@ -127,6 +130,7 @@ class Room:
         self._last_params = 0.0
         self._last_status = 0.0
         self._last_face: bool | None = None
+        self.exam = RoomExam(self.settings.recordings / room_id, self.send)
         self.engine.add_listener(self._on_masked)
 
     def role_for(self, token: str | None) -> str | None:
@@ -200,6 +204,7 @@ class Room:
             if session.role == "patient":
                 self.engine.detach()
                 self.patient_audio.set_source(None)
+                self.exam.patient_left()
             else:
                 self.doctor_audio.set_source(None)
                 self.doctor_video.set_source(None)
@@ -212,6 +217,24 @@ class Room:
         present = {role: role in self.sessions for role in ROLES}
         for session in self.sessions.values():
             session.send({"type": "peers", **present})
+
+    def greet(self, session: Session) -> None:
+        """A page's data channel opened: tell it who is here and where the exam stands."""
+        self.announce()
+        if session.role == "doctor" and self.sessions.get("doctor") is session:
+            self.exam.tell_doctor()
+
+    def receive(self, session: Session, data: Any) -> None:
+        """A message from a page's data channel (only the exam's are understood)."""
+        if self.sessions.get(session.role) is not session or not isinstance(data, str) or len(data) > MAX_MESSAGE:
+            return
+        try:
+            message = json.loads(data)
+        except ValueError:
+            return
+        if isinstance(message, dict) and message.get("type") == "exam":
+            self.touch()
+            (self.exam.doctor if session.role == "doctor" else self.exam.patient)(message)
 
     def send(self, role: str, message: dict[str, Any]) -> None:
         session = self.sessions.get(role)
@@ -233,6 +256,7 @@ class Room:
             self.send("doctor", {"type": "params", "face": masked.face_found, "values": values})
         if self.recorder is not None:
             self.recorder.write_params(masked)
+        self.exam.on_masked(masked)
 
     async def close(self) -> None:
         if self.closed:
@@ -251,6 +275,7 @@ class Room:
         self.sessions.clear()
         for relay in (self.patient_audio, self.doctor_audio, self.doctor_video):
             relay.close()
+        await self.exam.close()
         await self.engine.close()
 
 

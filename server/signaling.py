@@ -160,10 +160,14 @@ async def answer(room: Room, role: str, offer_sdp: str, config: RTCConfiguration
 
         @channel.on("open")
         def on_open() -> None:
-            room.announce()
+            room.greet(session)
+
+        @channel.on("message")
+        def on_message(data: str | bytes) -> None:
+            room.receive(session, data)
 
         if channel.readyState == "open":
-            room.announce()
+            room.greet(session)
 
     @pc.on("connectionstatechange")
     async def on_state() -> None:

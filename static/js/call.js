@@ -2,7 +2,7 @@
 //
 // Non-trickle signaling: the offer is posted once all ICE candidates are gathered and
 // the relay answers with all of its own. The relay's "dmask" data channel carries
-// JSON messages (status, peers, params, recording).
+// JSON messages (status, peers, params, recording, exam), and the exam's back.
 
 export function roomFromLocation() {
   const match = location.pathname.match(/^\/room\/([^/]+)\/(patient|doctor)$/);
@@ -36,6 +36,7 @@ export class Call {
   constructor(link, { setup, onTrack, onMessage, onState }) {
     Object.assign(this, { link, setup, onTrack, onMessage, onState });
     this.pc = null;
+    this.channel = null;
     this.stopped = false;
     this.retrying = false;
     this.events = null;
@@ -86,6 +87,7 @@ export class Call {
     const transceivers = this.setup(pc);
     pc.ontrack = (event) => this.onTrack(event, transceivers);
     const channel = pc.createDataChannel("dmask");
+    this.channel = channel;
     channel.onmessage = (event) => {
       const message = JSON.parse(event.data);
       if (message.type === "ended") this.end("ended", "The consultation has ended.");
@@ -112,6 +114,13 @@ export class Call {
     } catch (error) {
       if (pc === this.pc) this.retry(String(error.message || error));
     }
+  }
+
+  // A JSON message to the relay over the data channel; false when it cannot go now.
+  send(message) {
+    if (!this.channel || this.channel.readyState !== "open") return false;
+    this.channel.send(JSON.stringify(message));
+    return true;
   }
 
   watch(pc) {

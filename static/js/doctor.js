@@ -1,7 +1,8 @@
 // The doctor's page: the patient's masked avatar (the relay sends nothing else), the
-// live measurements with short traces, audio both ways, the doctor's optional camera,
-// recording, and the end of the consultation.
+// live measurements with short traces, the guided examination, audio both ways, the
+// doctor's optional camera, recording, and the end of the consultation.
 import { Call, apiUrl, roomFromLocation, setStatus, toggleMute } from "./call.js";
+import { ExamPanel } from "./exam_panel.js";
 
 const $ = (id) => document.getElementById(id);
 const status = $("status");
@@ -97,6 +98,7 @@ async function main() {
   toggleMute($("mute"), mic, "microphone");
   let cameraSender = null;
   let patientHere = false, connected = false, face = null;
+  let exam = null;
 
   const show = () => {
     if (!connected) return;
@@ -124,6 +126,7 @@ async function main() {
       if (message.type === "params") { face = message.face; showParams(message); show(); }
       if (message.type === "peers") { patientHere = message.patient; show(); }
       if (message.type === "recording") { showRecording(message.active); refreshRecordings(); }
+      if (message.type === "exam") exam.onMessage(message);
     },
     onState(state, detail) {
       connected = state === "connected";
@@ -134,6 +137,8 @@ async function main() {
     },
   });
 
+  exam = new ExamPanel((message) => call.send(message), (name) => apiUrl(link, `recordings/${encodeURIComponent(name)}`),
+    refreshRecordings);
   $("share-camera").addEventListener("click", async (event) => {
     const button = event.currentTarget;
     if (camera) {

@@ -1,6 +1,7 @@
 // The patient's page: camera and microphone to the relay; back come the avatar (as the
 // doctor sees it), the doctor's voice and, if shared, the doctor's camera.
 import { Call, roomFromLocation, setStatus, toggleMute } from "./call.js";
+import { PatientExam } from "./exam.js";
 
 const $ = (id) => document.getElementById(id);
 const status = $("status");
@@ -37,6 +38,7 @@ async function main() {
   const [mic] = stream.getAudioTracks();
   toggleMute($("mute"), mic, "microphone");
 
+  let exam = null;
   const call = new Call(link, {
     setup(pc) {
       return [
@@ -58,12 +60,14 @@ async function main() {
     },
     onMessage(message) {
       if (message.type === "status") { face = message.face; showStatus(); }
+      if (message.type === "exam") exam.onMessage(message);
       if (message.type === "peers") {
         $("doctor-presence").textContent = message.doctor ? "Your doctor is here." : "Waiting for your doctor to join.";
       }
     },
     onState(state, detail) {
       connected = state === "connected";
+      if (!connected) exam.onConnectionLost();
       if (state === "connected") showStatus();
       else if (state === "connecting") setStatus(status, "connecting", "Connecting…");
       else if (state === "reconnecting") setStatus(status, "reconnecting", detail ? `Reconnecting: ${detail}` : "Reconnecting…");
@@ -73,6 +77,7 @@ async function main() {
       }
     },
   });
+  exam = new PatientExam((message) => call.send(message));
   $("leave").addEventListener("click", () => call.leave());
   window.addEventListener("pagehide", () => call.leave());
   await call.start();

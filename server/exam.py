@@ -1,0 +1,273 @@
+"""A room's guided eye examination: the doctor starts it, the patient's page shows the
+targets and times the steps, this module keeps the frames of each step and its figures.
+
+Messages on the rooms' data channels (JSON, `"type": "exam"`):
+
+    doctor  -> room     {"action": "start"} | {"action": "stop"} | {"action": "repeat", "steps": [i, ...]}
+    room    -> patient  {"action": "start", "protocol": [...], "steps": [i, ...]} | {"action": "stop"}
+    patient -> room     {"event": "screen", "width_px", "height_px", "mm_per_px", "mm_per_px_source",
+                         "camera_x_mm", "camera_y_mm", "camera_source"}
+                        {"event": "step", "index": i}        the target of step i is showing from now
+                        {"event": "step_done", "index": i}   step i ran its full time
+                        {"event": "pause"} | {"event": "resume"} | {"event": "stop"} | {"event": "done"}
+                        {"event": "too_small", "width_px", "height_px"}
+    room    -> doctor   {"state", "step", "steps_total", "message", "results", "files"}
+
+The patient's page is the exam's clock (it shows the target, and the patient may pause):
+a step's start and end are stamped here on arrival, in the same clock as the frames,
+which arrive a few frames after their capture; each step's first `settle_s` seconds are
+left out of its figures (`dmask_rt/exam/protocol.py`), which covers that. A paused step
+is shown again from its start when the patient continues.
+
+Frames are kept (their fitted parameters, never pixels) from the exam's start to its end.
+After every step the figures are computed again on a thread (`dmask_rt.exam.analysis`) and
+sent to the doctor. When the exam ends -- done, stopped by either side, the patient gone,
+the room closed -- what was measured is saved into the room's recordings directory: the
+exam record (`exam-<time>.json`), its frames (`.params.jsonl`, as `dmask mask --params`),
+the results (`.results.json`) and the report (`.report.html`); `dmask exam` recomputes the
+last two from the first two.
+"""
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import json
+import logging
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from dmask_rt.exam.protocol import STEPS, protocol_json
+from dmask_rt.paramlog import ParamLog
+from dmask_rt.pipeline import Masker
+from dmask_rt.video.outfile import AtomicFile
+
+from .media import Masked
+
+log = logging.getLogger(__name__)
+
+#: Screen facts a page may report, with their sane ranges (anything else is refused).
+SCREEN_RANGES = {
+    "width_px": (50.0, 20000.0), "height_px": (50.0, 20000.0), "mm_per_px": (0.01, 5.0),
+    "camera_x_mm": (-1000.0, 1000.0), "camera_y_mm": (-1000.0, 1000.0),
+}
+SOURCES = {"mm_per_px_source": ("card", "assumed"), "camera_source": ("confirmed", "assumed")}
+#: At most this many frames are kept (an hour at 30 fps): an exam left open ends there.
+MAX_FRAMES = 108_000
+
+Send = Callable[[str, dict[str, Any]], None]
+
+
+class RoomExam:
+    """The exam of one room: its state, record, frames and figures."""
+
+    def __init__(self, directory: Path, send: Send, clock: Callable[[], float] = time.monotonic) -> None:
+        self.directory = directory
+        self._send = send
+        self._clock = clock
+        self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="dmask-exam")
+        self.state = "idle"          # idle | waiting | running | paused | done | stopped
+        self.message = ""
+        self.record: dict[str, Any] | None = None
+        self.rows: list[dict[str, Any]] = []
+        self.results: dict[str, Any] | None = None
+        self.files: list[str] = []
+        self._t0 = 0.0
+        self._current: dict[str, Any] | None = None  # the step run in progress
+        self._analysis: asyncio.Task[None] | None = None
+
+    # --- the doctor ----------------------------------------------------------------------
+    def doctor(self, message: dict[str, Any]) -> None:
+        action = message.get("action")
+        if action == "start" and self.state not in ("waiting", "running", "paused"):
+            self._begin(list(range(len(STEPS))))
+        elif action == "repeat" and self.state in ("done", "stopped") and self.record is not None:
+            steps = [i for i in message.get("steps", []) if isinstance(i, int) and 0 <= i < len(STEPS)]
+            if steps:
+                self.state, self.message = "waiting", "Waiting for the patient to begin the repeated steps."
+                self._send("patient", {"type": "exam", "action": "start", "protocol": protocol_json(), "steps": steps})
+        elif action == "stop" and self.state in ("waiting", "running", "paused"):
+            self._send("patient", {"type": "exam", "action": "stop"})
+            self._finish("stopped", "Stopped by the doctor.")
+        self.tell_doctor()
+
+    def _begin(self, steps: list[int]) -> None:
+        self._t0 = self._clock()
+        stamp = base = time.strftime("%Y%m%d-%H%M%S")
+        n = 0
+        while (self.directory / f"exam-{stamp}.json").exists():  # two exams in one second
+            n += 1
+            stamp = f"{base}-{n}"
+        self.record = {
+            "format": "dmask-exam", "version": 1,
+            "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "protocol": protocol_json(), "screen": None, "steps": [],
+            "params_file": f"exam-{stamp}.params.jsonl",
+        }
+        self.rows, self.results, self.files, self._current = [], None, [], None
+        self.state, self.message = "waiting", "Waiting for the patient to begin."
+        self._send("patient", {"type": "exam", "action": "start", "protocol": protocol_json(), "steps": steps})
+
+    # --- the patient ---------------------------------------------------------------------
+    def patient(self, message: dict[str, Any]) -> None:
+        if self.record is None or self.state not in ("waiting", "running", "paused"):
+            return
+        event = message.get("event")
+        now = self._now()
+        if event == "screen":
+            screen = _screen(message)
+            if screen is not None:
+                self.record["screen"] = screen
+        elif event == "step" and _step_index(message) is not None:
+            self._end_run("interrupted", now)
+            index = _step_index(message)
+            self._current = {"index": index, "name": STEPS[index].name, "start_s": round(now, 3), "end_s": None, "status": "running"}
+            self.record["steps"].append(self._current)
+            self.state, self.message = "running", f"Step {index + 1} of {len(STEPS)}: {STEPS[index].label}."
+        elif event == "step_done" and self._current is not None and message.get("index") == self._current["index"]:
+            self._end_run("done", now)
+            self._analyse()
+        elif event == "pause":
+            self._end_run("interrupted", now)
+            self.state, self.message = "paused", "Paused by the patient."
+        elif event == "resume":
+            self.state, self.message = "running", "The patient continued."
+        elif event == "too_small":
+            self.message = (f"The patient's window is too small for the targets "
+                            f"({_int(message.get('width_px'))} x {_int(message.get('height_px'))} px): "
+                            "they were asked to enlarge it.")
+        elif event == "stop":
+            self._finish("stopped", "Stopped by the patient.")
+        elif event == "done":
+            self._finish("done", "Examination complete.")
+        self.tell_doctor()
+
+    def patient_left(self) -> None:
+        """The patient's connection went: keep what was measured."""
+        if self.state in ("running", "paused"):
+            self._finish("stopped", "The patient left during the examination; what was measured is kept.")
+            self.tell_doctor()
+
+    # --- frames ------------------------------------------------------------------------
+    def on_masked(self, masked: Masked) -> None:
+        """Keep one published frame's parameters (event loop) while the exam runs."""
+        if self.state not in ("running", "paused") or len(self.rows) >= MAX_FRAMES:
+            return
+        row: dict[str, Any] = {"frame": len(self.rows), "time": round(self._now(), 4), "face_found": masked.face_found}
+        row.update(dict.fromkeys(Masker.PARAM_NAMES) if masked.params is None else masked.params)
+        self.rows.append(row)
+
+    # --- figures and files ----------------------------------------------------------------
+    def _now(self) -> float:
+        return self._clock() - self._t0
+
+    def _end_run(self, status: str, now: float) -> None:
+        if self._current is not None:
+            self._current["end_s"], self._current["status"] = round(now, 3), status
+            self._current = None
+
+    def _analyse(self) -> None:
+        if self._analysis is None or self._analysis.done():
+            self._analysis = asyncio.ensure_future(self._compute())
+
+    async def _compute(self) -> None:
+        assert self.record is not None
+        record, rows = json.loads(json.dumps(self.record)), list(self.rows)
+        loop = asyncio.get_running_loop()
+        try:
+            self.results = await loop.run_in_executor(self._executor, _analyse, record, rows)
+        except Exception:  # noqa: BLE001 - figures failing must not end the consultation
+            log.exception("exam analysis failed")
+        self.tell_doctor()
+
+    def _finish(self, state: str, message: str) -> None:
+        self._end_run("stopped" if state == "stopped" else "done", self._now())
+        self.state, self.message = state, message
+        if self.record is not None:
+            asyncio.ensure_future(self._save())
+
+    async def _save(self) -> None:
+        assert self.record is not None
+        record, rows = json.loads(json.dumps(self.record)), list(self.rows)
+        loop = asyncio.get_running_loop()
+        try:
+            self.results, self.files = await loop.run_in_executor(self._executor, _save, self.directory, record, rows)
+        except Exception:  # noqa: BLE001
+            log.exception("saving the exam failed")
+            self.message += " Saving the results failed: see the relay's log."
+        self.tell_doctor()
+
+    def tell_doctor(self) -> None:
+        self._send("doctor", {
+            "type": "exam", "state": self.state, "message": self.message,
+            "step": self._current["index"] if self._current else None, "steps_total": len(STEPS),
+            "results": self.results, "files": self.files,
+        })
+
+    async def close(self) -> None:
+        """The room is closing: an exam in progress ends, and its files are written."""
+        if self.state in ("waiting", "running", "paused") and self.record is not None:
+            self._end_run("stopped", self._now())
+            self.state = "stopped"
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(self._executor, _save, self.directory, self.record, list(self.rows))
+        self._executor.shutdown(wait=False)
+
+
+def _analyse(record: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, Any]:
+    from dmask_rt.exam.analysis import analyse
+
+    return analyse(record, rows)
+
+
+def _save(directory: Path, record: dict[str, Any], rows: list[dict[str, Any]]) -> tuple[dict[str, Any], list[str]]:
+    """Write the record, its frames, results and report (each appears complete or not at all)."""
+    from dmask_rt.exam.report import report_html
+
+    directory.mkdir(parents=True, exist_ok=True)
+    stem = record["params_file"].removesuffix(".params.jsonl")
+    log_ = ParamLog(directory / record["params_file"], Masker.PARAM_NAMES)
+    with log_:
+        for row in rows:
+            params = None if not row["face_found"] else {k: row[k] for k in Masker.PARAM_NAMES}
+            log_.write(row["frame"], row["time"], row["face_found"], params)
+    results = _analyse(record, rows)
+    texts = {
+        f"{stem}.json": json.dumps(record, indent=1),
+        f"{stem}.results.json": json.dumps(results, indent=1, allow_nan=False),
+        f"{stem}.report.html": report_html(results, record),
+    }
+    for name, text in texts.items():
+        out = AtomicFile(directory / name)
+        try:
+            out.tmp.write_text(text, encoding="utf-8")
+        except BaseException:
+            out.discard()
+            raise
+        out.commit()
+    return results, [record["params_file"], *texts]
+
+
+def _screen(message: dict[str, Any]) -> dict[str, Any] | None:
+    screen: dict[str, Any] = {}
+    for key, (low, high) in SCREEN_RANGES.items():
+        value = message.get(key)
+        if not isinstance(value, (int, float)) or not math.isfinite(value) or not low <= value <= high:
+            return None
+        screen[key] = float(value)
+    for key, allowed in SOURCES.items():
+        if message.get(key) not in allowed:
+            return None
+        screen[key] = message[key]
+    return screen
+
+
+def _step_index(message: dict[str, Any]) -> int | None:
+    index = message.get("index")
+    return index if isinstance(index, int) and not isinstance(index, bool) and 0 <= index < len(STEPS) else None
+
+
+def _int(value: Any) -> int:
+    return int(value) if isinstance(value, (int, float)) and math.isfinite(value) else 0
