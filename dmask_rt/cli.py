@@ -1,4 +1,5 @@
-"""The `dmask` command: mask a video file, preview live, benchmark, fetch the models, serve consultations.
+"""The `dmask` command: mask a video file, preview live, benchmark, fetch the models, serve consultations,
+report a guided eye examination.
 
 Exit codes: 0 done, 2 unusable input/output, no display or no models (one line
 on stderr, nothing written), 130 interrupted. Anything else is a bug and shows a traceback.
@@ -167,8 +168,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
     clips = sorted(SHARED_VIDEOS.glob("p0[1-8]_*.mp4"))
     if not clips:
         raise VideoInputError(f"{SHARED_VIDEOS}: no development clips p01..p08")
-    report = bench.run(clips, frames=args.frames)
-    bench.print_table(report)
+    if args.closeup:
+        report = bench.run_closeup(clips, frames=args.frames)
+        bench.print_closeup_table(report)
+    else:
+        report = bench.run(clips, frames=args.frames)
+        bench.print_table(report)
     bench.write_json(report, json_path)
     return 0
 
@@ -204,6 +209,37 @@ def cmd_eval(args: argparse.Namespace) -> int:
     json_path, html_path = report.write(evaluation, Path(args.out))
     print(report.headline(evaluation.results))
     print(f"\n-> {json_path}, {html_path}")
+    return 0
+
+
+def cmd_exam(args: argparse.Namespace) -> int:
+    """Figures of a guided eye examination from its record and param log: an HTML report and the results as JSON."""
+    from .exam.analysis import analyse  # heavy imports (matplotlib): only for this command
+    from .exam.record import RecordError, read_record
+    from .exam.report import report_html
+    from .paramlog import ParamLogError, read_params
+
+    record_path = Path(args.record)
+    try:
+        record = read_record(record_path)
+        if args.params is None and not isinstance(record.get("params_file"), str):
+            raise RecordError(f"{record_path}: no 'params_file' in the record; give --params")
+        params_path = Path(args.params) if args.params else record_path.parent / record["params_file"]
+        stem = record_path.stem
+        html_path = check_output_path(args.html or record_path.with_name(f"{stem}.report.html"), (".html",))
+        json_path = check_output_path(args.json or record_path.with_name(f"{stem}.results.json"), (".json",))
+        rows = read_params(params_path)
+    except (RecordError, ParamLogError) as err:
+        print(f"dmask: error: {err}", file=sys.stderr)
+        return EXIT_UNUSABLE
+    except OSError as err:  # missing or unreadable file
+        print(f"dmask: error: {err.filename}: {err.strerror}", file=sys.stderr)
+        return EXIT_UNUSABLE
+    results = analyse(record, rows)
+    page = report_html(results, record)
+    write_atomically(json_path, (json.dumps(results, indent=1, allow_nan=False) + "\n").encode())
+    write_atomically(html_path, page.encode())
+    print(f"-> {html_path}, {json_path}", file=sys.stderr)
     return 0
 
 
@@ -320,6 +356,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench_cmd = commands.add_parser("bench", help="per-stage latency over the development clips", description=cmd_bench.__doc__)
     bench_cmd.add_argument("--frames", type=_positive_int, default=150, metavar="N", help="frames per clip and size (default: 150)")
     bench_cmd.add_argument("--json", metavar="OUT", help="also save the JSON report here")
+    bench_cmd.add_argument("--closeup", action="store_true", help="instead: the eye close-up's cost as a second VP8 track or in the avatar's frame")
     bench_cmd.set_defaults(run=cmd_bench)
 
     setup_cmd = commands.add_parser("setup", help="fetch the model files and compile the fit", description=cmd_setup.__doc__)
@@ -332,6 +369,13 @@ def build_parser() -> argparse.ArgumentParser:
     eval_cmd.add_argument("--out", default=str(DEFAULT_OUT_DIR / "eval"), metavar="DIR", help="report folder (default: out/eval)")
     eval_cmd.add_argument("--step", type=_positive_int, default=10, metavar="N", help="privacy probes every N frames, N >= 2 (default: 10)")
     eval_cmd.set_defaults(run=cmd_eval)
+
+    exam_cmd = commands.add_parser("exam", help="report of a guided eye examination (HTML and JSON)", description=cmd_exam.__doc__)
+    exam_cmd.add_argument("record", metavar="RECORD.json", help="the exam record the consultation saved")
+    exam_cmd.add_argument("--params", metavar="PARAMS.jsonl", help="its param log (default: the record's params_file beside it)")
+    exam_cmd.add_argument("--html", metavar="OUT.html", help="the report (default: <record stem>.report.html beside it)")
+    exam_cmd.add_argument("--json", metavar="OUT.json", help="the results (default: <record stem>.results.json beside it)")
+    exam_cmd.set_defaults(run=cmd_exam)
 
     serve_cmd = commands.add_parser("serve", help="live masked consultations in the browser (WebRTC relay)", description=cmd_serve.__doc__)
     serve_cmd.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")

@@ -3,7 +3,7 @@
 Every row has the same flat keys, so both formats load as the same table:
 `frame` (index), `time` (seconds, the input's timestamp), `face_found`, then one
 column per `Masker.PARAM_NAMES` entry, null (JSON) or empty (CSV) without a face.
-Like the video, the file appears only when the job succeeds.
+Like the video, the file appears only when the job succeeds; `read_params` reads either back.
 """
 
 from __future__ import annotations
@@ -76,3 +76,43 @@ def _number(value: float | None) -> float | None:
     value = float(value)
     return value if math.isfinite(value) else None
 
+
+
+class ParamLogError(ValueError):
+    """A parameter log that cannot be read; the message is one line for the user."""
+
+
+def read_params(path: str | os.PathLike[str]) -> list[dict]:
+    """The rows of a parameter log (.jsonl or .csv, as ParamLog writes them): numbers as floats,
+    `frame` as int, `face_found` as bool, None where empty. Raises ParamLogError (or OSError)."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in SUFFIXES:
+        raise ParamLogError(f"{path}: unsupported extension {suffix or '(none)'!r}, use {' or '.join(SUFFIXES)}")
+    rows = []
+    with open(path, encoding="utf-8", newline="") as f:
+        if suffix == ".jsonl":
+            for n, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as err:
+                    raise ParamLogError(f"{path}, line {n}: not JSON ({err.msg})") from None
+                rows.append(_checked(row, path, n))
+        else:
+            for n, row in enumerate(csv.DictReader(f), 2):
+                face = row.get("face_found")
+                try:
+                    values = {k: (None if v == "" else float(v)) for k, v in row.items() if k != "face_found"}
+                except ValueError:
+                    raise ParamLogError(f"{path}, line {n}: a value is not a number") from None
+                rows.append(_checked(values | {"face_found": face == "true"}, path, n))
+    return rows
+
+
+def _checked(row: object, path: Path, n: int) -> dict:
+    """A row with its fixed columns typed; ParamLogError when they are missing."""
+    if not isinstance(row, dict) or not isinstance(row.get("time"), (int, float)) or row.get("frame") is None:
+        raise ParamLogError(f"{path}, line {n}: not a parameter row (needs frame, time, face_found)")
+    return row | {"frame": int(row["frame"]), "time": float(row["time"]), "face_found": bool(row.get("face_found"))}

@@ -73,14 +73,17 @@ def _vs(draws: np.ndarray) -> dict:
     return {"value": float(value), "sd": sd}
 
 
-def deviation_words(horizontal_pd: float | None, vertical_pd: float | None) -> str:
-    """"17.6 PD ET, 2.0 PD R/L HT"-style words for a deviation between the eyes."""
+def deviation_words(horizontal_pd: dict, vertical_pd: dict) -> str:
+    """"17.6 PD ET, 2.0 PD R/L HT"-style words for a deviation between the eyes ({"value", "sd"} in PD):
+    a component within 2 sd of zero is left out."""
     parts = []
-    if horizontal_pd is not None:
-        parts.append(f"{abs(horizontal_pd):.1f} PD {'ET' if horizontal_pd > 0 else 'XT'}")
-    if vertical_pd is not None:
-        parts.append(f"{abs(vertical_pd):.1f} PD {'R/L HT' if vertical_pd > 0 else 'L/R HT'}")
-    return ", ".join(parts) if parts else "not measured"
+    for vs, plus, minus in ((horizontal_pd, "ET", "XT"), (vertical_pd, "R/L HT", "L/R HT")):
+        value, sd = vs["value"], vs["sd"] or 0.0
+        if value is not None and abs(value) > 2 * sd:
+            parts.append(f"{abs(value):.1f} PD {plus if value > 0 else minus}")
+    if all(vs["value"] is None for vs in (horizontal_pd, vertical_pd)):
+        return "not measured"
+    return ", ".join(parts) if parts else "no deviation beyond 2 sd"
 
 
 class _Exam:
@@ -263,8 +266,7 @@ def _step_result(exam: _Exam, run: StepRun, window: tuple | None, calibrated) ->
     for a, axis in enumerate(AXES):
         deviation[f"{axis}_deg"] = _vs(d[:, a])
         deviation[f"{axis}_pd"] = _vs(_pd(d[:, a]))
-    pds = [deviation[f"{axis}_pd"]["value"] for axis in AXES]
-    deviation["words"] = deviation_words(*(None if not np.isfinite(p) else p for p in pds))
+    deviation["words"] = deviation_words(*(_plain(deviation[f"{axis}_pd"]) for axis in AXES))
     out["deviation"] = deviation
     return out
 

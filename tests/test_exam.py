@@ -1,0 +1,239 @@
+"""The guided exam's analysis, report and CLI: known answers on synthetic exams (tests/exam_synth.py).
+
+Each synthetic patient's eyes point their true visual axes at the protocol's targets
+(plus a deviation where the scenario has one), read through a chosen eye model (offset
+c, gain rho, kappa) with 0.6 degrees of per-frame noise; tolerances are a few times the
+analysis's own sd for these streams.
+"""
+from __future__ import annotations
+
+import json
+import math
+import re
+
+import numpy as np
+import pytest
+from exam_synth import PARAM_NAMES, Patient, esotropia, exam, reading, schedule
+
+from dmask_rt.cli import main
+from dmask_rt.exam.analysis import analyse
+from dmask_rt.exam.calibration import fit_gain, visual_axis
+from dmask_rt.exam.geometry import Screen, head_rotation, target_point
+from dmask_rt.exam.report import report_html
+from dmask_rt.measure.alignment import fixation_angles
+from dmask_rt.model.generic_face import GenericFace
+from dmask_rt.paramlog import ParamLog, read_params
+
+ET_PRIMARY_PD = 100 * math.tan(math.radians(10))  # 17.6
+ET_LEFT_PD = 100 * math.tan(math.radians(15))     # 26.8
+COVER_STEPS = ("cover_left", "uncover_left", "cover_right", "uncover_right")
+#: The esotropic patient's own anatomy: offsets, a larger eye than the generic one, a kappa off the population's.
+ESO = Patient(deviation=esotropia, c_mm=np.array([[0.5, 0.2], [-0.3, 0.0]]), kappa_deg=np.array([[6.0, 0.0], [-4.0, 0.0]]))
+
+
+@pytest.fixture(scope="module")
+def eso_exam() -> tuple[dict, list[dict], dict]:
+    record, rows = exam(ESO)
+    return record, rows, analyse(record, rows)
+
+
+@pytest.fixture(scope="module")
+def lids_exam() -> tuple[dict, list[dict], dict]:
+    patient = Patient(c_mm=np.array([[2.0, 0.0], [0.0, 0.0]]), lid_lag_r_mm=2.0, closure_gap_mm=(3.0, 0.2),
+                      rest_blinks=6, face_lost_in=("gaze_up",))
+    record, rows = exam(patient, seed=2)
+    return record, rows, analyse(record, rows)
+
+
+def test_target_place_and_fixation_angles() -> None:
+    screen = Screen.from_record({"width_px": 1000, "height_px": 500, "mm_per_px": 0.3, "camera_x_mm": 10.0, "camera_y_mm": 8.0})
+    # The page's centre: 10 mm to the patient's LEFT of the camera (camera 10 mm to the patient's right) = image right, +x.
+    assert np.allclose(target_point(screen, 0.5, 0.5), [10.0, 8.0 + 75.0, 0.0])
+    # The page's right edge as the patient sees it is the image left (-x).
+    assert np.allclose(target_point(screen, 1.0, 0.0), [-(150.0 - 10.0), 8.0, 0.0])
+    face = GenericFace.load()
+    t = np.array([0.0, 0.0, 500.0])
+    centre_r = face.eye_centres[0] + t  # a frontal head: R = I
+    straight = fixation_angles(face, np.eye(3), t, centre_r * [1, 1, 0])
+    assert np.allclose(straight[0], 0.0, atol=1e-9)
+    below = fixation_angles(face, head_rotation(0.0, 0.0, 0.0), t, centre_r * [1, 1, 0] + [0.0, 100.0, 0.0])
+    assert below[0, 1] == pytest.approx(-math.degrees(math.atan2(100.0, centre_r[2])))  # below the eye: vertical < 0
+
+
+def test_eye_model_round_trip_and_gain_fit() -> None:
+    theta = np.array([[-18.0, -9.0, 0.0, 9.0, 18.0]])
+    readings = reading(theta, 0.7, 12.0, 5.0)
+    c, rho = fit_gain(readings, theta, 5.0)
+    assert c[0] == pytest.approx(0.7) and rho[0] == pytest.approx(12.0)
+    assert np.allclose(visual_axis(readings, 0.7, 12.0, 5.0), theta)
+    assert fit_gain(readings[:, 2:3], theta[:, 2:3], 5.0) is None  # one target: no gain
+
+
+def test_esotropia_growing_on_left_gaze(eso_exam) -> None:
+    _, _, r = eso_exam
+    assert r["calibration"]["deviation_calibrated"] is True
+    assert r["calibration"]["deviating_eye"] == "r"
+    for pos, truth, tol, max_sd in (("primary", ET_PRIMARY_PD, 1.5, 5.0), ("left", ET_LEFT_PD, 2.5, 9.0),
+                                    ("up_left", ET_LEFT_PD, 2.5, 9.0), ("right", ET_PRIMARY_PD, 1.5, 5.0)):
+        d = r["motility"][pos]["deviation"]
+        h = d["horizontal_pd"]
+        assert abs(h["value"] - truth) < tol, (pos, h)
+        assert abs(h["value"] - truth) < 2 * h["sd"] < 2 * max_sd, (pos, h)  # the uncertainty covers the truth, not absurdly
+        assert abs(d["vertical_pd"]["value"]) < 2.0
+        assert "PD ET" in d["words"]
+    # The right eye's excursion against its target shows it in (nasal, +), the left eye on target.
+    eyes = r["motility"]["primary"]["eyes"]
+    assert eyes["r"]["vs_target_horizontal_deg"]["value"] == pytest.approx(10.0, abs=1.0)
+    assert eyes["l"]["vs_target_horizontal_deg"]["value"] == pytest.approx(0.0, abs=1.0)
+    cover = r["cover"]
+    assert cover["cover_left"]["tropia"] is True and "esotropia" in cover["cover_left"]["finding"]
+    assert cover["cover_left"]["movement_horizontal_deg"]["value"] == pytest.approx(-10.0, abs=1.5)  # right eye moved out
+    assert cover["cover_right"]["tropia"] is False
+    assert "moved out" in cover["uncover_left"]["finding"]  # the left eye, turned in under the cover, takes fixation back
+    assert not cover["cover_left"]["covered_eye_read_open"]
+
+
+def test_esotropia_without_cover_steps_is_not_calibrated(eso_exam) -> None:
+    record, rows, _ = eso_exam
+    runs = [s for s in record["steps"] if s["name"] not in COVER_STEPS]
+    r = analyse(record | {"steps": runs}, rows)
+    cal = r["calibration"]
+    assert cal["deviation_calibrated"] is False
+    assert [cal["eyes"][s]["offset_source"] for s in "rl"] == ["population", "population"]
+    assert any("Do the cover test" in n for n in cal["notes"])
+    h = r["motility"]["primary"]["deviation"]["horizontal_pd"]
+    assert h["sd"] > 10.0  # the population's spread: about 8 degrees, 14 PD
+    assert abs(h["value"] - ET_PRIMARY_PD) > 3.0  # the binocular calibration took part of the squint away ...
+    assert abs(h["value"] - ET_PRIMARY_PD) < 2 * h["sd"]  # ... and the uncertainty says so
+    assert set(COVER_STEPS) <= set(r["summary"]["not_reached"])
+
+
+def test_offset_of_2mm_recovered_and_no_deviation(lids_exam) -> None:
+    _, _, r = lids_exam
+    eyes = r["calibration"]["eyes"]
+    assert eyes["r"]["c_horizontal_mm"]["value"] == pytest.approx(2.0, abs=0.3)
+    assert eyes["l"]["c_horizontal_mm"]["value"] == pytest.approx(0.0, abs=0.3)
+    assert eyes["r"]["rho_horizontal_mm"]["value"] == pytest.approx(11.0, abs=1.0)
+    assert eyes["r"]["residual_horizontal_deg"] < 1.0
+    for pos, m in r["motility"].items():
+        if m["status"] == "measured":
+            assert abs(m["deviation"]["horizontal_pd"]["value"]) < 2.0, pos
+            assert abs(m["deviation"]["vertical_pd"]["value"]) < 2.0, pos
+    assert r["cover"]["cover_left"]["tropia"] is False and r["cover"]["cover_right"]["tropia"] is False
+
+
+def test_face_lost_step_is_not_measured(lids_exam) -> None:
+    _, _, r = lids_exam
+    assert r["steps"]["gaze_up"]["status"] == "not measured"
+    assert "face found in" in r["steps"]["gaze_up"]["reason"]
+    assert r["motility"]["up"]["status"] == "not measured"
+    assert [m["step"] for m in r["summary"]["not_measured"]] == ["gaze_up"]
+
+
+def test_partial_record_reports_not_reached() -> None:
+    names = [s["name"] for s in schedule()][:12]  # calibration and the first gaze steps
+    runs = schedule(names)
+    stopped = next(s for s in schedule() if s["name"] == "gaze_down_right") | {"status": "stopped"}
+    repeated = [{**runs[5], "status": "interrupted"}, runs[5]]  # gaze_primary interrupted, then done
+    record, rows = exam(Patient(), runs=runs[:5] + repeated + runs[6:] + [stopped], end_s=stopped["end_s"])
+    r = analyse(record, rows)
+    json.dumps(r, allow_nan=False)
+    assert r["steps"]["gaze_primary"]["status"] == "measured"
+    assert r["steps"]["gaze_down_right"] == r["steps"]["gaze_down_right"] | {"status": "not measured", "reason": "step stopped"}
+    assert r["steps"]["rest"]["status"] == "not reached" and "rest" in r["summary"]["not_reached"]
+    assert r["rest"]["rest"]["status"] == "not reached" and r["closure"]["closure"]["status"] == "not reached"
+    assert r["calibration"]["deviation_calibrated"] is False
+    assert r["motility"]["primary"]["deviation"]["horizontal_pd"]["value"] is not None
+    html = report_html(r, record)
+    assert "not reached" in html
+
+
+def test_lid_lag_closure_and_blink_rate(lids_exam) -> None:
+    _, _, r = lids_exam
+    lag = r["lid_lag"]["pursuit_down"]["eyes"]
+    assert lag["r"]["verdict"] == "lid lag" and lag["l"]["verdict"] == "none"
+    sweep = lag["r"]["sweep_deg"][1] - lag["r"]["sweep_deg"][0]  # MRD1 rose 2 mm over this sweep
+    assert lag["r"]["slope_mm_per_10deg_down"] == pytest.approx(20.0 / sweep, rel=0.15)
+    assert abs(lag["l"]["slope_mm_per_10deg_down"]) < 0.2
+    closure = r["closure"]["closure"]["eyes"]
+    assert closure["r"]["gap_mm"] == pytest.approx(3.0, abs=0.1) and "lagophthalmos" in closure["r"]["verdict"]
+    assert closure["l"]["verdict"] == "complete"
+    rest = r["rest"]["rest"]
+    assert rest["blinks"] == 6 and rest["blink_rate_per_min"] == pytest.approx(18.0, abs=0.01)
+    assert rest["fixation_sd_deg"]["r"]["horizontal"] == pytest.approx(0.6, abs=0.15)  # the streams' per-frame noise
+    assert r["nystagmus"]["rest"]["both"]["verdict"] == "none"
+
+
+def test_covered_eye_read_as_open_is_flagged() -> None:
+    record, rows = exam(Patient(covered_eye_open=True), runs=[s for s in schedule() if s["name"] in ("rest", *COVER_STEPS)])
+    r = analyse(record, rows)
+    assert r["cover"]["cover_left"]["covered_eye_read_open"] is True
+    assert "not trustworthy" in r["cover"]["cover_left"]["warning"]
+
+
+def test_report_nine_gaze_chart_escaping_and_no_urls(eso_exam) -> None:
+    record, _, r = eso_exam
+    html = report_html(r, record | {"started": "<script>alert(1)</script>"})
+    assert "<script>" not in html and "&lt;script&gt;" in html
+    stripped = re.sub(r"data:image/png;base64,[A-Za-z0-9+/=]+", "", html)
+    assert "http" not in stripped and not re.search(r"(src|href)=", stripped.replace('src=""', ""))
+    chart = re.search(r'<table class="nine">(.*?)</table>', html, re.S).group(1)
+    rows = re.findall(r"<tr>(.*?)</tr>", chart, re.S)
+    grid = [re.findall(r'data-gaze="([a-z_]+)"', row) for row in rows]
+    # Examiner's view: the patient's right gaze on the chart's left, up at the top.
+    assert grid == [["up_right", "up", "up_left"], ["right", "primary", "left"], ["down_right", "down", "down_left"]]
+    cells = dict(re.findall(r'data-gaze="([a-z_]+)">(.*?)</td>', chart, re.S))
+    left = r["motility"]["left"]["deviation"]["horizontal_pd"]["value"]
+    assert f"{left:.1f} PD ET" in cells["left"] and f"{left:.1f} PD ET" not in cells["right"]
+
+
+def _write_exam(tmp_path, record: dict, rows: list[dict]):
+    path = tmp_path / "exam-1.json"
+    with ParamLog(tmp_path / record["params_file"], PARAM_NAMES) as log:
+        for row in rows:
+            log.write(row["frame"], row["time"], row["face_found"],
+                      {n: row[n] for n in PARAM_NAMES} if row["face_found"] else None)
+    path.write_text(json.dumps(record))
+    return path
+
+
+def test_cli_round_trip(tmp_path, eso_exam) -> None:
+    record, rows, results = eso_exam
+    path = _write_exam(tmp_path, record, rows)
+    assert main(["exam", str(path)]) == 0
+    written = json.loads((tmp_path / "exam-1.results.json").read_text())
+    primary = written["motility"]["primary"]["deviation"]["horizontal_pd"]
+    assert primary["value"] == pytest.approx(results["motility"]["primary"]["deviation"]["horizontal_pd"]["value"], abs=1e-4)
+    assert (tmp_path / "exam-1.report.html").read_text().startswith("<!DOCTYPE html>")
+    # The CSV form of the log reads back as the same rows.
+    csv_rows = read_params(_write_csv(tmp_path, rows[:50]))
+    assert [r["eye_r_horizontal_deg"] for r in csv_rows] == pytest.approx([r["eye_r_horizontal_deg"] for r in rows[:50]])
+
+
+def _write_csv(tmp_path, rows: list[dict]):
+    path = tmp_path / "some.csv"
+    with ParamLog(path, PARAM_NAMES) as log:
+        for row in rows:
+            log.write(row["frame"], row["time"], True, {n: row[n] for n in PARAM_NAMES})
+    return path
+
+
+@pytest.mark.parametrize("case", ["missing record", "garbage record", "not an exam", "missing params", "garbage params"])
+def test_cli_bad_input_exits_2_and_writes_nothing(tmp_path, capsys, case: str) -> None:
+    record, rows = exam(Patient(), runs=schedule(["calibration_primary"]))
+    path = _write_exam(tmp_path, record, rows)
+    if case == "missing record":
+        path = tmp_path / "nothing.json"
+    elif case == "garbage record":
+        path.write_text("{not json")
+    elif case == "not an exam":
+        path.write_text(json.dumps({"format": "something else"}))
+    elif case == "missing params":
+        (tmp_path / record["params_file"]).unlink()
+    else:
+        (tmp_path / record["params_file"]).write_text('{"frame": 0, "time": 0.0, "face_found": true}\nnot json\n')
+    before = sorted(p.name for p in tmp_path.iterdir())
+    assert main(["exam", str(path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("dmask: error:")
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
