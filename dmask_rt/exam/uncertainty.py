@@ -73,11 +73,6 @@ def median_and_se(values: np.ndarray) -> tuple[float, float]:
     return float(np.median(values)), MEDIAN_SE_FACTOR * float(np.std(values, ddof=1)) / np.sqrt(n_eff)
 
 
-def value_sd(draws: np.ndarray) -> tuple[float, float]:
-    """(nominal, sd over the other draws) of a (K, ...) array's first axis."""
-    return draws[0], np.nanstd(draws[1:], axis=0)
-
-
 def describe(screen: Screen) -> str:
     """The uncertainty statement for the report."""
     scale = SCALE_SD.get(screen.mm_per_px_source, SCALE_SD["assumed"])
