@@ -58,6 +58,12 @@ def test_target_place_and_fixation_angles() -> None:
     assert np.allclose(straight[0], 0.0, atol=1e-9)
     below = fixation_angles(face, head_rotation(0.0, 0.0, 0.0), t, centre_r * [1, 1, 0] + [0.0, 100.0, 0.0])
     assert below[0, 1] == pytest.approx(-math.degrees(math.atan2(100.0, centre_r[2])))  # below the eye: vertical < 0
+    # Batched over frames: the same as one frame at a time.
+    poses = [(5.0, -8.0, 2.0, [10.0, -5.0, 480.0]), (-12.0, 4.0, -1.0, [-20.0, 3.0, 530.0])]
+    rotations = head_rotation(*np.array([p[:3] for p in poses]).T)
+    translations, point = np.array([p[3] for p in poses]), np.array([30.0, 120.0, 0.0])
+    batched = fixation_angles(face, rotations, translations, point)
+    assert np.allclose(batched, [fixation_angles(face, rotations[i], translations[i], point) for i in range(2)])
 
 
 def test_eye_model_round_trip_and_gain_fit() -> None:
@@ -106,6 +112,18 @@ def test_esotropia_without_cover_steps_is_not_calibrated(eso_exam) -> None:
     assert abs(h["value"] - ET_PRIMARY_PD) > 3.0  # the binocular calibration took part of the squint away ...
     assert abs(h["value"] - ET_PRIMARY_PD) < 2 * h["sd"]  # ... and the uncertainty says so
     assert set(COVER_STEPS) <= set(r["summary"]["not_reached"])
+
+
+def test_one_cover_step_calibrates_through_the_fixating_eye(eso_exam) -> None:
+    """Exam stopped after cover_left: the right eye took up fixation, so the left eye fixated in the
+    binocular calibration and its own intercept is its offset."""
+    record, rows, _ = eso_exam
+    runs = [s for s in record["steps"] if s["name"] not in ("uncover_left", "cover_right", "uncover_right")]
+    r = analyse(record | {"steps": runs}, [x for x in rows if x["time"] <= runs[-1]["end_s"]])
+    cal = r["calibration"]
+    assert [cal["eyes"][s]["offset_source"] for s in "rl"] == ["cover", "binocular"] and cal["deviation_calibrated"]
+    h = r["motility"]["primary"]["deviation"]["horizontal_pd"]
+    assert abs(h["value"] - ET_PRIMARY_PD) < 1.5 and abs(h["value"] - ET_PRIMARY_PD) < 2 * h["sd"] < 10.0
 
 
 def test_offset_of_2mm_recovered_and_no_deviation(lids_exam) -> None:

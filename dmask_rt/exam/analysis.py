@@ -146,13 +146,15 @@ def analyse(record: Mapping, rows: Sequence[Mapping], draws: int = uncertainty.D
     # Cover steps, first with the generic eye model: which eye took up fixation.
     covers = {name: run for name, run in runs.items() if run.step.kind == "cover"}
     baselines = {name: _baseline(exam, run, stats) for name, run in covers.items()}
-    deviating_seen = []
+    took_up_fixation: list[bool | None] = [None, None]  # per eye, when the other was covered
     for name, run in covers.items():
         if name in stats and baselines[name] is not None:
             eye = 1 - SIDES.index(run.step.covered)
-            if cover.moved(_movement(stats[name], baselines[name], eye, None)).any():
-                deviating_seen.append(eye)
+            took_up_fixation[eye] = bool(cover.moved(_movement(stats[name], baselines[name], eye, None)).any())
+    deviating_seen = [e for e in range(2) if took_up_fixation[e]]
     deviating = deviating_seen[0] if len(deviating_seen) == 1 else None
+    # An eye fixated under binocular viewing if it did not move when the other was covered, or the other did.
+    fixating = tuple(took_up_fixation[e] is False or took_up_fixation[1 - e] is True for e in range(2))
 
     calibration_names = [n for n, run in runs.items() if run.step.kind == "calibration" and n in stats]
     k = exam.draws.count
@@ -163,7 +165,7 @@ def analyse(record: Mapping, rows: Sequence[Mapping], draws: int = uncertainty.D
         eye = 1 - SIDES.index(run.step.covered)
         if name in stats and np.isfinite(stats[name][0][0, eye]).all():
             monocular[eye] = (stats[name][0][:, eye], stats[name][1][:, eye])
-    model = calibration.calibrate(binocular, monocular, deviating, exam.rng)
+    model = calibration.calibrate(binocular, monocular, deviating, fixating, exam.rng)
     c, rho, kappa = model["c"], model["rho"], model["kappa"]
 
     def calibrated(readings: np.ndarray) -> np.ndarray:
@@ -179,7 +181,7 @@ def analyse(record: Mapping, rows: Sequence[Mapping], draws: int = uncertainty.D
         residual = np.sqrt(np.nanmean(err**2, axis=0)) if np.isfinite(err).any() else residual
         if deviating is not None:  # its calibration readings were not fixation: no residual to speak of
             residual[deviating] = np.nan
-    deviation_calibrated = model["offset_source"] == ["cover", "cover"]
+    deviation_calibrated = "population" not in model["offset_source"]
 
     results = {
         "format": FORMAT, "version": VERSION,
@@ -188,8 +190,10 @@ def analyse(record: Mapping, rows: Sequence[Mapping], draws: int = uncertainty.D
         "uncertainty": {"statement": uncertainty.describe(exam.screen), "draws": exam.draws.count - 1, "seed": seed,
                         "mm_per_px_source": exam.screen.mm_per_px_source, "camera_source": exam.screen.camera_source},
         "steps": results_steps,
-        "motility": {run.step.gaze: {"step": name, **{k: results_steps[name][k] for k in ("status", "reason", "deviation", "eyes")}}
-                     for name, run in runs.items() if run.step.kind == "gaze"},
+        # The nine positions by name, then the side holds by step name.
+        "motility": {(run.step.gaze if run.step.kind == "gaze" else name):
+                     {"step": name, **{k: results_steps[name][k] for k in ("status", "reason", "deviation", "eyes")}}
+                     for name, run in runs.items() if run.step.kind in ("gaze", "hold")},
         "lid_lag": {name: _lid_lag(exam, run, theta_open) for name, run in runs.items() if run.step.kind == "pursuit"},
         "closure": {name: _closure(exam, run) for name, run in runs.items() if run.step.kind == "closure"},
         "rest": {name: _rest(exam, run, theta) for name, run in runs.items() if run.step.kind == "rest"},
@@ -202,6 +206,8 @@ def analyse(record: Mapping, rows: Sequence[Mapping], draws: int = uncertainty.D
         "not_measured": [{"step": n, "reason": r.reason} for n, r in runs.items() if r.status == "not measured"],
         "not_reached": [n for n, r in runs.items() if r.status == "not reached"],
         "measured": [n for n, r in runs.items() if r.measured],
+        "warnings": [f"{n}: {c['warning']}" for n, c in results["cover"].items() if c.get("warning")]
+        + [note for note in results["calibration"]["notes"] if "NOT calibrated" in note],
     }
     return _plain(results)
 
@@ -286,9 +292,10 @@ def _calibration_result(model: dict, residual: np.ndarray, deviating: int | None
         notes.append(f"The {cover.EYE_WORDS[deviating]} eye took up fixation on the cover test: it did not fixate in the "
                      "binocular calibration, so its gain is the fellow eye's.")
     if not calibrated_between:
-        missing = [cover.EYE_WORDS[e] for e in range(2) if model["offset_source"][e] != "cover"]
+        missing = [cover.EYE_WORDS[e] for e in range(2) if model["offset_source"][e] == "population"]
         notes.append("The deviation between the eyes is NOT calibrated: without the cover step for the "
-                     f"{' and '.join(missing)} eye the difference between the eyes' offsets is taken as 0 (generic anatomy) "
+                     f"{' and '.join(missing)} eye (covering the other eye) the difference between the eyes' offsets "
+                     "is taken as 0 (generic anatomy) "
                      f"± the population's spread ({calibration.POPULATION_OFFSET_SD_MM[0]:g} mm per eye horizontally, "
                      f"{calibration.POPULATION_OFFSET_SD_MM[1]:g} mm vertically). Do the cover test to measure the deviation.")
     return {"eyes": eyes, "deviating_eye": None if deviating is None else SIDES[deviating],

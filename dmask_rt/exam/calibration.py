@@ -33,9 +33,12 @@ eye's offset c comes from its MONOCULAR fixation, the cover step in which the ot
 is covered (`offset_from_fixation`: c = y - rho s at the centre target), and an eye found
 deviating under binocular viewing (it moved to take up fixation when the other eye was
 covered) takes the gain of the fixating eye (both eyes of one person have nearly the same
-size), since its own binocular readings are not fixation. Without its cover step an eye's
-offset is not measured: it is taken as the mean of the two eyes' binocular intercepts
-(the generic anatomy: no difference between the eyes) with the population's spread,
+size), since its own binocular readings are not fixation. Without its cover step, an eye that
+the cover test showed fixating under binocular viewing (it did not move when the other
+eye was covered, or the other eye moved to take up fixation when it was covered) takes
+its own binocular intercept. Otherwise its offset is not measured: it is taken as the
+mean of the two eyes' binocular intercepts (the generic anatomy: no difference between
+the eyes) with the population's spread,
 POPULATION_OFFSET_SD_MM per eye. That spread comes from the resting-eye differences
 measured on normal eyes (`measure/alignment.py`: horizontal difference -5..+21 degrees
 over nine people, vertical -2.1..+2.2): 1.0 mm per eye horizontally (difference sd 1.4
@@ -97,6 +100,7 @@ def calibrate(
     binocular: tuple[np.ndarray, np.ndarray],
     monocular: list[tuple[np.ndarray, np.ndarray] | None],
     deviating: int | None,
+    fixating: tuple[bool, bool],
     rng: np.random.Generator,
 ) -> dict[str, np.ndarray | list[str]]:
     """Each eye's offset c and gain rho, (K, 2 eyes, 2 axes) mm, for K draws (draw 0 nominal).
@@ -104,9 +108,10 @@ def calibrate(
     binocular: (readings, targets) of the calibration steps, each (K, n steps, 2, 2) deg.
     monocular: per eye, (reading, target) (K, 2) deg at the centre while the OTHER eye was
     covered, or None. deviating: the eye that did not fixate under binocular viewing (its
-    gain is the fellow eye's), or None. Returns c, rho, kappa (2, 2), binocular_c, and
-    per eye the offset's source ("cover" or "population") and per axis the gain's
-    ("fit" or "generic").
+    gain is the fellow eye's), or None; fixating: per eye, whether the cover test showed it
+    fixating under binocular viewing. Returns c, rho, kappa (2, 2), binocular_c, and per
+    eye the offset's source ("cover", "binocular" or "population") and per axis the
+    gain's ("fit" or "generic").
     """
     readings, targets = binocular
     k = readings.shape[0]
@@ -139,6 +144,9 @@ def calibrate(
             reading, target = monocular[e]
             c[:, e] = offset_from_fixation(reading, target, rho[:, e], KAPPA_DEG[e])
             offset_source.append("cover")
+        elif fixating[e] and np.isfinite(binocular_c[0, e]).all():
+            c[:, e] = binocular_c[:, e]
+            offset_source.append("binocular")
         else:
             c[:, e] = generic
             c[1:, e] += POPULATION_OFFSET_SD_MM * rng.standard_normal((k - 1, 2))

@@ -170,6 +170,7 @@ def report_html(results: dict, record: dict) -> str:
     body = [
         "<h1>Guided eye examination</h1>",
         f"<p>Date: {_e(started)}. Patient: masked consultation.</p>",
+        *(f"<p class='warn'>{_e(w)}</p>" for w in results["summary"]["warnings"]),
         _calibration_section(results),
         "<h2>Nine gaze positions: deviation between the eyes</h2>", nine_gaze_chart(motility),
         "<h2>Eye angles over the exam</h2>",
