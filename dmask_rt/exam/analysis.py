@@ -33,7 +33,7 @@ record (missing steps are "not reached"), as the live side calls it after every 
 """
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from functools import lru_cache
 
 import numpy as np
@@ -58,6 +58,8 @@ FIXATION_KINDS = ("calibration", "gaze", "rest", "hold", "cover", "uncover")
 NYSTAGMUS_STEPS = ("rest", "hold_right", "hold_left")
 
 _pd = np.vectorize(prism_dioptres, otypes=[float])
+#: Readings (K, 2, 2) -> calibrated visual-axis angles, with every draw's own calibration.
+Calibrated = Callable[[np.ndarray], np.ndarray]
 
 
 @lru_cache(maxsize=1)
@@ -137,7 +139,7 @@ def analyse(record: Mapping, rows: Sequence[Mapping], draws: int = uncertainty.D
             seed: int = uncertainty.SEED) -> dict:
     """The exam's figures as plain JSON (module docstring); `rows` are the param-log rows."""
     exam = _Exam(record, rows, draws, seed)
-    runs, frames = exam.runs, exam.frames
+    runs = exam.runs
     stats = {
         name: exam.window(run.frames, run.step) for name, run in runs.items()
         if run.measured and run.step.kind in FIXATION_KINDS and len(run.step.path) == 1
@@ -157,10 +159,10 @@ def analyse(record: Mapping, rows: Sequence[Mapping], draws: int = uncertainty.D
     fixating = tuple(took_up_fixation[e] is False or took_up_fixation[1 - e] is True for e in range(2))
 
     calibration_names = [n for n, run in runs.items() if run.step.kind == "calibration" and n in stats]
-    k = exam.draws.count
-    binocular = (np.stack([stats[n][0] for n in calibration_names], axis=1) if calibration_names else np.empty((k, 0, 2, 2)),
-                 np.stack([stats[n][1] for n in calibration_names], axis=1) if calibration_names else np.empty((k, 0, 2, 2)))
-    monocular: list = [None, None]
+    # (readings, intended), each (K, steps, 2, 2): the calibration steps side by side.
+    binocular = tuple(np.stack([stats[n][i] for n in calibration_names], axis=1) if calibration_names
+                      else np.empty((exam.draws.count, 0, 2, 2)) for i in range(2))
+    monocular: list[tuple[np.ndarray, np.ndarray] | None] = [None, None]
     for name, run in covers.items():
         eye = 1 - SIDES.index(run.step.covered)
         if name in stats and np.isfinite(stats[name][0][0, eye]).all():
@@ -212,7 +214,7 @@ def analyse(record: Mapping, rows: Sequence[Mapping], draws: int = uncertainty.D
     return _plain(results)
 
 
-def _movement(after: tuple, before: tuple, eye: int, calibrated) -> np.ndarray:
+def _movement(after: tuple, before: tuple, eye: int, calibrated: Calibrated | None) -> np.ndarray:
     """(K, 2) the eye's change of angle relative to the target from `before` to `after` windows;
     readings as they are (generic model) when `calibrated` is None."""
     a, b = (w[0] if calibrated is None else calibrated(w[0]) for w in (after, before))
@@ -247,7 +249,7 @@ def _lid_figures(exam: _Exam, idx: np.ndarray) -> dict:
     return out
 
 
-def _step_result(exam: _Exam, run: StepRun, window: tuple | None, calibrated) -> dict:
+def _step_result(exam: _Exam, run: StepRun, window: tuple | None, calibrated: Calibrated) -> dict:
     step = run.step
     out = {"index": exam.protocol.index(step), "label": step.label, "kind": step.kind, "gaze": step.gaze,
            **run.to_json(), "eyes": None, "deviation": None}
@@ -349,7 +351,7 @@ def _nystagmus(exam: _Exam, run: StepRun) -> dict:
     return out
 
 
-def _cover(exam: _Exam, run: StepRun, stats: dict, baselines: dict, calibrated, deviating_seen: list[int]) -> dict:
+def _cover(exam: _Exam, run: StepRun, stats: dict, baselines: dict, calibrated: Calibrated, deviating_seen: list[int]) -> dict:
     step = run.step
     covered = SIDES.index(step.covered)
     out = {"kind": step.kind, "status": run.status, "reason": run.reason, "covered_eye": step.covered}
