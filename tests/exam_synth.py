@@ -62,6 +62,7 @@ class Patient:
     closure_gap_mm: tuple[float, float] = (0.2, 0.2)
     rest_blinks: int = 0
     covered_eye_open: bool = False   # the tracker does not see the hand
+    down_gaze_openness: float = 1.0  # the lids lowered with the gaze on the bottom targets
     face_lost_in: tuple[str, ...] = ()
 
 
@@ -119,7 +120,7 @@ def exam(patient: Patient, runs: list[dict] | None = None, seed: int = 1, end_s:
             "head_x_mm": trans[0], "head_y_mm": trans[1], "head_z_mm": trans[2],
         }
         for e, s in enumerate("rl"):
-            mrd1, mrd2, openness = 4.0, 5.0, 1.0
+            mrd1, mrd2, openness = 4.0, 5.0, (patient.down_gaze_openness if v > 0.7 else 1.0)
             if step is not None and step.name == "pursuit_down" and s == "r" and ts > 1.0:
                 mrd1 += patient.lid_lag_r_mm * (ts - 1.0) / 5.0
             if step is not None and step.kind == "closure" and ts > 0.5:

@@ -40,7 +40,7 @@ def eso_exam() -> tuple[dict, list[dict], dict]:
 @pytest.fixture(scope="module")
 def lids_exam() -> tuple[dict, list[dict], dict]:
     patient = Patient(c_mm=np.array([[2.0, 0.0], [0.0, 0.0]]), lid_lag_r_mm=2.0, closure_gap_mm=(3.0, 0.2),
-                      rest_blinks=6, face_lost_in=("gaze_up",))
+                      rest_blinks=6, face_lost_in=("gaze_up",), down_gaze_openness=0.6)
     record, rows = exam(patient, seed=2)
     return record, rows, analyse(record, rows)
 
@@ -133,6 +133,8 @@ def test_offset_of_2mm_recovered_and_no_deviation(lids_exam) -> None:
     assert eyes["l"]["c_horizontal_mm"]["value"] == pytest.approx(0.0, abs=0.3)
     assert eyes["r"]["rho_horizontal_mm"]["value"] == pytest.approx(11.0, abs=1.0)
     assert eyes["r"]["residual_horizontal_deg"] < 1.0
+    # The lids lowered with the gaze (0.6 of their usual opening) do not hide the eyes looking down.
+    assert r["motility"]["down"]["eyes"]["r"]["vertical_deg"]["value"] is not None
     for pos, m in r["motility"].items():
         if m["status"] == "measured":
             assert abs(m["deviation"]["horizontal_pd"]["value"]) < 2.0, pos

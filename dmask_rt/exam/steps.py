@@ -7,13 +7,17 @@ pause or on the doctor's request counts by its last complete run), inside
 found in at least MIN_FACE_FRACTION of its frames; otherwise it is "not measured" with
 the reason (face lost, stopped, interrupted) or "not reached" (no run yet).
 
-Angles are left out of the figures on frames where the eye is closed or under
-IRIS_OPEN_ABOVE of its usual opening (blinks, a hand over it: a partly covered iris is
-tracked off-centre), as `measure/series.py` does; lid measures keep every frame with a
-face and only drop closed eyes.
+Angles are left out of the figures on frames where the eye is closed (`blinks.closed_eyes`:
+blinks, closure, a hand over it) or under IRIS_OPEN_ABOVE of its median opening over the
+surrounding LOCAL_FRAMES frames (about a second: a lid on its way down or up, whose
+partly covered iris is tracked off-centre, as in `measure/series.py`). The local median,
+rather than the eye's usual opening, keeps the eyes of a patient looking down, whose lids
+follow the gaze down to 0.5-0.7 of their usual opening. Lid measures keep every frame with
+a face and only drop closed eyes.
 """
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -25,6 +29,7 @@ from .protocol import Step
 
 MIN_FRAMES = 10
 MIN_FACE_FRACTION = 0.5
+LOCAL_FRAMES = 31
 
 
 class Frames:
@@ -39,7 +44,7 @@ class Frames:
         with np.errstate(invalid="ignore"):  # NaN rows (no face) stay NaN
             self.relative_openness = relative_openness(openness)
             self.closed = closed_eyes(openness)
-            self.hidden = self.closed | ~(self.relative_openness >= IRIS_OPEN_ABOVE)
+            self.hidden = self.closed | ~(openness >= IRIS_OPEN_ABOVE * _local_median(openness))
 
     def __len__(self) -> int:
         return len(self.time)
@@ -111,3 +116,15 @@ def step_runs(protocol: Sequence[Step], record_steps: Sequence[Mapping], frames:
         else:
             out[step.name] = StepRun(step, "measured", None, start, end, window, whole)
     return out
+
+
+def _local_median(values: np.ndarray) -> np.ndarray:
+    """(N, 2) each column's median over the LOCAL_FRAMES frames centred on each frame, NaN ignored."""
+    if len(values) == 0:
+        return values.copy()
+    half = LOCAL_FRAMES // 2
+    padded = np.pad(values, ((half, half), (0, 0)), constant_values=np.nan)
+    windows = np.lib.stride_tricks.sliding_window_view(padded, LOCAL_FRAMES, axis=0)  # (N, 2, LOCAL_FRAMES)
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN windows (no face) give NaN
+        return np.nanmedian(windows, axis=-1)
