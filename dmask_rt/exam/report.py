@@ -121,7 +121,7 @@ def _calibration_section(results: dict) -> str:
                      f"{eye['kappa_horizontal_deg']:g}° / {eye['kappa_vertical_deg']:g}°",
                      f"{_num(eye['residual_horizontal_deg'], '.2f', '°')} / {_num(eye['residual_vertical_deg'], '.2f', '°')}",
                      f"offset: {eye['offset_source']}; gain: {eye['gain_source']['horizontal']}/{eye['gain_source']['vertical']}"])
-    notes = "".join(f"<p{' class=warn' if 'NOT' in n else ''}>{_e(n)}</p>" for n in cal["notes"])
+    notes = "".join(f"<p>{_e(n)}</p>" for n in cal["notes"] if n not in results["summary"]["warnings"])  # those head the page
     return ("<h2>Calibration</h2>" + _table(
         ["eye", "offset c, horizontal", "offset c, vertical", "gain ρ, horizontal", "gain ρ, vertical", "κ used (H/V)",
          "fit residual (H/V, rms)", "from"], rows) + notes
