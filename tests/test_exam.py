@@ -166,6 +166,9 @@ def test_partial_record_reports_not_reached() -> None:
     assert r["motility"]["primary"]["deviation"]["horizontal_pd"]["value"] is not None
     html = report_html(r, record)
     assert "not reached" in html
+    light = analyse(record, rows, traces=False)  # the live side's per-step update
+    assert light["traces"] is None and light["motility"] == r["motility"]
+    assert "no traces in these results" in report_html(light, record)
 
 
 def test_lid_lag_closure_and_blink_rate(lids_exam) -> None:

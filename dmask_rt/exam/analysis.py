@@ -136,8 +136,11 @@ class _Exam:
 
 
 def analyse(record: Mapping, rows: Sequence[Mapping], draws: int = uncertainty.DRAWS,
-            seed: int = uncertainty.SEED) -> dict:
-    """The exam's figures as plain JSON (module docstring); `rows` are the param-log rows."""
+            seed: int = uncertainty.SEED, traces: bool = True) -> dict:
+    """The exam's figures as plain JSON (module docstring); `rows` are the param-log rows.
+
+    `traces` (the per-frame angles at TRACE_RATE_HZ, which the report plots) are most of
+    the result's size, about 100 kB for a whole exam: leave them out for live updates."""
     exam = _Exam(record, rows, draws, seed)
     runs = exam.runs
     stats = {
@@ -202,7 +205,7 @@ def analyse(record: Mapping, rows: Sequence[Mapping], draws: int = uncertainty.D
         "nystagmus": {name: _nystagmus(exam, runs[name]) for name in NYSTAGMUS_STEPS if name in runs},
         "cover": {name: _cover(exam, run, stats, baselines, calibrated, deviating_seen)
                   for name, run in runs.items() if run.step.kind in ("cover", "uncover")},
-        "traces": _traces(exam, theta),
+        "traces": _traces(exam, theta) if traces else None,
     }
     results["summary"] = {
         "not_measured": [{"step": n, "reason": r.reason} for n, r in runs.items() if r.status == "not measured"],

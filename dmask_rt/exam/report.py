@@ -165,7 +165,7 @@ def report_html(results: dict, record: dict) -> str:
     missing = results["summary"]["not_measured"]
     missing_html = ("<ul>" + "".join(f"<li>{_e(m['step'])}: {_e(m['reason'])}</li>" for m in missing) + "</ul>") if missing else "<p>none</p>"
     not_reached = results["summary"]["not_reached"]
-    png = base64.b64encode(traces_png(results)).decode("ascii") if len(results["traces"].get("time", [])) > 1 else None
+    png = base64.b64encode(traces_png(results)).decode("ascii") if len((results["traces"] or {}).get("time", [])) > 1 else None
     started = record.get("started") or results.get("started") or "unknown"
     body = [
         "<h1>Guided eye examination</h1>",
@@ -174,7 +174,7 @@ def report_html(results: dict, record: dict) -> str:
         _calibration_section(results),
         "<h2>Nine gaze positions: deviation between the eyes</h2>", nine_gaze_chart(motility),
         "<h2>Eye angles over the exam</h2>",
-        (f'<img alt="eye angles over the exam" src="data:image/png;base64,{png}">' if png else "<p>no frames</p>"),
+        (f'<img alt="eye angles over the exam" src="data:image/png;base64,{png}">' if png else "<p>no traces in these results</p>"),
         "<p class='muted'>Calibrated visual-axis angles (solid) and the targets' angles for each eye (dashed); steps shaded.</p>",
         "<h2>Lids per gaze position (MRD1, MRD2)</h2>",
         _table(["position", "MRD1 right", "MRD1 left", "MRD2 right", "MRD2 left"], lid_rows),
