@@ -171,6 +171,22 @@ def test_partial_record_reports_not_reached() -> None:
     assert "no traces in these results" in report_html(light, record)
 
 
+def test_live_record_with_a_running_step_and_no_screen(lids_exam) -> None:
+    """As the live side analyses: the next step already running (no end yet), or the screen not reported."""
+    record, rows, _ = lids_exam
+    runs = [dict(s) for s in record["steps"][:7]]
+    runs[-1] |= {"end_s": None, "status": "running"}
+    r = analyse(record | {"steps": runs}, [x for x in rows if x["time"] < runs[-1]["start_s"] + 1.0])
+    assert r["steps"][runs[-1]["name"]] | {"status": "not reached", "reason": "in progress"} == r["steps"][runs[-1]["name"]]
+    assert r["steps"]["gaze_primary"]["status"] == "measured"
+    blind = analyse(record | {"steps": runs[:6], "screen": None}, rows)
+    json.dumps(blind, allow_nan=False)
+    assert blind["steps"]["gaze_primary"]["status"] == "measured"
+    assert blind["motility"]["primary"]["deviation"]["horizontal_pd"]["value"] is None
+    assert blind["steps"]["gaze_primary"]["eyes"]["r"]["mrd1_mm"] == pytest.approx(4.0, abs=0.1)  # lids need no screen
+    assert "not reported its screen" in blind["uncertainty"]["statement"]
+
+
 def test_lid_lag_closure_and_blink_rate(lids_exam) -> None:
     _, _, r = lids_exam
     lag = r["lid_lag"]["pursuit_down"]["eyes"]

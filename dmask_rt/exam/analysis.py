@@ -45,7 +45,7 @@ from ..model.generic_face import GenericFace
 from . import calibration, cover, lids, uncertainty
 from .geometry import Screen, head_rotation, target_point
 from .protocol import CENTRE, Step, protocol_json
-from .steps import MIN_FRAMES, Frames, StepRun, step_runs
+from .steps import MIN_FRAMES, Frames, StepRun, nan_ok, step_runs
 
 SIDES = ("r", "l")
 AXES = ("horizontal", "vertical")
@@ -123,11 +123,11 @@ class _Exam:
                 median, se = uncertainty.median_and_se(self.readings[idx, e, a])
                 readings[:, e, a] = median
                 readings[1:, e, a] += (0.0 if np.isnan(se) else se) * self.rng.standard_normal(k - 1)
-        with np.errstate(invalid="ignore"):
+        with nan_ok():
             nominal = np.nanmedian(self.intended[idx], axis=0) if len(idx) else np.full((2, 2), np.nan)
+            pose = np.nanmedian(self.pose[idx], axis=0) if len(idx) else np.full(6, np.nan)
         intended = np.broadcast_to(nominal, (k, 2, 2)).copy()
         if step is not None:
-            pose = np.nanmedian(self.pose[idx], axis=0)
             d = self.draws
             point = target_point(self.screen, *step.target(0.0), d.scale, d.camera_dx_mm, d.camera_dy_mm)
             angles = fixation_angles(self.face, head_rotation(*pose[:3]), pose[3:] * d.distance[:, None], point)
@@ -336,7 +336,7 @@ def _rest(exam: _Exam, run: StepRun, theta: np.ndarray) -> dict:
     out["blinks"] = sum(e.kind == "blink" for e in events)
     out["blink_rate_per_min"] = blink_rate_per_minute(events, duration)
     out["duration_s"] = duration
-    with np.errstate(invalid="ignore"):
+    with nan_ok():
         sd = np.nanstd(theta[run.frames], axis=0)
     counts = np.isfinite(theta[run.frames]).sum(axis=0)
     out["fixation_sd_deg"] = {s: {axis: (float(sd[e, a]) if counts[e, a] >= MIN_FRAMES else None) for a, axis in enumerate(AXES)}

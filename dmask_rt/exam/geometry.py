@@ -44,8 +44,16 @@ class Screen:
     camera_y_mm: float
     camera_source: str     # "confirmed" or "assumed"
 
+    @property
+    def known(self) -> bool:
+        return np.isfinite(self.mm_per_px)
+
     @classmethod
-    def from_record(cls, screen: dict) -> "Screen":
+    def from_record(cls, screen: dict | None) -> "Screen":
+        """The record's screen; without one (the page has not reported it yet) every size is NaN,
+        and so is every target's place."""
+        if screen is None:
+            return cls(np.nan, np.nan, np.nan, "unknown", 0.0, 0.0, "unknown")
         return cls(
             float(screen["width_px"]), float(screen["height_px"]), float(screen["mm_per_px"]),
             str(screen.get("mm_per_px_source", "assumed")),

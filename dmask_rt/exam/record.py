@@ -2,7 +2,7 @@
 
     {"format": "dmask-exam", "version": 1, "started": ISO time (display only),
      "protocol": protocol_json() at the time, "screen": {width_px, height_px, mm_per_px,
-     mm_per_px_source, camera_x_mm, camera_y_mm, camera_source},
+     mm_per_px_source, camera_x_mm, camera_y_mm, camera_source} or None (not reported yet),
      "steps": [{index, name, start_s, end_s, status}], "params_file": name beside the record}
 
 `check_record` raises RecordError with one line naming the first problem, so that the
@@ -32,18 +32,21 @@ def check_record(record: object) -> dict:
         raise RecordError(f"not an exam record (format is not {FORMAT!r})")
     if record.get("version") != VERSION:
         raise RecordError(f"exam record version {record.get('version')!r}, this analysis reads version {VERSION}")
-    screen = record.get("screen")
-    if not isinstance(screen, dict):
-        raise RecordError("exam record without its 'screen'")
-    for key in ("width_px", "height_px", "mm_per_px"):
-        if not _number(screen.get(key)) or screen[key] <= 0:
-            raise RecordError(f"exam record: screen.{key} must be a positive number")
+    screen = record.get("screen")  # None until the patient's page reports it
+    if screen is not None:
+        if not isinstance(screen, dict):
+            raise RecordError("exam record: 'screen' must be an object")
+        for key in ("width_px", "height_px", "mm_per_px"):
+            if not _number(screen.get(key)) or screen[key] <= 0:
+                raise RecordError(f"exam record: screen.{key} must be a positive number")
     steps = record.get("steps")
     if not isinstance(steps, list) or not all(isinstance(s, dict) for s in steps):
         raise RecordError("exam record: 'steps' must be a list of step runs")
     for s in steps:
-        if not (_number(s.get("start_s")) and _number(s.get("end_s"))) or ("name" not in s and "index" not in s):
-            raise RecordError(f"exam record: step run {s!r} needs a name or index, start_s and end_s")
+        done = s.get("status") == "done"
+        if (not _number(s.get("start_s")) or (done and not _number(s.get("end_s")))
+                or ("name" not in s and "index" not in s)):
+            raise RecordError(f"exam record: step run {s!r} needs a name or index, start_s and (when done) end_s")
     protocol = record.get("protocol")
     if protocol is not None and not (isinstance(protocol, list) and all(isinstance(p, dict) and "path" in p for p in protocol)):
         raise RecordError("exam record: 'protocol' must be a list of steps")

@@ -5,7 +5,8 @@ pause or on the doctor's request counts by its last complete run), inside
 [start_s + settle_s, end_s]: the eyes need settle_s to find a new target. A step is
 "measured" when that window holds at least MIN_FRAMES frames with a face and the face was
 found in at least MIN_FACE_FRACTION of its frames; otherwise it is "not measured" with
-the reason (face lost, stopped, interrupted) or "not reached" (no run yet).
+the reason (face lost, stopped, interrupted) or "not reached" (no run yet, or running now:
+the live side analyses while the next step runs).
 
 Angles are left out of the figures on frames where the eye is closed (`blinks.closed_eyes`:
 blinks, closure, a hand over it) or under IRIS_OPEN_ABOVE of its median opening over the
@@ -17,8 +18,9 @@ a face and only drop closed eyes.
 """
 from __future__ import annotations
 
+import contextlib
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -103,10 +105,15 @@ def step_runs(protocol: Sequence[Step], record_steps: Sequence[Mapping], frames:
         if run is None:
             out[step.name] = StepRun(step, "not reached")
             continue
-        start, end = float(run["start_s"]), float(run["end_s"])
-        if run.get("status") != "done":
-            out[step.name] = StepRun(step, "not measured", f"step {run.get('status', 'not finished')}", start, end)
+        status = run.get("status")
+        if status == "running":  # the step the patient is doing now
+            out[step.name] = StepRun(step, "not reached", "in progress", float(run["start_s"]))
             continue
+        if status != "done":
+            end = None if run.get("end_s") is None else float(run["end_s"])
+            out[step.name] = StepRun(step, "not measured", f"step {status or 'not finished'}", float(run["start_s"]), end)
+            continue
+        start, end = float(run["start_s"]), float(run["end_s"])
         whole = np.flatnonzero((frames.time >= start) & (frames.time <= end))
         window = whole[frames.time[whole] >= start + step.settle_s]
         with_face = int(frames.face[window].sum())
@@ -118,6 +125,14 @@ def step_runs(protocol: Sequence[Step], record_steps: Sequence[Mapping], frames:
     return out
 
 
+@contextlib.contextmanager
+def nan_ok() -> Iterator[None]:
+    """NaN statistics of empty or all-NaN slices give NaN quietly (a step without a face, no screen yet)."""
+    with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        yield
+
+
 def _local_median(values: np.ndarray) -> np.ndarray:
     """(N, 2) each column's median over the LOCAL_FRAMES frames centred on each frame, NaN ignored."""
     if len(values) == 0:
@@ -125,6 +140,5 @@ def _local_median(values: np.ndarray) -> np.ndarray:
     half = LOCAL_FRAMES // 2
     padded = np.pad(values, ((half, half), (0, 0)), constant_values=np.nan)
     windows = np.lib.stride_tricks.sliding_window_view(padded, LOCAL_FRAMES, axis=0)  # (N, 2, LOCAL_FRAMES)
-    with np.errstate(invalid="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN windows (no face) give NaN
+    with nan_ok():  # all-NaN windows (no face) give NaN
         return np.nanmedian(windows, axis=-1)

@@ -75,6 +75,8 @@ def median_and_se(values: np.ndarray) -> tuple[float, float]:
 
 def describe(screen: Screen) -> str:
     """The uncertainty statement for the report."""
+    if not screen.known:
+        return "The patient's page has not reported its screen: the targets' places are unknown, so no angle is given against a target."
     scale = SCALE_SD.get(screen.mm_per_px_source, SCALE_SD["assumed"])
     cam = CAMERA_SD_MM.get(screen.camera_source, CAMERA_SD_MM["assumed"])
     return (
