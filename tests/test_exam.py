@@ -45,6 +45,10 @@ def lids_exam() -> tuple[dict, list[dict], dict]:
     return record, rows, analyse(record, rows)
 
 
+def _step(results: dict, name: str) -> dict:
+    return next(s for s in results["steps"] if s["name"] == name)
+
+
 def test_target_place_and_fixation_angles() -> None:
     screen = Screen.from_record({"width_px": 1000, "height_px": 500, "mm_per_px": 0.3, "camera_x_mm": 10.0, "camera_y_mm": 8.0})
     # The page's centre: 10 mm to the patient's LEFT of the camera (camera 10 mm to the patient's right) = image right, +x.
@@ -81,14 +85,14 @@ def test_esotropia_growing_on_left_gaze(eso_exam) -> None:
     assert r["calibration"]["deviating_eye"] == "r"
     for pos, truth, tol, max_sd in (("primary", ET_PRIMARY_PD, 1.5, 5.0), ("left", ET_LEFT_PD, 2.5, 9.0),
                                     ("up_left", ET_LEFT_PD, 2.5, 9.0), ("right", ET_PRIMARY_PD, 1.5, 5.0)):
-        d = r["motility"][pos]["deviation"]
+        d = r["nine_gaze"][pos]["deviation"]
         h = d["horizontal_pd"]
         assert abs(h["value"] - truth) < tol, (pos, h)
         assert abs(h["value"] - truth) < 2 * h["sd"] < 2 * max_sd, (pos, h)  # the uncertainty covers the truth, not absurdly
         assert abs(d["vertical_pd"]["value"]) < 2.0
         assert "PD ET" in d["words"]
     # The right eye's excursion against its target shows it in (nasal, +), the left eye on target.
-    eyes = r["motility"]["primary"]["eyes"]
+    eyes = r["nine_gaze"]["primary"]["eyes"]
     assert eyes["r"]["vs_target_horizontal_deg"]["value"] == pytest.approx(10.0, abs=1.0)
     assert eyes["l"]["vs_target_horizontal_deg"]["value"] == pytest.approx(0.0, abs=1.0)
     cover = r["cover"]
@@ -97,6 +101,9 @@ def test_esotropia_growing_on_left_gaze(eso_exam) -> None:
     assert cover["cover_right"]["tropia"] is False
     assert "moved out" in cover["uncover_left"]["finding"]  # the left eye, turned in under the cover, takes fixation back
     assert not cover["cover_left"]["covered_eye_read_open"]
+    primary = r["nine_gaze"]["primary"]["deviation"]["horizontal_pd"]["value"]
+    assert r["findings"][0].startswith(f"Primary gaze: {primary:.1f} PD ET")
+    assert r["holds"]["hold_left"]["deviation"]["horizontal_pd"]["value"] == pytest.approx(ET_LEFT_PD, abs=2.5)
 
 
 def test_esotropia_without_cover_steps_is_not_calibrated(eso_exam) -> None:
@@ -107,7 +114,7 @@ def test_esotropia_without_cover_steps_is_not_calibrated(eso_exam) -> None:
     assert cal["deviation_calibrated"] is False
     assert [cal["eyes"][s]["offset_source"] for s in "rl"] == ["population", "population"]
     assert any("Do the cover test" in n for n in cal["notes"])
-    h = r["motility"]["primary"]["deviation"]["horizontal_pd"]
+    h = r["nine_gaze"]["primary"]["deviation"]["horizontal_pd"]
     assert h["sd"] > 10.0  # the population's spread: about 8 degrees, 14 PD
     assert abs(h["value"] - ET_PRIMARY_PD) > 3.0  # the binocular calibration took part of the squint away ...
     assert abs(h["value"] - ET_PRIMARY_PD) < 2 * h["sd"]  # ... and the uncertainty says so
@@ -122,7 +129,7 @@ def test_one_cover_step_calibrates_through_the_fixating_eye(eso_exam) -> None:
     r = analyse(record | {"steps": runs}, [x for x in rows if x["time"] <= runs[-1]["end_s"]])
     cal = r["calibration"]
     assert [cal["eyes"][s]["offset_source"] for s in "rl"] == ["cover", "binocular"] and cal["deviation_calibrated"]
-    h = r["motility"]["primary"]["deviation"]["horizontal_pd"]
+    h = r["nine_gaze"]["primary"]["deviation"]["horizontal_pd"]
     assert abs(h["value"] - ET_PRIMARY_PD) < 1.5 and abs(h["value"] - ET_PRIMARY_PD) < 2 * h["sd"] < 10.0
 
 
@@ -134,8 +141,8 @@ def test_offset_of_2mm_recovered_and_no_deviation(lids_exam) -> None:
     assert eyes["r"]["rho_horizontal_mm"]["value"] == pytest.approx(11.0, abs=1.0)
     assert eyes["r"]["residual_horizontal_deg"] < 1.0
     # The lids lowered with the gaze (0.6 of their usual opening) do not hide the eyes looking down.
-    assert r["motility"]["down"]["eyes"]["r"]["vertical_deg"]["value"] is not None
-    for pos, m in r["motility"].items():
+    assert r["nine_gaze"]["down"]["eyes"]["r"]["vertical_deg"]["value"] is not None
+    for pos, m in r["nine_gaze"].items():
         if m["status"] == "measured":
             assert abs(m["deviation"]["horizontal_pd"]["value"]) < 2.0, pos
             assert abs(m["deviation"]["vertical_pd"]["value"]) < 2.0, pos
@@ -144,9 +151,9 @@ def test_offset_of_2mm_recovered_and_no_deviation(lids_exam) -> None:
 
 def test_face_lost_step_is_not_measured(lids_exam) -> None:
     _, _, r = lids_exam
-    assert r["steps"]["gaze_up"]["status"] == "not measured"
-    assert "face found in" in r["steps"]["gaze_up"]["reason"]
-    assert r["motility"]["up"]["status"] == "not measured"
+    assert _step(r, "gaze_up")["status"] == "not measured"
+    assert "face found in" in _step(r, "gaze_up")["reason"]
+    assert r["nine_gaze"]["up"]["status"] == "not measured"
     assert [m["step"] for m in r["summary"]["not_measured"]] == ["gaze_up"]
 
 
@@ -158,16 +165,16 @@ def test_partial_record_reports_not_reached() -> None:
     record, rows = exam(Patient(), runs=runs[:5] + repeated + runs[6:] + [stopped], end_s=stopped["end_s"])
     r = analyse(record, rows)
     json.dumps(r, allow_nan=False)
-    assert r["steps"]["gaze_primary"]["status"] == "measured"
-    assert r["steps"]["gaze_down_right"] == r["steps"]["gaze_down_right"] | {"status": "not measured", "reason": "step stopped"}
-    assert r["steps"]["rest"]["status"] == "not reached" and "rest" in r["summary"]["not_reached"]
+    assert _step(r, "gaze_primary")["status"] == "measured"
+    assert _step(r, "gaze_down_right") == _step(r, "gaze_down_right") | {"status": "not measured", "reason": "step stopped"}
+    assert _step(r, "rest")["status"] == "not reached" and "rest" in r["summary"]["not_reached"]
     assert r["rest"]["rest"]["status"] == "not reached" and r["closure"]["closure"]["status"] == "not reached"
     assert r["calibration"]["deviation_calibrated"] is False
-    assert r["motility"]["primary"]["deviation"]["horizontal_pd"]["value"] is not None
+    assert r["nine_gaze"]["primary"]["deviation"]["horizontal_pd"]["value"] is not None
     html = report_html(r, record)
     assert "not reached" in html
     light = analyse(record, rows, traces=False)  # the live side's per-step update
-    assert light["traces"] is None and light["motility"] == r["motility"]
+    assert light["traces"] is None and light["nine_gaze"] == r["nine_gaze"]
     assert "no traces in these results" in report_html(light, record)
 
 
@@ -177,13 +184,13 @@ def test_live_record_with_a_running_step_and_no_screen(lids_exam) -> None:
     runs = [dict(s) for s in record["steps"][:7]]
     runs[-1] |= {"end_s": None, "status": "running"}
     r = analyse(record | {"steps": runs}, [x for x in rows if x["time"] < runs[-1]["start_s"] + 1.0])
-    assert r["steps"][runs[-1]["name"]] | {"status": "not reached", "reason": "in progress"} == r["steps"][runs[-1]["name"]]
-    assert r["steps"]["gaze_primary"]["status"] == "measured"
+    assert _step(r, runs[-1]["name"]) | {"status": "not reached", "reason": "in progress"} == _step(r, runs[-1]["name"])
+    assert _step(r, "gaze_primary")["status"] == "measured"
     blind = analyse(record | {"steps": runs[:6], "screen": None}, rows)
     json.dumps(blind, allow_nan=False)
-    assert blind["steps"]["gaze_primary"]["status"] == "measured"
-    assert blind["motility"]["primary"]["deviation"]["horizontal_pd"]["value"] is None
-    assert blind["steps"]["gaze_primary"]["eyes"]["r"]["mrd1_mm"] == pytest.approx(4.0, abs=0.1)  # lids need no screen
+    assert _step(blind, "gaze_primary")["status"] == "measured"
+    assert blind["nine_gaze"]["primary"]["deviation"]["horizontal_pd"]["value"] is None
+    assert _step(blind, "gaze_primary")["eyes"]["r"]["mrd1_mm"] == pytest.approx(4.0, abs=0.1)  # lids need no screen
     assert "not reported its screen" in blind["uncertainty"]["statement"]
 
 
@@ -201,6 +208,9 @@ def test_lid_lag_closure_and_blink_rate(lids_exam) -> None:
     assert rest["blinks"] == 6 and rest["blink_rate_per_min"] == pytest.approx(18.0, abs=0.01)
     assert rest["fixation_sd_deg"]["r"]["horizontal"] == pytest.approx(0.6, abs=0.15)  # the streams' per-frame noise
     assert r["nystagmus"]["rest"]["both"]["verdict"] == "none"
+    assert "Lid lag on pursuit down: right eye." in r["findings"]
+    assert "Gentle closure, right eye: incomplete (lagophthalmos), gap 3.0 mm." in r["findings"]
+    assert "Blink rate at rest: 18 per minute." in r["findings"]
 
 
 def test_covered_eye_read_as_open_is_flagged() -> None:
@@ -222,7 +232,7 @@ def test_report_nine_gaze_chart_escaping_and_no_urls(eso_exam) -> None:
     # Examiner's view: the patient's right gaze on the chart's left, up at the top.
     assert grid == [["up_right", "up", "up_left"], ["right", "primary", "left"], ["down_right", "down", "down_left"]]
     cells = dict(re.findall(r'data-gaze="([a-z_]+)">(.*?)</td>', chart, re.S))
-    left = r["motility"]["left"]["deviation"]["horizontal_pd"]["value"]
+    left = r["nine_gaze"]["left"]["deviation"]["horizontal_pd"]["value"]
     assert f"{left:.1f} PD ET" in cells["left"] and f"{left:.1f} PD ET" not in cells["right"]
 
 
@@ -241,8 +251,8 @@ def test_cli_round_trip(tmp_path, eso_exam) -> None:
     path = _write_exam(tmp_path, record, rows)
     assert main(["exam", str(path)]) == 0
     written = json.loads((tmp_path / "exam-1.results.json").read_text())
-    primary = written["motility"]["primary"]["deviation"]["horizontal_pd"]
-    assert primary["value"] == pytest.approx(results["motility"]["primary"]["deviation"]["horizontal_pd"]["value"], abs=1e-4)
+    primary = written["nine_gaze"]["primary"]["deviation"]["horizontal_pd"]
+    assert primary["value"] == pytest.approx(results["nine_gaze"]["primary"]["deviation"]["horizontal_pd"]["value"], abs=1e-4)
     assert (tmp_path / "exam-1.report.html").read_text().startswith("<!DOCTYPE html>")
     # The CSV form of the log reads back as the same rows.
     csv_rows = read_params(_write_csv(tmp_path, rows[:50]))

@@ -48,6 +48,7 @@ from .protocol import CENTRE, Step, protocol_json
 from .steps import MIN_FRAMES, Frames, StepRun, nan_ok, step_runs
 
 SIDES = ("r", "l")
+SIDE_WORDS = {"r": "right", "l": "left"}
 AXES = ("horizontal", "vertical")
 FORMAT = "dmask-exam-results"
 VERSION = 1
@@ -194,11 +195,9 @@ def analyse(record: Mapping, rows: Sequence[Mapping], draws: int = uncertainty.D
         "calibration": _calibration_result(model, residual, deviating, deviation_calibrated),
         "uncertainty": {"statement": uncertainty.describe(exam.screen), "draws": exam.draws.count - 1, "seed": seed,
                         "mm_per_px_source": exam.screen.mm_per_px_source, "camera_source": exam.screen.camera_source},
-        "steps": results_steps,
-        # The nine positions by name, then the side holds by step name.
-        "motility": {(run.step.gaze if run.step.kind == "gaze" else name):
-                     {"step": name, **{k: results_steps[name][k] for k in ("status", "reason", "deviation", "eyes")}}
-                     for name, run in runs.items() if run.step.kind in ("gaze", "hold")},
+        "steps": [{"name": name, **result} for name, result in results_steps.items()],  # in protocol order
+        "nine_gaze": {run.step.gaze: _motility(name, results_steps[name]) for name, run in runs.items() if run.step.kind == "gaze"},
+        "holds": {name: _motility(name, results_steps[name]) for name, run in runs.items() if run.step.kind == "hold"},
         "lid_lag": {name: _lid_lag(exam, run, theta_open) for name, run in runs.items() if run.step.kind == "pursuit"},
         "closure": {name: _closure(exam, run) for name, run in runs.items() if run.step.kind == "closure"},
         "rest": {name: _rest(exam, run, theta) for name, run in runs.items() if run.step.kind == "rest"},
@@ -207,6 +206,7 @@ def analyse(record: Mapping, rows: Sequence[Mapping], draws: int = uncertainty.D
                   for name, run in runs.items() if run.step.kind in ("cover", "uncover")},
         "traces": _traces(exam, theta) if traces else None,
     }
+    results["findings"] = _findings(results)
     results["summary"] = {
         "not_measured": [{"step": n, "reason": r.reason} for n, r in runs.items() if r.status == "not measured"],
         "not_reached": [n for n, r in runs.items() if r.status == "not reached"],
@@ -215,6 +215,11 @@ def analyse(record: Mapping, rows: Sequence[Mapping], draws: int = uncertainty.D
         + [note for note in results["calibration"]["notes"] if "NOT calibrated" in note],
     }
     return _plain(results)
+
+
+def _motility(name: str, step: dict) -> dict:
+    """A gaze position's entry: its step, status, deviation and eyes (rotation minus target, lids)."""
+    return {"step": name, **{k: step[k] for k in ("status", "reason", "deviation", "eyes")}}
 
 
 def _movement(after: tuple, before: tuple, eye: int, calibrated: Calibrated | None) -> np.ndarray:
@@ -402,3 +407,35 @@ def _traces(exam: _Exam, theta: np.ndarray) -> dict:
             out[f"{s}_{axis}_deg"] = np.round(theta[keep, e, a], 2).tolist()
             out[f"intended_{s}_{axis}_deg"] = np.round(exam.intended[keep, e, a], 2).tolist()
     return out
+
+
+def _findings(results: dict) -> list[str]:
+    """The main figures in one sentence each, for the doctor's live panel."""
+    out = []
+    primary = results["nine_gaze"].get("primary") or {}
+    if primary.get("deviation"):
+        d = primary["deviation"]
+        out.append(f"Primary gaze: {d['words']} (horizontal {_pd_text(d['horizontal_pd'])}, vertical {_pd_text(d['vertical_pd'])})"
+                   + ("" if results["calibration"]["deviation_calibrated"] else "; not calibrated: do the cover test") + ".")
+    out += [f"{name.replace('_', ' ').capitalize()}: {c['finding']}." for name, c in results["cover"].items() if c.get("finding")]
+    out += [f"{name.replace('_', ' ').capitalize()}: {c['warning']}." for name, c in results["cover"].items() if c.get("warning")]
+    for name, lag in results["lid_lag"].items():
+        lagging = [SIDE_WORDS[s] for s, e in (lag.get("eyes") or {}).items() if e["verdict"] == "lid lag"]
+        if lagging:
+            out.append(f"Lid lag on {name.replace('_', ' ')}: {' and '.join(lagging)} eye.")
+    for closure in results["closure"].values():
+        for s, e in (closure.get("eyes") or {}).items():
+            if e["verdict"] != "no data":
+                out.append(f"Gentle closure, {SIDE_WORDS[s]} eye: {e['verdict']}, gap {e['gap_mm']:.1f} mm.")
+    for rest in results["rest"].values():
+        if rest.get("blink_rate_per_min") is not None:
+            out.append(f"Blink rate at rest: {rest['blink_rate_per_min']:.0f} per minute.")
+    for name, n in results["nystagmus"].items():
+        found = [f"{k}: {n[k]['verdict']}" for k in ("both", "r", "l") if k in n and n[k]["verdict"] not in ("none", "no data")]
+        if found:
+            out.append(f"Nystagmus in {name.replace('_', ' ')} ({', '.join(found)}).")
+    return out
+
+
+def _pd_text(vs: dict) -> str:
+    return "n/a" if vs["value"] is None else f"{vs['value']:.1f} ± {vs['sd'] or 0:.1f} PD"

@@ -91,7 +91,8 @@ def traces_png(results: dict) -> bytes:
     fig, axes = plt.subplots(2, 1, figsize=(12, 6.5), sharex=True, constrained_layout=True)
     colours = {"r": "tab:blue", "l": "tab:orange"}
     for ax, axis in zip(axes, AXES):
-        for n, (name, step) in enumerate((k, v) for k, v in results["steps"].items() if v.get("start_s") is not None):
+        for n, step in enumerate(s for s in results["steps"] if s.get("start_s") is not None and s.get("end_s") is not None):
+            name = step["name"]
             ax.axvspan(step["start_s"], step["end_s"], color="0.9" if n % 2 else "0.82", lw=0)
             if axis == "horizontal":
                 ax.text((step["start_s"] + step["end_s"]) / 2, 1.0, name.replace("calibration", "cal"), rotation=90,
@@ -130,8 +131,7 @@ def _calibration_section(results: dict) -> str:
 
 def report_html(results: dict, record: dict) -> str:
     """The whole report page (module docstring)."""
-    steps = results["steps"]
-    motility = results["motility"]
+    motility = results["nine_gaze"]
     lid_rows = [[pos.replace("_", " ")] + [
         _num(motility[pos]["eyes"][s][f"{m}_mm"], ".1f", " mm") if motility.get(pos, {}).get("eyes") else "n/a"
         for m in ("mrd1", "mrd2") for s in SIDES] for line in NINE_GAZE for pos in line]
@@ -161,7 +161,7 @@ def report_html(results: dict, record: dict) -> str:
         cover_parts.append(f"<p><b>{_e(name.replace('_', ' '))}</b>: {_e(text + movement)}</p>")
         if c.get("warning"):
             cover_parts.append(f"<p class='warn'>{_e(c['warning'])}</p>")
-    step_rows = [[name, _status(s), s["deviation"]["words"] if s.get("deviation") else ""] for name, s in steps.items()]
+    step_rows = [[s["name"], _status(s), s["deviation"]["words"] if s.get("deviation") else ""] for s in results["steps"]]
     missing = results["summary"]["not_measured"]
     missing_html = ("<ul>" + "".join(f"<li>{_e(m['step'])}: {_e(m['reason'])}</li>" for m in missing) + "</ul>") if missing else "<p>none</p>"
     not_reached = results["summary"]["not_reached"]
