@@ -184,7 +184,8 @@ def analyse(record: Mapping, rows: Sequence[Mapping], draws: int = uncertainty.D
     residual = np.full((2, 2), np.nan)
     if calibration_names:
         err = calibration.visual_axis(binocular[0][0], c[0], rho[0], kappa) - binocular[1][0]  # (n, 2, 2) nominal
-        residual = np.sqrt(np.nanmean(err**2, axis=0)) if np.isfinite(err).any() else residual
+        with nan_ok():  # an eye with no calibration reading has no residual
+            residual = np.sqrt(np.nanmean(err**2, axis=0))
         if deviating is not None:  # its calibration readings were not fixation: no residual to speak of
             residual[deviating] = np.nan
     deviation_calibrated = "population" not in model["offset_source"]
