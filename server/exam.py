@@ -203,7 +203,7 @@ class RoomExam:
         self._send("doctor", {
             "type": "exam", "state": self.state, "message": self.message,
             "step": self._current["index"] if self._current else None, "steps_total": len(STEPS),
-            "results": self.results, "files": self.files,
+            "results": live_view(self.results), "files": self.files,
         })
 
     async def close(self) -> None:
@@ -216,10 +216,28 @@ class RoomExam:
         self._executor.shutdown(wait=False)
 
 
-def _analyse(record: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, Any]:
+def live_view(results: dict[str, Any] | None) -> dict[str, Any] | None:
+    """What the doctor's panel shows of the results (a tenth of their size: one data-channel
+    message): each step's status, the nine-gaze chart, the findings and the warnings."""
+    if results is None:
+        return None
+    cells = {
+        position: {"status": cell["status"], "reason": cell["reason"],
+                   "deviation": cell["deviation"] and {k: cell["deviation"][k] for k in ("horizontal_pd", "vertical_pd", "words")}}
+        for position, cell in results["nine_gaze"].items()
+    }
+    return {
+        "steps": [{k: step[k] for k in ("index", "name", "label", "status", "reason")} for step in results["steps"]],
+        "nine_gaze": cells, "findings": results["findings"],
+        "calibrated": results["calibration"]["deviation_calibrated"],
+        "warnings": results["summary"]["warnings"],
+    }
+
+
+def _analyse(record: dict[str, Any], rows: list[dict[str, Any]], traces: bool = False) -> dict[str, Any]:
     from dmask_rt.exam.analysis import analyse
 
-    return analyse(record, rows)
+    return analyse(record, rows, traces=traces)
 
 
 def _save(directory: Path, record: dict[str, Any], rows: list[dict[str, Any]]) -> tuple[dict[str, Any], list[str]]:
@@ -233,7 +251,7 @@ def _save(directory: Path, record: dict[str, Any], rows: list[dict[str, Any]]) -
         for row in rows:
             params = None if not row["face_found"] else {k: row[k] for k in Masker.PARAM_NAMES}
             log_.write(row["frame"], row["time"], row["face_found"], params)
-    results = _analyse(record, rows)
+    results = _analyse(record, rows, traces=True)
     texts = {
         f"{stem}.json": json.dumps(record, indent=1),
         f"{stem}.results.json": json.dumps(results, indent=1, allow_nan=False),

@@ -122,6 +122,7 @@ export class PatientExam {
     this.send({ type: "exam", event: "step", index: step.index });
     $("exam-instruction").textContent = step.instruction;
     $("exam-progress").textContent = `Step ${this.position + 1} of ${this.queue.length}: ${step.label}`;
+    this.place(step, 0);
     this.target.dataset.step = step.name;
     this.target.classList.toggle("closing", step.kind === "closure");
     speak(step.instruction);

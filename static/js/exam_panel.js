@@ -69,7 +69,10 @@ const CHART = [["up_right", "up", "up_left"], ["right", "primary", "left"], ["do
 
 function renderResults(results) {
   const out = [];
-  if (results.summary_text) out.push(el("p", results.summary_text, "note"));
+  for (const warning of results.warnings || []) out.push(el("p", warning, "warning"));
+  if (!results.calibrated) {
+    out.push(el("p", "The deviation between the eyes is not calibrated yet: it needs the cover steps.", "note"));
+  }
   const grid = results.nine_gaze || {};
   const table = el("table", undefined, "nine-gaze");
   table.append(el("caption", "Deviation in prism dioptres (± 1 sd), as seen facing the patient"));
@@ -80,10 +83,11 @@ function renderResults(results) {
       const td = el("td");
       td.dataset.position = position;
       td.append(el("div", position.replace("_", " "), "where"));
-      if (!cell || cell.status !== "measured") td.append(el("div", cell ? "not measured" : "not reached", "missing"));
-      else {
-        td.append(el("div", cell.deviation_text || `H ${pm(cell.deviation_horizontal_pd)}`, "deviation"));
-        if (!cell.deviation_text) td.append(el("div", `V ${pm(cell.deviation_vertical_pd)}`, "deviation"));
+      if (!cell || cell.status !== "measured" || !cell.deviation) {
+        td.append(el("div", cell ? cell.status : "not reached", "missing"));
+      } else {
+        td.append(el("div", cell.deviation.words, "deviation"));
+        td.append(el("div", `H ${pm(cell.deviation.horizontal_pd)} · V ${pm(cell.deviation.vertical_pd)}`, "spread"));
       }
       tr.append(td);
     }
