@@ -7,10 +7,14 @@ render, and "passthrough" (decode + encoding the unmasked frame, in the same run
 is the baseline the mask's cost compares with. The first `warmup`
 frames of every run are processed but not timed: they include numba
 compilation, GL context creation and reallocation after a size change.
+
+`dmask bench --closeup` instead weighs the ways of sending the eye close-up
+(`run_closeup`).
 """
 
 from __future__ import annotations
 
+import fractions
 import io
 import json
 import os
@@ -142,3 +146,138 @@ def write_json(report: dict, path: Path | None) -> None:
     print(text)
     if path is not None:
         write_atomically(path, (text + "\n").encode())
+
+
+# --- `dmask bench --closeup`: how the eye close-up should travel -------------------------
+
+CLOSEUP_SIZES = ((960, 360), (640, 240))
+VP8_TIME_BASE = fractions.Fraction(1, 90000)
+VP8_FRAME_TICKS = 3000  # ticks between frames at 30 fps
+
+
+def run_closeup(clips: Sequence[Path], frames: int, warmup: int = WARMUP_FRAMES) -> dict:
+    """Cost of the eye close-up per way of sending it, on the clips scaled to 640x480.
+
+    Per frame with a face, each close-up size in its own pass over the clips:
+      (a) a second video track: the close-up's render plus its VP8 encode;
+      (b) part of the avatar's frame: the render, stacking the avatar over the close-up
+          (the avatar centred on the close-up's width if that is wider), and the
+          stacked frame's encode minus the avatar's own encode, both in the same pass;
+      (c) drawn in the browser from the parameters: nothing on the server.
+    Encoding is aiortc's VP8 (`Vp8Encoder`, as the relay's senders, at its default
+    bitrate), one encoder per stream, timed from the RGB frame as the relay hands it
+    over. Each stream is decoded again (untimed) for its bytes and the close-up's PSNR.
+    """
+    from .pipeline import Masker
+
+    pooled = {}
+    with Masker() as masker:
+        for size in CLOSEUP_SIZES:
+            masker.closeup_size = size
+            samples: dict[str, list[float]] = {}
+            for clip in clips:
+                masker.tracker.reset()
+                _time_closeup_clip(masker, clip, frames, warmup, samples)
+            pooled["%dx%d" % size] = {
+                key: _stats(np.asarray(values)) if key.endswith("_ms") else round(float(np.median(values)), 1)
+                for key, values in samples.items()
+            }
+    return {"frames_per_clip": frames, "warmup_frames": warmup, "avatar_size": "%dx%d" % SCALED_SIZE,
+            "encoder": "aiortc Vp8Encoder, default bitrate", "machine": {"cpus": os.cpu_count()}, "closeup": pooled}
+
+
+class _Vp8Stream:
+    """One aiortc VP8 sender's encoder and a receiver's decoder, frame by frame."""
+
+    def __init__(self) -> None:
+        from aiortc.codecs.vpx import Vp8Decoder, Vp8Encoder
+
+        self.encoder, self.decoder, self.pts = Vp8Encoder(), Vp8Decoder(), 0
+
+    def send(self, rgb: np.ndarray) -> tuple[float, list[bytes]]:
+        """Encode one frame as the relay does: (milliseconds, RTP payloads)."""
+        start = time.perf_counter()
+        frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+        frame.pts, frame.time_base = self.pts, VP8_TIME_BASE
+        payloads, _ = self.encoder.encode(frame)
+        ms = (time.perf_counter() - start) * 1e3
+        self.pts += VP8_FRAME_TICKS
+        return ms, payloads
+
+    def receive(self, payloads: list[bytes]) -> np.ndarray:
+        """Decode one frame's payloads back to RGB."""
+        from aiortc.codecs.vpx import vp8_depayload
+        from aiortc.jitterbuffer import JitterFrame
+
+        data = b"".join(vp8_depayload(p) for p in payloads)
+        (frame,) = self.decoder.decode(JitterFrame(data, self.pts))
+        return frame.to_ndarray(format="rgb24")
+
+
+def _psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = float(np.mean((a.astype(np.float64) - b) ** 2))
+    return 10.0 * np.log10(255.0**2 / max(mse, 1e-10))
+
+
+def _stacked(avatar: np.ndarray, closeup: np.ndarray) -> np.ndarray:
+    """The avatar over the close-up in one frame, the narrower one centred on background."""
+    from .render.palette import BACKGROUND_RGB
+
+    width = max(avatar.shape[1], closeup.shape[1])
+    rows = []
+    for image in (avatar, closeup):
+        pad = width - image.shape[1]
+        rows.append(cv2.copyMakeBorder(image, 0, 0, pad // 2, pad - pad // 2, cv2.BORDER_CONSTANT, value=BACKGROUND_RGB))
+    return np.vstack(rows)
+
+
+def _time_closeup_clip(masker, clip: Path, frames: int, warmup: int, samples: dict[str, list[float]]) -> None:
+    """Append one clip's per-frame figures (ms, bytes, dB) to `samples`."""
+    avatar_stream, closeup_stream, stacked_stream = _Vp8Stream(), _Vp8Stream(), _Vp8Stream()
+    with VideoReader(clip) as reader:
+        for index, frame in zip(range(frames), reader):
+            result = masker.process(cv2.resize(frame.rgb, SCALED_SIZE, interpolation=cv2.INTER_AREA))
+            if result.closeup is None:
+                continue
+            avatar_ms, avatar_payloads = avatar_stream.send(result.image)
+            closeup_ms, closeup_payloads = closeup_stream.send(result.closeup)
+            start = time.perf_counter()
+            stacked = _stacked(result.image, result.closeup)
+            stack_ms = (time.perf_counter() - start) * 1e3
+            stacked_ms, stacked_payloads = stacked_stream.send(stacked)
+            closeup_seen = closeup_stream.receive(closeup_payloads)
+            stacked_seen = stacked_stream.receive(stacked_payloads)
+            if index < warmup:
+                continue
+            h, w = result.closeup.shape[:2]
+            left = (stacked.shape[1] - w) // 2
+            render_ms = result.timings_ms["closeup"]
+            row = {
+                "avatar_render_ms": result.timings_ms["render"],
+                "closeup_render_ms": render_ms,
+                "avatar_encode_ms": avatar_ms,
+                "closeup_encode_ms": closeup_ms,
+                "stacked_encode_ms": stacked_ms,
+                "a_second_track_ms": render_ms + closeup_ms,
+                "b_same_frame_ms": render_ms + stack_ms + stacked_ms - avatar_ms,
+                "avatar_bytes": sum(map(len, avatar_payloads)),
+                "closeup_bytes": sum(map(len, closeup_payloads)),
+                "stacked_bytes": sum(map(len, stacked_payloads)),
+                "a_closeup_psnr_db": _psnr(closeup_seen, result.closeup),
+                "b_closeup_psnr_db": _psnr(stacked_seen[-h:, left : left + w], result.closeup),
+            }
+            for key, value in row.items():
+                samples.setdefault(key, []).append(value)
+
+
+def print_closeup_table(report: dict, out=sys.stderr) -> None:
+    """The close-up report as a table: per size, median and p99 ms, median bytes and dB."""
+    for label, figures in report["closeup"].items():
+        print(f"close-up {label} (avatar {report['avatar_size']})", file=out)
+        for key, value in figures.items():
+            if isinstance(value, dict):
+                cells = _cell(value["median_ms"], 9, 2), _cell(value["p99_ms"], 8, 2)
+                print(f"  {key:22} {' '.join(cells)}", file=out)
+            else:
+                print(f"  {key:22} {value:9.1f}", file=out)
+    print(f"{report['frames_per_clip']} frames a clip, first {report['warmup_frames']} untimed; {report['encoder']}", file=out)

@@ -26,9 +26,9 @@ from .fit.fitter import FaceFitter, FitConfig, FitDiverged
 from .measure.frame import MEASURE_NAMES, frame_measures
 from .model.camera import Camera
 from .model.drawn_eye import EyeGeometry
-from .model.mesh_indices import EYE_CORNERS
 from .model.eyeball import EYEBALL_RADIUS_MM, IRIS_RADIUS_MM, PUPIL_RADIUS_MM, eyeball_rotation
 from .model.generic_face import N_EXPRESSION, GenericFace
+from .model.mesh_indices import EYE_CORNERS
 from .model.params import AvatarParams, param_names
 from .render.placeholder import placeholder_frame
 from .render.renderer import AvatarRenderer, EyeballPose
