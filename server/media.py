@@ -1,7 +1,8 @@
 """The masking engine of a room and the masked video track its consumers receive.
 
 Patient camera (remote track) -> `MaskEngine` -> `MaskedVideoTrack` (one per consumer:
-the patient's own preview, the doctor, a recording).
+the patient's own preview, the doctor, a recording; and the doctor's eye close-up, a
+second view of the same parameters rendered only while the doctor shows it).
 
 - Latest frame wins: the engine drains the camera track as fast as frames arrive into a
   one-slot mailbox; the worker always takes the newest frame and the ones it had no
@@ -49,6 +50,7 @@ MAX_FPS = 36.0
 KEEPALIVE_S = 0.5  # a consumer repeats the last picture at least this often
 STALE_S = 1.0      # no camera frame for this long: consumers show "waiting"
 DEFAULT_SIZE = (640, 480)
+CLOSEUP_POLL_S = 0.2  # a switched-off close-up track looks this often whether it is wanted
 WAITING_MESSAGE = "Waiting for the patient's camera"
 
 
@@ -63,10 +65,13 @@ class Masked:
     timings_ms: dict[str, float] = field(default_factory=dict)
     received: float = 0.0            # time.monotonic() when its camera frame arrived
     input_pts: int | None = None     # its camera frame's pts (90 kHz, as received)
+    closeup: np.ndarray | None = None  # the eyes magnified (pipeline.Masker.closeup_size), when asked for
 
 
 class MaskerLike(Protocol):
     """The part of `dmask_rt.pipeline.Masker` the engine uses (tests substitute it)."""
+
+    closeup_size: tuple[int, int] | None
 
     def process(self, rgb: np.ndarray) -> FrameResult: ...
 
@@ -101,6 +106,8 @@ class MaskEngine:
         self.last_frame_at = 0.0
         self.failures = 0
         self.closed = False
+        #: (width, height) of the eye close-up to render with each frame; None: none (no cost).
+        self.closeup_size: tuple[int, int] | None = None
 
     def preload(self) -> None:
         """Load the Masker (models, GL context) on the engine's thread now, before a camera comes."""
@@ -156,6 +163,7 @@ class MaskEngine:
     def _mask(self, frame: av.VideoFrame, received: float) -> Masked:
         """Worker thread: camera frame -> avatar; the camera pixels end here."""
         masker = self._ensure_masker()
+        masker.closeup_size = self.closeup_size
         t0 = time.perf_counter()
         rgb = frame.to_ndarray(format="rgb24")
         convert_ms = (time.perf_counter() - t0) * 1e3
@@ -165,7 +173,7 @@ class MaskEngine:
             self._metrics.stage(stage, ms)
         if not result.face_found:
             self._metrics.no_face()
-        return Masked(0, result.image, result.face_found, result.params, timings, received)
+        return Masked(0, result.image, result.face_found, result.params, timings, received, closeup=result.closeup)
 
     def _ensure_masker(self) -> MaskerLike:
         if self._masker is None:
@@ -200,6 +208,10 @@ class MaskEngine:
     def track(self) -> "MaskedVideoTrack":
         """A new masked video track for one consumer."""
         return MaskedVideoTrack(self)
+
+    def closeup_track(self) -> "CloseupVideoTrack":
+        """A new track of the eye close-up (frames only while `closeup_size` is set)."""
+        return CloseupVideoTrack(self)
 
     @property
     def live(self) -> bool:
@@ -251,6 +263,8 @@ class MaskedVideoTrack(MediaStreamTrack):
     """
 
     kind = "video"
+    #: Prefix of this track's per-stage metrics; the avatar's tracks also count frames out.
+    stage_prefix = ""
 
     def __init__(self, engine: MaskEngine) -> None:
         super().__init__()
@@ -273,14 +287,15 @@ class MaskedVideoTrack(MediaStreamTrack):
         try:
             if self._last_return:
                 # Time the sender spent since the last frame: encoding and packetizing.
-                self._metrics.stage("encode", (time.monotonic() - self._last_return) * 1e3)
+                self._metrics.stage(self.stage_prefix + "encode", (time.monotonic() - self._last_return) * 1e3)
             image = await self._next_image()
             frame = av.VideoFrame.from_ndarray(image, format="rgb24")
         except Exception:  # noqa: BLE001 - see the module docstring
             log.exception("masked track: sending the placeholder")
             frame = av.VideoFrame.from_ndarray(placeholder_frame(*self._size), format="rgb24")
         frame.pts, frame.time_base = self._next_pts(), VIDEO_TIME_BASE
-        self._metrics.frame_out()
+        if not self.stage_prefix:
+            self._metrics.frame_out()
         self._last_return = time.monotonic()
         if self.on_frame is not None and self._fresh is not None:
             self._report(frame.pts)
@@ -302,6 +317,10 @@ class MaskedVideoTrack(MediaStreamTrack):
         """Seconds until the next frame may go: never faster than MAX_FPS, whatever the camera does."""
         return max(0.0, self._last_return + 1.0 / MAX_FPS - now)
 
+    def _picture(self, masked: Masked) -> np.ndarray:
+        """What this track shows of a published result."""
+        return masked.image
+
     async def _next_image(self) -> np.ndarray:
         wait = self.pacing_wait(time.monotonic())
         if wait > 0:
@@ -309,18 +328,20 @@ class MaskedVideoTrack(MediaStreamTrack):
         masked = await self._engine.wait_newer(self._seq, KEEPALIVE_S)
         if masked is None:
             masked = self._engine.latest
-        if masked is not None:
-            self._size = (masked.image.shape[1], masked.image.shape[0])
+        picture = None if masked is None else self._picture(masked)
+        if picture is not None:
+            self._size = (picture.shape[1], picture.shape[0])
         self._fresh = None
         if masked is None or not self._engine.live:
             return placeholder_frame(*self._size, WAITING_MESSAGE)
         if masked.seq != self._seq:
             # In the relay: camera frame received -> its avatar handed to this encoder.
-            self._metrics.stage("relay_latency", (time.monotonic() - masked.received) * 1e3)
+            self._metrics.stage(self.stage_prefix + "relay_latency", (time.monotonic() - masked.received) * 1e3)
             self._fresh = masked
         self._seq = masked.seq
         self.face_found = masked.face_found
-        return masked.image
+        assert picture is not None
+        return picture
 
     def _next_pts(self) -> int:
         now = time.monotonic()
@@ -329,3 +350,22 @@ class MaskedVideoTrack(MediaStreamTrack):
         pts = max(self._last_pts + 1, int((now - self._start) * VIDEO_TIME_BASE.denominator))
         self._last_pts = pts
         return pts
+
+
+class CloseupVideoTrack(MaskedVideoTrack):
+    """The eye close-up as a video track: like the avatar's, but only while the engine renders
+    it (`MaskEngine.closeup_size`). Switched off, recv() waits and nothing is encoded; a
+    frame without a face, or masked before the switch, shows the placeholder at its size."""
+
+    stage_prefix = "closeup_"
+
+    async def _next_image(self) -> np.ndarray:
+        while self._engine.closeup_size is None and not self._engine.closed:
+            await asyncio.sleep(CLOSEUP_POLL_S)
+        self._size = self._engine.closeup_size or self._size
+        return await super()._next_image()
+
+    def _picture(self, masked: Masked) -> np.ndarray:
+        if masked.closeup is not None:
+            return masked.closeup
+        return placeholder_frame(*(self._engine.closeup_size or self._size))

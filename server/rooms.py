@@ -41,6 +41,7 @@ ROLES = ("patient", "doctor")
 PARAMS_INTERVAL_S = 0.1   # live values to the doctor at about 10 Hz
 STATUS_INTERVAL_S = 1.0   # the patient's status is re-sent at least this often
 MAX_MESSAGE = 16_384      # bytes of one data-channel message from a page
+CLOSEUP_SIZE = (960, 360)  # the doctor's eye close-up: both eyes, magnified
 
 
 @dataclass(frozen=True)
@@ -208,6 +209,7 @@ class Room:
             else:
                 self.doctor_audio.set_source(None)
                 self.doctor_video.set_source(None)
+                self.engine.closeup_size = None  # rendered for the doctor only
             self.touch()
             self.announce()
         await session.close()
@@ -225,16 +227,20 @@ class Room:
             self.exam.tell_doctor()
 
     def receive(self, session: Session, data: Any) -> None:
-        """A message from a page's data channel (only the exam's are understood)."""
+        """A message from a page's data channel: the exam's, and the doctor's close-up switch."""
         if self.sessions.get(session.role) is not session or not isinstance(data, str) or len(data) > MAX_MESSAGE:
             return
         try:
             message = json.loads(data)
         except ValueError:
             return
-        if isinstance(message, dict) and message.get("type") == "exam":
+        if not isinstance(message, dict):
+            return
+        if message.get("type") == "exam":
             self.touch()
             (self.exam.doctor if session.role == "doctor" else self.exam.patient)(message)
+        elif message.get("type") == "closeup" and session.role == "doctor":
+            self.engine.closeup_size = CLOSEUP_SIZE if message.get("on") is True else None
 
     def send(self, role: str, message: dict[str, Any]) -> None:
         session = self.sessions.get(role)

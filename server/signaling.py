@@ -12,6 +12,7 @@ offer them, so each m-line lands on a transceiver whose outgoing track is fixed 
     doctor:  video sendonly  masked avatar out
              audio sendrecv  microphone in -> patient; patient's audio out
              video recvonly  doctor's camera in -> patient
+             video sendonly  the avatar's eye close-up out (frames only while the doctor shows it)
 
 The patient's camera track goes to the engine only: nothing sent on the doctor's
 connection (or recorded) comes from anywhere but the engine and the audio relays.
@@ -35,7 +36,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 AUDIO_MAILBOX = 5          # 20 ms audio frames: up to 100 ms bridged, then dropped
-MAX_MEDIA_SECTIONS = 4     # 3 media + 1 data channel
+MAX_MEDIA_SECTIONS = 5     # 4 media + 1 data channel
 ANSWER_TIMEOUT_S = 15.0    # candidate gathering (a TURN server can be slow)
 # Chrome starts a new video sender at ~300 kbps and scales 640x480 down for ~20 s;
 # these make it start (and stay) at a bitrate the avatar and the camera need.
@@ -83,7 +84,7 @@ def _check_offer(sdp: str) -> None:
         raise OfferError(f"at most {MAX_MEDIA_SECTIONS} media sections")
 
 
-def _wire_patient(room: Room, session: Session) -> RTCRtpTransceiver:
+def _wire_patient(room: Room, session: Session, offer_sdp: str) -> RTCRtpTransceiver:
     pc = session.pc
     masked = room.engine.track()
     camera = pc.addTransceiver(masked, "sendrecv")
@@ -95,7 +96,7 @@ def _wire_patient(room: Room, session: Session) -> RTCRtpTransceiver:
     return camera
 
 
-def _wire_doctor(room: Room, session: Session) -> RTCRtpTransceiver:
+def _wire_doctor(room: Room, session: Session, offer_sdp: str) -> RTCRtpTransceiver:
     pc = session.pc
     masked = room.engine.track()
     video = pc.addTransceiver(masked, "sendonly")
@@ -103,6 +104,10 @@ def _wire_doctor(room: Room, session: Session) -> RTCRtpTransceiver:
     pc.addTransceiver(patient_audio, "sendrecv")
     pc.addTransceiver("video", "recvonly")
     session.tracks += [masked, patient_audio]
+    if offer_sdp.count("\nm=video") >= 3:  # a page with the close-up (aiortc cannot leave a transceiver unused)
+        closeup = room.engine.closeup_track()
+        pc.addTransceiver(closeup, "sendonly")
+        session.tracks.append(closeup)
     return video
 
 
@@ -176,7 +181,7 @@ async def answer(room: Room, role: str, offer_sdp: str, config: RTCConfiguration
             await room.leave(session)
 
     try:
-        sending = (_wire_patient if role == "patient" else _wire_doctor)(room, session)
+        sending = (_wire_patient if role == "patient" else _wire_doctor)(room, session, offer_sdp)
         if frame_reports and role == "doctor":
             sending.sender.track.on_frame = lambda report: session.send({"type": "frame", **report})
         for transceiver in pc.getTransceivers():

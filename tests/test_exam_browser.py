@@ -13,7 +13,8 @@ import pytest
 from playwright.sync_api import Page
 
 from dmask_rt.exam.protocol import STEPS, total_duration_s
-from test_server_browser import ARTIFACTS, CLIP, _write_y4m, chromium_consultation, relay  # noqa: F401 - fixture
+from test_server_browser import ARTIFACTS, CLIP, _wait_playing, _write_y4m, chromium_consultation, relay  # noqa: F401 - fixture
+from server.rooms import CLOSEUP_SIZE
 
 RECORD_STEPS = """() => {
     window.examSteps = [];
@@ -40,6 +41,8 @@ def _wait_step(page: Page, name: str, timeout_s: float = 20) -> None:
 def test_the_guided_exam_runs_its_steps_and_the_doctor_gets_the_report(relay: str, tmp_path: Path) -> None:
     width, height = _write_y4m(CLIP, tmp_path / "camera.y4m")
     with chromium_consultation(relay, tmp_path / "camera.y4m", width, height) as (patient, doctor, links):
+        doctor.click("#show-closeup")  # the eyes magnified, rendered by the relay at their own size
+        _wait_playing(doctor, "#closeup", *CLOSEUP_SIZE, timeout_s=20)
         doctor.click("#exam-start")
         patient.wait_for_selector("#exam-intro", state="visible", timeout=10000)
         doctor.wait_for_function("() => /Waiting for the patient/.test(document.querySelector('#exam-status').textContent)")
@@ -88,6 +91,7 @@ def test_the_guided_exam_runs_its_steps_and_the_doctor_gets_the_report(relay: st
         assert [c.get_attribute("data-position") for c in cells] == [
             "up_right", "up", "up_left", "right", "primary", "left", "down_right", "down", "down_left"]
         doctor.locator("section.exam-panel").screenshot(path=str(ARTIFACTS / "exam-doctor-panel.png"))
+        doctor.screenshot(path=str(ARTIFACTS / "exam-doctor-page.png"), full_page=True)
         with doctor.expect_download() as download:
             doctor.click("#exam-files a:has-text('Report')")
         report = Path(download.value.path()).read_text()
@@ -124,6 +128,15 @@ def test_exam_on_a_phone_stopped_midway_and_in_a_too_small_window(relay: str, tm
         doctor.wait_for_function("() => document.querySelector('#exam-status').dataset.state === 'stopped'", timeout=5000)
         doctor.wait_for_selector("#exam-repeat:not(.hidden)", timeout=15000)  # what was not reached can be repeated
         assert patient.is_hidden("#exam")
+
+        # The close-up costs nothing hidden: its track sends no frames then.
+        doctor.click("#show-closeup")
+        _wait_playing(doctor, "#closeup", *CLOSEUP_SIZE, timeout_s=20)
+        doctor.click("#show-closeup")
+        doctor.wait_for_timeout(1000)
+        frames = doctor.eval_on_selector("#closeup", "v => v.getVideoPlaybackQuality().totalVideoFrames")
+        doctor.wait_for_timeout(1500)
+        assert doctor.eval_on_selector("#closeup", "v => v.getVideoPlaybackQuality().totalVideoFrames") <= frames + 1
 
         patient.set_viewport_size({"width": 260, "height": 240})
         doctor.click("#exam-start")

@@ -26,6 +26,8 @@ WEBCAM = DATA / "videos" / "p09_webcam.mp4"
 class _SlowRelay:
     """Pass-through after sleeping 40 ms: a relay that obviously adds latency."""
 
+    closeup_size = None
+
     def process(self, rgb: np.ndarray) -> FrameResult:
         time.sleep(0.04)
         return FrameResult(rgb, True, None, {"track": 40.0})

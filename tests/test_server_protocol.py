@@ -424,6 +424,8 @@ class _Camera(MediaStreamTrack):
 class _FlakyMasker:
     """Every third frame raises; the others take 30 ms and return a flat 'avatar'."""
 
+    closeup_size = None
+
     def __init__(self) -> None:
         self.calls = 0
 

@@ -35,6 +35,8 @@ LIMITS = Limits(max_rooms=64, max_peers=128)  # the capacity sweep, not the prod
 class PassThrough:
     """A 'masker' that returns the camera frame: the relay's cost without the mask."""
 
+    closeup_size = None
+
     def process(self, rgb: np.ndarray) -> FrameResult:
         return FrameResult(rgb, True, None, {})
 

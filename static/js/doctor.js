@@ -99,6 +99,7 @@ async function main() {
   let cameraSender = null;
   let patientHere = false, connected = false, face = null;
   let exam = null;
+  let closeupShown = false;
 
   const show = () => {
     if (!connected) return;
@@ -113,6 +114,7 @@ async function main() {
         pc.addTransceiver("video", { direction: "recvonly" }),          // the masked avatar
         pc.addTransceiver(mic || "audio", { direction: "sendrecv" }),
         pc.addTransceiver(camera || "video", { direction: "sendonly" }), // my camera, when shared
+        pc.addTransceiver("video", { direction: "recvonly" }),          // the eye close-up, when shown
       ];
       cameraSender = transceivers[2].sender;
       return transceivers;
@@ -120,11 +122,15 @@ async function main() {
     onTrack(event, transceivers) {
       const media = new MediaStream([event.track]);
       if (event.transceiver === transceivers[0]) $("masked").srcObject = media;
+      else if (event.transceiver === transceivers[3]) $("closeup").srcObject = media;
       else if (event.track.kind === "audio") $("remote-audio").srcObject = media;
     },
     onMessage(message) {
       if (message.type === "params") { face = message.face; showParams(message); show(); }
-      if (message.type === "peers") { patientHere = message.patient; show(); }
+      if (message.type === "peers") {
+        patientHere = message.patient; show();
+        call.send({ type: "closeup", on: closeupShown }); // the relay forgets it with a connection
+      }
       if (message.type === "recording") { showRecording(message.active); refreshRecordings(); }
       if (message.type === "exam") exam.onMessage(message);
     },
@@ -139,6 +145,13 @@ async function main() {
 
   exam = new ExamPanel((message) => call.send(message), (name) => apiUrl(link, `recordings/${encodeURIComponent(name)}`),
     refreshRecordings);
+  $("show-closeup").addEventListener("click", (event) => {
+    closeupShown = !closeupShown;
+    call.send({ type: "closeup", on: closeupShown });
+    $("closeup").classList.toggle("hidden", !closeupShown);
+    event.currentTarget.setAttribute("aria-pressed", String(closeupShown));
+    event.currentTarget.textContent = closeupShown ? "Hide eye close-up" : "Show eye close-up";
+  });
   $("share-camera").addEventListener("click", async (event) => {
     const button = event.currentTarget;
     if (camera) {

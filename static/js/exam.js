@@ -41,7 +41,8 @@ export class PatientExam {
     }
     $("exam-retry-size").addEventListener("click", () => this.begin());
     for (const input of document.querySelectorAll("input[name=camera]")) {
-      input.addEventListener("change", () => { this.cameraConfirmed = true; });
+      // A click on the option already chosen confirms it too (no "change" then).
+      for (const type of ["click", "change"]) input.addEventListener(type, () => { this.cameraConfirmed = true; });
     }
     const slider = $("card-size");
     slider.addEventListener("input", () => {
