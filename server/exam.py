@@ -14,10 +14,12 @@ Messages on the rooms' data channels (JSON, `"type": "exam"`):
     room    -> doctor   {"state", "step", "steps_total", "message", "results", "files"}
 
 The patient's page is the exam's clock (it shows the target, and the patient may pause):
-a step's start and end are stamped here on arrival, in the same clock as the frames,
-which arrive a few frames after their capture; each step's first `settle_s` seconds are
-left out of its figures (`dmask_rt/exam/protocol.py`), which covers that. A paused step
-is shown again from its start when the patient continues.
+its messages carry the page's own time `t` (seconds), which is mapped onto the relay's
+clock by the smallest (arrival - t) seen so far, i.e. by the least delayed message: a
+message held up by the network or a busy relay does not shift its step. Frames are timed
+by their camera frame's arrival at the relay. Each step's first `settle_s` seconds are
+left out of its figures (`dmask_rt/exam/protocol.py`), which covers the rest. A paused
+step is shown again from its start when the patient continues.
 
 Frames are kept (their fitted parameters, never pixels) from the exam's start to its end.
 After every step the figures are computed again on a thread (`dmask_rt.exam.analysis`) and
@@ -56,6 +58,7 @@ SCREEN_RANGES = {
 SOURCES = {"mm_per_px_source": ("card", "assumed"), "camera_source": ("confirmed", "assumed")}
 #: At most this many frames are kept (an hour at 30 fps): an exam left open ends there.
 MAX_FRAMES = 108_000
+LIVE_DRAWS = 50  # Monte Carlo draws of the figures after each step (the saved ones: analysis' default)
 
 Send = Callable[[str, dict[str, Any]], None]
 
@@ -76,6 +79,8 @@ class RoomExam:
         self.files: list[str] = []
         self._t0 = 0.0
         self._current: dict[str, Any] | None = None  # the step run in progress
+        self._runs: list[dict[str, Any]] = []  # every step run, in the page's clock
+        self._page_offset = math.inf  # relay clock - page clock, least delayed message
         self._analysis: asyncio.Task[None] | None = None
 
     # --- the doctor ----------------------------------------------------------------------
@@ -106,7 +111,8 @@ class RoomExam:
             "protocol": protocol_json(), "screen": None, "steps": [],
             "params_file": f"exam-{stamp}.params.jsonl",
         }
-        self.rows, self.results, self.files, self._current = [], None, [], None
+        self.rows, self.results, self.files, self._current, self._runs = [], None, [], None, []
+        self._page_offset = math.inf
         self.state, self.message = "waiting", "Waiting for the patient to begin."
         self._send("patient", {"type": "exam", "action": "start", "protocol": protocol_json(), "steps": steps})
 
@@ -115,7 +121,7 @@ class RoomExam:
         if self.record is None or self.state not in ("waiting", "running", "paused"):
             return
         event = message.get("event")
-        now = self._now()
+        now = self._page_time(message.get("t"), self._now())
         if event == "screen":
             screen = _screen(message)
             if screen is not None:
@@ -123,8 +129,8 @@ class RoomExam:
         elif event == "step" and _step_index(message) is not None:
             self._end_run("interrupted", now)
             index = _step_index(message)
-            self._current = {"index": index, "name": STEPS[index].name, "start_s": round(now, 3), "end_s": None, "status": "running"}
-            self.record["steps"].append(self._current)
+            self._current = {"index": index, "name": STEPS[index].name, "start_s": now, "end_s": None, "status": "running"}
+            self._runs.append(self._current)
             self.state, self.message = "running", f"Step {index + 1} of {len(STEPS)}: {STEPS[index].label}."
         elif event == "step_done" and self._current is not None and message.get("index") == self._current["index"]:
             self._end_run("done", now)
@@ -139,9 +145,9 @@ class RoomExam:
                             f"({_int(message.get('width_px'))} x {_int(message.get('height_px'))} px): "
                             "they were asked to enlarge it.")
         elif event == "stop":
-            self._finish("stopped", "Stopped by the patient.")
+            self._finish("stopped", "Stopped by the patient.", now)
         elif event == "done":
-            self._finish("done", "Examination complete.")
+            self._finish("done", "Examination complete.", now)
         self.tell_doctor()
 
     def patient_left(self) -> None:
@@ -155,7 +161,8 @@ class RoomExam:
         """Keep one published frame's parameters (event loop) while the exam runs."""
         if self.state not in ("running", "paused") or len(self.rows) >= MAX_FRAMES:
             return
-        row: dict[str, Any] = {"frame": len(self.rows), "time": round(self._now(), 4), "face_found": masked.face_found}
+        # Timed by its camera frame's arrival: the nearest the relay knows to its capture.
+        row: dict[str, Any] = {"frame": len(self.rows), "time": round(masked.received - self._t0, 4), "face_found": masked.face_found}
         row.update(dict.fromkeys(Masker.PARAM_NAMES) if masked.params is None else masked.params)
         self.rows.append(row)
 
@@ -163,18 +170,35 @@ class RoomExam:
     def _now(self) -> float:
         return self._clock() - self._t0
 
-    def _end_run(self, status: str, now: float) -> None:
+    def _page_time(self, t: Any, now: float) -> float:
+        """The page's time `t` in the exam's clock (page clock; `now` when the page gave none)."""
+        if not isinstance(t, (int, float)) or isinstance(t, bool) or not math.isfinite(t):
+            return now
+        self._page_offset = min(self._page_offset, now - t)
+        return float(t)
+
+    def _offset(self) -> float:
+        return 0.0 if math.isinf(self._page_offset) else self._page_offset
+
+    def _end_run(self, status: str, at: float) -> None:
         if self._current is not None:
-            self._current["end_s"], self._current["status"] = round(now, 3), status
+            self._current["end_s"], self._current["status"] = at, status
             self._current = None
+
+    def record_now(self) -> dict[str, Any]:
+        """The record as saved: the steps' times moved from the page's clock to the exam's."""
+        assert self.record is not None
+        offset = self._offset()
+        steps = [{**run, "start_s": round(run["start_s"] + offset, 3),
+                  "end_s": None if run["end_s"] is None else round(run["end_s"] + offset, 3)} for run in self._runs]
+        return json.loads(json.dumps({**self.record, "steps": steps}))
 
     def _analyse(self) -> None:
         if self._analysis is None or self._analysis.done():
             self._analysis = asyncio.ensure_future(self._compute())
 
     async def _compute(self) -> None:
-        assert self.record is not None
-        record, rows = json.loads(json.dumps(self.record)), list(self.rows)
+        record, rows = self.record_now(), list(self.rows)
         loop = asyncio.get_running_loop()
         try:
             self.results = await loop.run_in_executor(self._executor, _analyse, record, rows)
@@ -182,15 +206,15 @@ class RoomExam:
             log.exception("exam analysis failed")
         self.tell_doctor()
 
-    def _finish(self, state: str, message: str) -> None:
-        self._end_run("stopped" if state == "stopped" else "done", self._now())
+    def _finish(self, state: str, message: str, at: float | None = None) -> None:
+        """End the exam (`at`: in the page's clock, when the page said so) and save it."""
+        self._end_run("stopped" if state == "stopped" else "done", self._now() - self._offset() if at is None else at)
         self.state, self.message = state, message
         if self.record is not None:
             asyncio.ensure_future(self._save())
 
     async def _save(self) -> None:
-        assert self.record is not None
-        record, rows = json.loads(json.dumps(self.record)), list(self.rows)
+        record, rows = self.record_now(), list(self.rows)
         loop = asyncio.get_running_loop()
         try:
             self.results, self.files = await loop.run_in_executor(self._executor, _save, self.directory, record, rows)
@@ -209,10 +233,10 @@ class RoomExam:
     async def close(self) -> None:
         """The room is closing: an exam in progress ends, and its files are written."""
         if self.state in ("waiting", "running", "paused") and self.record is not None:
-            self._end_run("stopped", self._now())
+            self._end_run("stopped", self._now() - self._offset())
             self.state = "stopped"
             loop = asyncio.get_running_loop()
-            await loop.run_in_executor(self._executor, _save, self.directory, self.record, list(self.rows))
+            await loop.run_in_executor(self._executor, _save, self.directory, self.record_now(), list(self.rows))
         self._executor.shutdown(wait=False)
 
 
@@ -234,10 +258,12 @@ def live_view(results: dict[str, Any] | None) -> dict[str, Any] | None:
     }
 
 
-def _analyse(record: dict[str, Any], rows: list[dict[str, Any]], traces: bool = False) -> dict[str, Any]:
+def _analyse(record: dict[str, Any], rows: list[dict[str, Any]], final: bool = False) -> dict[str, Any]:
+    """The figures: after each step a quick pass (fewer uncertainty draws, no traces: it
+    shares the room's process with the masking), at the end the full one that is saved."""
     from dmask_rt.exam.analysis import analyse
 
-    return analyse(record, rows, traces=traces)
+    return analyse(record, rows) if final else analyse(record, rows, draws=LIVE_DRAWS, traces=False)
 
 
 def _save(directory: Path, record: dict[str, Any], rows: list[dict[str, Any]]) -> tuple[dict[str, Any], list[str]]:
@@ -251,7 +277,7 @@ def _save(directory: Path, record: dict[str, Any], rows: list[dict[str, Any]]) -
         for row in rows:
             params = None if not row["face_found"] else {k: row[k] for k in Masker.PARAM_NAMES}
             log_.write(row["frame"], row["time"], row["face_found"], params)
-    results = _analyse(record, rows, traces=True)
+    results = _analyse(record, rows, final=True)
     texts = {
         f"{stem}.json": json.dumps(record, indent=1),
         f"{stem}.results.json": json.dumps(results, indent=1, allow_nan=False),

@@ -55,12 +55,13 @@ class Pages:
         return self.sent[role][-1]
 
 
-def masked(face: GenericFace, rng: np.random.Generator, found: bool = True) -> Masked:
+def masked(face: GenericFace, rng: np.random.Generator, received: float, found: bool = True) -> Masked:
     if not found:
-        return Masked(0, np.zeros((4, 4, 3), np.uint8), False, None)
+        return Masked(0, np.zeros((4, 4, 3), np.uint8), False, None, received=received)
     params = AvatarParams(rodrigues(np.radians([2.0, -3.0, 1.0])), np.array([5.0, 20.0, 500.0]),
                           np.zeros(face.n_expression), np.zeros(8), np.radians(rng.normal(0, 0.5, (2, 2))))
-    return Masked(0, np.zeros((4, 4, 3), np.uint8), True, {**params.to_dict(), **frame_measures(face, params)})
+    return Masked(0, np.zeros((4, 4, 3), np.uint8), True, {**params.to_dict(), **frame_measures(face, params)},
+                  received=received)
 
 
 async def run_steps(exam: RoomExam, clock: Clock, face: GenericFace, steps: list[int], *,
@@ -71,7 +72,7 @@ async def run_steps(exam: RoomExam, clock: Clock, face: GenericFace, steps: list
         exam.patient({"type": "exam", "event": "step", "index": index})
         for _ in range(int(STEPS[index].duration_s * FPS)):
             clock.now += 1 / FPS
-            exam.on_masked(masked(face, rng, found=index not in lost))
+            exam.on_masked(masked(face, rng, clock.now, found=index not in lost))
         exam.patient({"type": "exam", "event": "step_done", "index": index})
         await asyncio.sleep(0)
 
@@ -94,7 +95,7 @@ def test_a_whole_exam_is_saved_and_dmask_exam_recomputes_it(tmp_path: Path, face
         assert start["action"] == "start" and start["steps"] == list(range(len(STEPS)))
         assert [s["name"] for s in start["protocol"]] == [s.name for s in STEPS]
         assert pages.last("doctor")["state"] == "waiting"
-        exam.on_masked(masked(face, np.random.default_rng(1)))
+        exam.on_masked(masked(face, np.random.default_rng(1), clock.now))
         assert exam.rows == []  # nothing is kept before the patient begins
         exam.patient({"type": "exam", **SCREEN})
         await run_steps(exam, clock, face, list(range(len(STEPS))), lost={STEPS.index(next(s for s in STEPS if s.name == "gaze_up"))})
@@ -176,7 +177,7 @@ def test_pause_repeats_the_step_and_the_doctor_can_repeat_what_was_not_measured(
         return exam, pages
 
     exam, pages = asyncio.run(scenario())
-    assert [(s["index"], s["status"]) for s in exam.record["steps"]] == [(0, "interrupted"), (0, "done"), (1, "done")]
+    assert [(s["index"], s["status"]) for s in exam.record_now()["steps"]] == [(0, "interrupted"), (0, "done"), (1, "done")]
     assert exam.state == "waiting"
     assert pages.last("patient")["steps"] == [2, 3]  # out-of-range and non-integer steps dropped
 
@@ -206,3 +207,24 @@ def test_nothing_happens_before_the_doctor_starts(tmp_path: Path) -> None:
     exam.doctor({"type": "exam", "action": "stop"})
     exam.doctor({"type": "exam", "action": "repeat", "steps": [1]})
     assert exam.state == "idle" and exam.record is None and not pages.sent["patient"]
+
+
+def test_steps_are_timed_by_the_pages_clock_not_by_when_its_messages_arrive(tmp_path: Path) -> None:
+    """The page's clock runs 500 s behind the relay's; one message is held up 1.2 s on the way."""
+    async def scenario() -> tuple[RoomExam, float, float]:
+        clock = Clock()
+        exam = RoomExam(tmp_path, Pages(), clock)
+        exam.doctor({"type": "exam", "action": "start"})
+        t0, page = clock.now, clock.now - 500.0
+        for index, (start, arrival_delay) in enumerate([(1.0, 0.02), (4.0, 1.2), (7.0, 0.05)]):
+            clock.now = page + 500.0 + start + arrival_delay
+            exam.patient({"type": "exam", "event": "step", "index": index, "t": page + start})
+            clock.now = page + 500.0 + start + 3.0 + 0.03
+            exam.patient({"type": "exam", "event": "step_done", "index": index, "t": page + start + 3.0})
+        return exam, t0, page
+
+    exam, t0, page = asyncio.run(scenario())
+    steps = exam.record_now()["steps"]
+    assert [s["start_s"] for s in steps] == pytest.approx([1.02, 4.02, 7.02], abs=1e-3)
+    assert [s["end_s"] - s["start_s"] for s in steps] == pytest.approx([3.0, 3.0, 3.0], abs=1e-3)
+    assert t0 + steps[0]["start_s"] == pytest.approx(page + 500.0 + 1.02, abs=1e-3)

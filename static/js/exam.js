@@ -17,7 +17,8 @@ const $ = (id) => document.getElementById(id);
 export class PatientExam {
   // send(message): to the relay; false when the connection is down.
   constructor(send) {
-    this.send = send;
+    // Every message carries the page's clock: the relay times the steps by it, not by arrival.
+    this.send = (message) => send({ ...message, t: performance.now() / 1000 });
     this.protocol = [];
     this.queue = [];
     this.position = 0;
@@ -120,7 +121,6 @@ export class PatientExam {
   runStep() {
     const step = this.step;
     if (!step) return this.finish();
-    this.send({ type: "exam", event: "step", index: step.index });
     $("exam-instruction").textContent = step.instruction;
     $("exam-progress").textContent = `Step ${this.position + 1} of ${this.queue.length}: ${step.label}`;
     this.place(step, 0);
@@ -128,6 +128,7 @@ export class PatientExam {
     this.target.classList.toggle("closing", step.kind === "closure");
     speak(step.instruction);
     const started = performance.now();
+    this.send({ type: "exam", event: "step", index: step.index });
     const tick = (now) => {
       if (!this.running || this.paused) return;
       const t = (now - started) / 1000;
