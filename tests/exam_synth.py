@@ -2,7 +2,8 @@
 
 A head 50 cm from the camera (slightly turned, swaying by a millimetre) watches the
 protocol's targets at 30 fps. Each eye's true visual axis points at the target (the
-fixating eye) or at it plus a deviation (`deviation(step, t, u)` -> (2 eyes, 2 axes)
+fixating eye; or, for a patient who does not follow the targets, at the camera whatever
+the target does) or at it plus a deviation (`deviation(step, t, u)` -> (2 eyes, 2 axes)
 degrees); the logged reading is what the avatar would show for that axis on an eye with
 offset c, rotation radius rho and kappa (`exam/calibration.py`, equation (1)), plus
 per-frame noise. Lids: MRD1 4 mm and MRD2 5 mm unless a scenario says otherwise.
@@ -64,6 +65,7 @@ class Patient:
     covered_eye_open: bool = False   # the tracker does not see the hand
     down_gaze_openness: float = 1.0  # the lids lowered with the gaze on the bottom targets
     face_lost_in: tuple[str, ...] = ()
+    stares_at_camera: bool = False   # the eyes look at the camera, not at the targets
 
 
 def reading(theta_deg: np.ndarray, c: np.ndarray, rho: np.ndarray, kappa: np.ndarray) -> np.ndarray:
@@ -111,9 +113,10 @@ def exam(patient: Patient, runs: list[dict] | None = None, seed: int = 1, end_s:
         yaw, pitch, roll = 3.0 + 0.3 * np.sin(t), -4.0 + 0.3 * np.cos(0.7 * t), 1.0
         trans = np.array([5.0 + np.sin(0.5 * t), -10.0, 500.0 + np.cos(0.3 * t)])
         point = target_point(screen, u, v)
-        intended = fixation_angles(face, head_rotation(yaw, pitch, roll), trans, point)
+        looked_at = np.zeros(3) if patient.stares_at_camera else point  # the camera is the frame's origin
+        aimed = fixation_angles(face, head_rotation(yaw, pitch, roll), trans, looked_at)
         dev = patient.deviation(current, ts, u) if current is not None else np.zeros((2, 2))
-        theta_m = reading(intended + dev, patient.c_mm, patient.rho_mm, patient.kappa_deg)
+        theta_m = reading(aimed + dev, patient.c_mm, patient.rho_mm, patient.kappa_deg)
         theta_m = theta_m + patient.noise_deg * rng.standard_normal((2, 2))
         values = {n: 0.0 for n in PARAM_NAMES} | {
             "head_yaw_deg": yaw, "head_pitch_deg": pitch, "head_roll_deg": roll,

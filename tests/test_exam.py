@@ -17,10 +17,12 @@ from exam_synth import PARAM_NAMES, Patient, esotropia, exam, reading, schedule
 
 from dmask_rt.cli import main
 from dmask_rt.exam.analysis import analyse
-from dmask_rt.exam.calibration import fit_gain, visual_axis
+from dmask_rt.exam.calibration import FAILED, GENERIC_GAIN_SD, fit_gain, gain_failure, visual_axis
 from dmask_rt.exam.geometry import Screen, head_rotation, target_point
 from dmask_rt.exam.report import report_html
+from dmask_rt.exam.protocol import STEPS
 from dmask_rt.measure.alignment import fixation_angles
+from dmask_rt.model.eyeball import IRIS_DEPTH_MM
 from dmask_rt.model.generic_face import GenericFace
 from dmask_rt.paramlog import ParamLog, read_params
 
@@ -45,8 +47,30 @@ def lids_exam() -> tuple[dict, list[dict], dict]:
     return record, rows, analyse(record, rows)
 
 
+@pytest.fixture(scope="module")
+def staring_exam() -> tuple[dict, list[dict], dict]:
+    """A patient who looks at the camera whatever the target does (as a looping video of a face would)."""
+    record, rows = exam(Patient(stares_at_camera=True), seed=3)
+    return record, rows, analyse(record, rows)
+
+
 def _step(results: dict, name: str) -> dict:
     return next(s for s in results["steps"] if s["name"] == name)
+
+
+def _assert_no_nan(results: dict, record: dict) -> None:
+    """Valid JSON without NaN, and no "nan" in the results' text nor in the report's (its PNG left out)."""
+    text = json.dumps(results, allow_nan=False)
+    html = re.sub(r"data:image/png;base64,[A-Za-z0-9+/=]+", "", report_html(results, record))
+    assert not re.search(r"\bnan\b", text + html, re.I)
+
+
+def _assert_measured_cells_have_values(results: dict) -> None:
+    """A nine-gaze cell or hold is "measured" only with its deviation's values (both axes, deg and PD)."""
+    for name, cell in (results["nine_gaze"] | results["holds"]).items():
+        if cell["status"] == "measured":
+            d = cell["deviation"]
+            assert all(isinstance(d[f"{axis}_{unit}"]["value"], float) for axis in ("horizontal", "vertical") for unit in ("deg", "pd")), name
 
 
 def test_target_place_and_fixation_angles() -> None:
@@ -79,9 +103,26 @@ def test_eye_model_round_trip_and_gain_fit() -> None:
     assert fit_gain(readings[:, 2:3], theta[:, 2:3], 5.0) is None  # one target: no gain
 
 
+def test_gain_plausibility_rule() -> None:
+    """(3): within 2 sd of 7-16 mm and more than 3 sd above zero."""
+    readings, targets = np.array([-9.0, 0.0, 9.0]), np.array([-18.0, 0.0, 18.0])
+    def draws(value: float, sd: float) -> np.ndarray:
+        return np.concatenate([[value], value + sd * np.array([-1.0, 1.0])])  # these draws' sd is `sd`
+    assert gain_failure(draws(10.5, 1.5), readings, targets) is None
+    assert gain_failure(draws(6.0, 0.6), readings, targets) is None  # 2 sd from 7 mm
+    assert gain_failure(draws(5.0, 0.5), readings, targets).startswith(
+        "the eyes did not follow the targets: their reading moved 18.0° for a 36.0° target sweep (gain ρ 5.00 ± 0.50 mm")
+    assert gain_failure(draws(20.0, 1.0), readings, targets).startswith("the readings moved more than an eye can")
+    assert gain_failure(draws(9.0, 4.0), readings, targets).startswith("the readings scattered too much")
+
+
 def test_esotropia_growing_on_left_gaze(eso_exam) -> None:
     _, _, r = eso_exam
     assert r["calibration"]["deviation_calibrated"] is True
+    assert r["calibration"]["warnings"] == [] and r["summary"]["warnings"] == []
+    for s in "rl":  # the right eye's gain is the left's (it deviates); both valid
+        assert r["calibration"]["eyes"][s]["valid"] == {"horizontal": True, "vertical": True}
+        assert r["calibration"]["eyes"][s]["gain_source"] == {"horizontal": "fit", "vertical": "fit"}
     assert r["calibration"]["deviating_eye"] == "r"
     for pos, truth, tol, max_sd in (("primary", ET_PRIMARY_PD, 1.5, 5.0), ("left", ET_LEFT_PD, 2.5, 9.0),
                                     ("up_left", ET_LEFT_PD, 2.5, 9.0), ("right", ET_PRIMARY_PD, 1.5, 5.0)):
@@ -140,6 +181,8 @@ def test_offset_of_2mm_recovered_and_no_deviation(lids_exam) -> None:
     assert eyes["l"]["c_horizontal_mm"]["value"] == pytest.approx(0.0, abs=0.3)
     assert eyes["r"]["rho_horizontal_mm"]["value"] == pytest.approx(11.0, abs=1.0)
     assert eyes["r"]["residual_horizontal_deg"] < 1.0
+    assert all(eyes[s]["valid"] == {"horizontal": True, "vertical": True} for s in "rl")
+    assert not any("Calibration failed" in w for w in r["summary"]["warnings"])
     # The lids lowered with the gaze (0.6 of their usual opening) do not hide the eyes looking down.
     assert r["nine_gaze"]["down"]["eyes"]["r"]["vertical_deg"]["value"] is not None
     for pos, m in r["nine_gaze"].items():
@@ -188,8 +231,11 @@ def test_live_record_with_a_running_step_and_no_screen(lids_exam) -> None:
     assert _step(r, "gaze_primary")["status"] == "measured"
     blind = analyse(record | {"steps": runs[:6], "screen": None}, rows)
     json.dumps(blind, allow_nan=False)
-    assert _step(blind, "gaze_primary")["status"] == "measured"
+    # Its frames were measured, but without a target there is no deviation: "not measured", with the reason.
+    assert blind["nine_gaze"]["primary"]["status"] == _step(blind, "gaze_primary")["status"] == "not measured"
+    assert "screen has not been reported" in _step(blind, "gaze_primary")["reason"]
     assert blind["nine_gaze"]["primary"]["deviation"]["horizontal_pd"]["value"] is None
+    assert "Primary gaze: deviation not measured (the screen has not been reported" in blind["findings"][0]
     assert _step(blind, "gaze_primary")["eyes"]["r"]["mrd1_mm"] == pytest.approx(4.0, abs=0.1)  # lids need no screen
     assert "not reported its screen" in blind["uncertainty"]["statement"]
 
@@ -286,3 +332,75 @@ def test_cli_bad_input_exits_2_and_writes_nothing(tmp_path, capsys, case: str) -
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("dmask: error:")
     assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+def test_patient_staring_at_the_camera_fails_calibration_and_falls_back(staring_exam) -> None:
+    """The eyes look at the camera whatever the target does: the calibration's gain is near zero
+    (the old analysis took it as the eye's and put every angle beyond the model's reach)."""
+    record, _, r = staring_exam
+    for s in "rl":
+        eye = r["calibration"]["eyes"][s]
+        assert eye["valid"] == {"horizontal": False, "vertical": False}
+        assert eye["gain_source"] == {"horizontal": FAILED, "vertical": FAILED}
+        for axis in ("horizontal", "vertical"):
+            assert eye["gain_failure"][axis].startswith("the eyes did not follow the targets: their reading moved")
+            rho = eye[f"rho_{axis}_mm"]
+            assert rho["value"] == pytest.approx(IRIS_DEPTH_MM) and rho["sd"] == pytest.approx(GENERIC_GAIN_SD * IRIS_DEPTH_MM, rel=0.2)
+    warnings = r["summary"]["warnings"]
+    assert any(w.startswith("Calibration failed (right eye, horizontal): the eyes did not follow the targets") for w in warnings)
+    assert any("generic eye model" in w and "repeat the calibration steps" in w for w in warnings)
+    html = report_html(r, record)
+    assert html.index("Calibration failed (right eye, horizontal)") < html.index("<h2>Calibration</h2>")  # heads the report
+    _assert_no_nan(r, record)
+    _assert_measured_cells_have_values(r)
+    # Every gaze step is measured: the figures are the generic model's angles. Both eyes look at the
+    # camera, so they are aligned (the truth: no deviation), each far from a side target.
+    for pos, cell in r["nine_gaze"].items():
+        assert cell["status"] == "measured", pos
+        for axis in ("horizontal", "vertical"):
+            assert abs(cell["deviation"][f"{axis}_pd"]["value"]) < 3.0, (pos, axis)
+    for s in "rl":
+        assert r["nine_gaze"]["right"]["eyes"][s]["vs_target_horizontal_deg"]["value"] > 10.0  # the eyes stayed left of it
+        assert r["nine_gaze"]["up"]["eyes"][s]["vs_target_vertical_deg"]["value"] < -3.0      # and below it
+    assert r["findings"][0].startswith("Primary gaze: no deviation beyond 2 sd")
+
+
+def test_staring_patient_without_cover_steps_has_the_population_uncertainty(staring_exam) -> None:
+    """Neither the gain nor the offsets measured: finite deviations with the generic model's sd, above 10 PD horizontally."""
+    record, rows, _ = staring_exam
+    r = analyse(record | {"steps": [s for s in record["steps"] if s["name"] not in COVER_STEPS]}, rows)
+    _assert_no_nan(r, record)
+    _assert_measured_cells_have_values(r)
+    for pos, cell in r["nine_gaze"].items():
+        h = cell["deviation"]["horizontal_pd"]
+        assert cell["status"] == "measured" and abs(h["value"]) < 2 * h["sd"] and h["sd"] > 10.0, pos
+    assert r["findings"][0].endswith("not calibrated: do the cover test.")
+
+
+@pytest.mark.filterwarnings("error")
+@pytest.mark.parametrize("case", ["few frames", "constant readings", "beyond reach"])
+def test_degenerate_records_give_no_exception_and_no_nan(case: str) -> None:
+    """Steps of 11 frames after settling; readings frozen at 0 (the gain's least squares: a flat line);
+    one step reading beyond a small eye's reach (70°, where rho = 8 mm reaches 50°)."""
+    settle = {s.name: s.settle_s for s in STEPS}
+    runs = [run | {"end_s": round(run["start_s"] + settle[run["name"]] + 0.35, 3)} for run in schedule()] if case == "few frames" else None
+    record, rows = exam(Patient(rho_mm=np.full((2, 2), 8.0)), runs=runs)
+    if case == "constant readings":
+        rows = [row | {f"eye_{s}_{axis}_deg": 0.0 for s in "rl" for axis in ("horizontal", "vertical")} for row in rows]
+    if case == "beyond reach":
+        run = next(run for run in record["steps"] if run["name"] == "gaze_left")
+        rows = [row | ({"eye_r_horizontal_deg": 70.0} if run["start_s"] <= row["time"] <= run["end_s"] else {}) for row in rows]
+    r = analyse(record, rows)
+    _assert_no_nan(r, record)
+    _assert_measured_cells_have_values(r)
+    if case == "constant readings":
+        assert all(r["calibration"]["eyes"][s]["valid"] == {"horizontal": False, "vertical": False} for s in "rl")
+        assert "reading moved 0.0°" in r["calibration"]["eyes"]["r"]["gain_failure"]["horizontal"]
+    else:  # a valid calibration, each step measured (or, beyond reach, not measured with the reason)
+        assert all(r["calibration"]["eyes"][s]["valid"] == {"horizontal": True, "vertical": True} for s in "rl")
+        assert r["summary"]["not_measured"] == ([] if case == "few frames" else [
+            {"step": "gaze_left", "reason": r["nine_gaze"]["left"]["reason"]}])
+    if case == "beyond reach":
+        left = r["nine_gaze"]["left"]
+        assert left["status"] == "not measured" and "right eye's horizontal reading 70.0° is beyond the eye model's reach" in left["reason"]
+        assert left["deviation"]["horizontal_pd"]["value"] is None and left["deviation"]["vertical_pd"]["value"] is not None

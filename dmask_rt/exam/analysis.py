@@ -15,6 +15,9 @@
    viewing, so its gain comes from the fellow eye.
 5. `calibration.calibrate`: gains from the binocular calibration steps, each eye's offset
    from its monocular fixation in the cover step of the other eye (else the population's).
+   An axis whose fitted gain is not an eye's (the patient did not follow the targets,
+   `calibration.gain_failure`) falls back to the generic eye model with its uncertainty,
+   and a warning heads the results.
 6. Per step, per eye, the calibrated visual axis theta (`calibration.visual_axis`), its
    difference from the intended angle (the eye's deviation from the target; in the
    diagnostic positions the under- or over-action), and between the eyes
@@ -23,12 +26,15 @@
        D_v = dev_r,v - dev_l,v   (+ = the right eye higher, R/L HT; - = L/R HT)
 
    in degrees and prism dioptres (PD = 100 tan D), each as value +- 1 sd over the draws.
+   A gaze or hold step is "measured" only with both components of its deviation; one
+   without (no screen yet, an eye hidden throughout, a reading beyond the eye model's
+   reach) is "not measured" with that reason, its partial figures kept.
 7. Lids (MRD1/MRD2 per step, lid lag on pursuit, closure gap: `lids.py`), the rest step
    (blink rate, `measure/blinks.py`; fixation stability = sd of the calibrated angles with
    hidden eyes left out; nystagmus, `measure/series.py`), gaze-evoked nystagmus in the
    hold steps, and the cover-uncover findings.
 
-The result is plain JSON (None where nothing could be measured). It works on a partial
+The result is plain JSON (None where nothing could be measured, never NaN). It works on a partial
 record (missing steps are "not reached"), as the live side calls it after every step.
 """
 from __future__ import annotations
@@ -57,6 +63,8 @@ TRACE_RATE_HZ = 10.0
 #: Steps whose rows show each eye fixating one still target (or, for cover, one eye fixating).
 FIXATION_KINDS = ("calibration", "gaze", "rest", "hold", "cover", "uncover")
 NYSTAGMUS_STEPS = ("rest", "hold_right", "hold_left")
+#: Steps whose figure is the deviation between the eyes: "measured" only with it.
+DEVIATION_KINDS = ("gaze", "hold")
 
 _pd = np.vectorize(prism_dioptres, otypes=[float])
 #: Readings (K, 2, 2) -> calibrated visual-axis angles, with every draw's own calibration.
@@ -69,11 +77,12 @@ def _face() -> GenericFace:
 
 
 def _vs(draws: np.ndarray) -> dict:
-    """{"value", "sd"} of a (K,) draws array: draw 0 and the sd of the others (1 sd)."""
-    value = draws[0]
+    """{"value", "sd"} of a (K,) draws array: draw 0 and the sd of the others (1 sd); None for NaN."""
+    value = float(draws[0])
     rest = draws[1:][np.isfinite(draws[1:])]
-    sd = float(np.std(rest)) if np.isfinite(value) and len(rest) > 1 else None
-    return {"value": float(value), "sd": sd}
+    if not np.isfinite(value):
+        return {"value": None, "sd": None}
+    return {"value": value, "sd": float(np.std(rest)) if len(rest) > 1 else None}
 
 
 def deviation_words(horizontal_pd: dict, vertical_pd: dict) -> str:
@@ -156,7 +165,9 @@ def analyse(record: Mapping, rows: Sequence[Mapping], draws: int = uncertainty.D
     for name, run in covers.items():
         if name in stats and baselines[name] is not None:
             eye = 1 - SIDES.index(run.step.covered)
-            took_up_fixation[eye] = bool(cover.moved(_movement(stats[name], baselines[name], eye, None)).any())
+            movement = _movement(stats[name], baselines[name], eye, None)
+            if cover.measured(movement):
+                took_up_fixation[eye] = bool(cover.moved(movement).any())
     deviating_seen = [e for e in range(2) if took_up_fixation[e]]
     deviating = deviating_seen[0] if len(deviating_seen) == 1 else None
     # An eye fixated under binocular viewing if it did not move when the other was covered, or the other did.
@@ -177,7 +188,8 @@ def analyse(record: Mapping, rows: Sequence[Mapping], draws: int = uncertainty.D
     def calibrated(readings: np.ndarray) -> np.ndarray:
         return calibration.visual_axis(readings, c, rho, kappa)
 
-    results_steps = {name: _step_result(exam, run, stats.get(name), calibrated) for name, run in runs.items()}
+    results_steps = {name: _step_result(exam, run, stats.get(name), calibrated, c[0], rho[0])
+                     for name, run in runs.items()}
     theta = calibration.visual_axis(exam.readings, c[0], rho[0], kappa)            # (N, 2, 2) per frame
     theta_open = calibration.visual_axis(exam.readings_open, c[0], rho[0], kappa)
 
@@ -209,11 +221,11 @@ def analyse(record: Mapping, rows: Sequence[Mapping], draws: int = uncertainty.D
     }
     results["findings"] = _findings(results)
     results["summary"] = {
-        "not_measured": [{"step": n, "reason": r.reason} for n, r in runs.items() if r.status == "not measured"],
-        "not_reached": [n for n, r in runs.items() if r.status == "not reached"],
-        "measured": [n for n, r in runs.items() if r.measured],
-        "warnings": [f"{n}: {c['warning']}" for n, c in results["cover"].items() if c.get("warning")]
-        + [note for note in results["calibration"]["notes"] if "NOT calibrated" in note],
+        "not_measured": [{"step": n, "reason": r["reason"]} for n, r in results_steps.items() if r["status"] == "not measured"],
+        "not_reached": [n for n, r in results_steps.items() if r["status"] == "not reached"],
+        "measured": [n for n, r in results_steps.items() if r["status"] == "measured"],
+        "warnings": results["calibration"]["warnings"]
+        + [f"{n}: {c['warning']}" for n, c in results["cover"].items() if c.get("warning")],
     }
     return _plain(results)
 
@@ -258,7 +270,8 @@ def _lid_figures(exam: _Exam, idx: np.ndarray) -> dict:
     return out
 
 
-def _step_result(exam: _Exam, run: StepRun, window: tuple | None, calibrated: Calibrated) -> dict:
+def _step_result(exam: _Exam, run: StepRun, window: tuple | None, calibrated: Calibrated,
+                 c_mm: np.ndarray, rho_mm: np.ndarray) -> dict:
     step = run.step
     out = {"index": exam.protocol.index(step), "label": step.label, "kind": step.kind, "gaze": step.gaze,
            **run.to_json(), "eyes": None, "deviation": None}
@@ -283,15 +296,36 @@ def _step_result(exam: _Exam, run: StepRun, window: tuple | None, calibrated: Ca
     for a, axis in enumerate(AXES):
         deviation[f"{axis}_deg"] = _vs(d[:, a])
         deviation[f"{axis}_pd"] = _vs(_pd(d[:, a]))
-    deviation["words"] = deviation_words(*(_plain(deviation[f"{axis}_pd"]) for axis in AXES))
+    deviation["words"] = deviation_words(*(deviation[f"{axis}_pd"] for axis in AXES))
     out["deviation"] = deviation
+    if step.kind in DEVIATION_KINDS and any(deviation[f"{axis}_deg"]["value"] is None for axis in AXES):
+        out["status"], out["reason"] = "not measured", _why_no_deviation(readings[0], intended[0], theta[0], c_mm, rho_mm)
     return out
+
+
+def _why_no_deviation(readings: np.ndarray, intended: np.ndarray, theta: np.ndarray, c_mm: np.ndarray, rho_mm: np.ndarray) -> str:
+    """Why a step's nominal deviation lacks a component, in words: each (2 eyes, 2 axes) nominal."""
+    if not np.isfinite(intended).all():
+        return "the screen has not been reported, so the target's place is unknown"
+    reasons = []
+    for e, s in enumerate(SIDES):
+        for a, axis in enumerate(AXES):
+            if not np.isfinite(readings[e, a]):
+                reasons.append(f"no {axis} reading of the {SIDE_WORDS[s]} eye (closed or hidden in every frame)")
+            elif not np.isfinite(theta[e, a]):
+                reasons.append(f"the {SIDE_WORDS[s]} eye's {axis} reading {readings[e, a]:.1f}° is beyond the eye model's reach "
+                               f"(offset {c_mm[e, a]:.2f} mm, gain {rho_mm[e, a]:.2f} mm)")
+    return "; ".join(reasons)
 
 
 def _calibration_result(model: dict, residual: np.ndarray, deviating: int | None, calibrated_between: bool) -> dict:
     eyes = {}
     for e, s in enumerate(SIDES):
-        eyes[s] = {"offset_source": model["offset_source"][e], "gain_source": dict(zip(AXES, model["gain_source"][e]))}
+        eyes[s] = {"offset_source": model["offset_source"][e], "gain_source": dict(zip(AXES, model["gain_source"][e])),
+                   # per axis: the fitted gain is an eye's (True), it failed (False), or none was fitted (None)
+                   "valid": {axis: (None if model["gain_source"][e][a] == "generic" else model["gain_failure"][e][a] is None)
+                             for a, axis in enumerate(AXES)},
+                   "gain_failure": dict(zip(AXES, model["gain_failure"][e]))}
         for a, axis in enumerate(AXES):
             eyes[s][f"c_{axis}_mm"] = _vs(model["c"][:, e, a])
             eyes[s][f"rho_{axis}_mm"] = _vs(model["rho"][:, e, a])
@@ -302,15 +336,22 @@ def _calibration_result(model: dict, residual: np.ndarray, deviating: int | None
     if deviating is not None:
         notes.append(f"The {cover.EYE_WORDS[deviating]} eye took up fixation on the cover test: it did not fixate in the "
                      "binocular calibration, so its gain is the fellow eye's.")
+    # A failed axis of the deviating eye is its fellow's (whose gain it takes): said once, for the fellow.
+    warnings = [f"Calibration failed ({cover.EYE_WORDS[e]} eye, {axis}): {model['gain_failure'][e][a]}."
+                for e in range(2) if e != deviating for a, axis in enumerate(AXES) if model["gain_failure"][e][a]]
+    if warnings:
+        warnings.append("Angles and deviations on the failed axes use the generic eye model and carry its uncertainty "
+                        f"(gain {calibration.IRIS_DEPTH_MM:.1f} mm ± {100 * calibration.GENERIC_GAIN_SD:.0f}%); ask the patient "
+                        "to follow the dot and repeat the calibration steps.")
     if not calibrated_between:
         missing = [cover.EYE_WORDS[e] for e in range(2) if model["offset_source"][e] == "population"]
-        notes.append("The deviation between the eyes is NOT calibrated: without the cover step for the "
-                     f"{' and '.join(missing)} eye (covering the other eye) the difference between the eyes' offsets "
-                     "is taken as 0 (generic anatomy) "
-                     f"± the population's spread ({calibration.POPULATION_OFFSET_SD_MM[0]:g} mm per eye horizontally, "
-                     f"{calibration.POPULATION_OFFSET_SD_MM[1]:g} mm vertically). Do the cover test to measure the deviation.")
+        warnings.append("The deviation between the eyes is NOT calibrated: without the cover step for the "
+                        f"{' and '.join(missing)} eye (covering the other eye) the difference between the eyes' offsets "
+                        "is taken as 0 (generic anatomy) "
+                        f"± the population's spread ({calibration.POPULATION_OFFSET_SD_MM[0]:g} mm per eye horizontally, "
+                        f"{calibration.POPULATION_OFFSET_SD_MM[1]:g} mm vertically). Do the cover test to measure the deviation.")
     return {"eyes": eyes, "deviating_eye": None if deviating is None else SIDES[deviating],
-            "deviation_calibrated": calibrated_between, "notes": notes}
+            "deviation_calibrated": calibrated_between, "notes": notes + warnings, "warnings": warnings}
 
 
 def _lid_lag(exam: _Exam, run: StepRun, theta_open: np.ndarray) -> dict:
@@ -414,10 +455,12 @@ def _findings(results: dict) -> list[str]:
     """The main figures in one sentence each, for the doctor's live panel."""
     out = []
     primary = results["nine_gaze"].get("primary") or {}
-    if primary.get("deviation"):
+    if primary.get("status") == "measured":
         d = primary["deviation"]
         out.append(f"Primary gaze: {d['words']} (horizontal {_pd_text(d['horizontal_pd'])}, vertical {_pd_text(d['vertical_pd'])})"
                    + ("" if results["calibration"]["deviation_calibrated"] else "; not calibrated: do the cover test") + ".")
+    elif primary.get("status") == "not measured":
+        out.append(f"Primary gaze: deviation not measured ({primary['reason']}).")
     out += [f"{name.replace('_', ' ').capitalize()}: {c['finding']}." for name, c in results["cover"].items() if c.get("finding")]
     out += [f"{name.replace('_', ' ').capitalize()}: {c['warning']}." for name, c in results["cover"].items() if c.get("warning")]
     for name, lag in results["lid_lag"].items():
@@ -439,4 +482,7 @@ def _findings(results: dict) -> list[str]:
 
 
 def _pd_text(vs: dict) -> str:
-    return "n/a" if vs["value"] is None else f"{vs['value']:.1f} ± {vs['sd'] or 0:.1f} PD"
+    """"value ± sd PD", "–" without a value (`_vs` gives None, never NaN)."""
+    if vs["value"] is None:
+        return "–"
+    return f"{vs['value']:.1f} PD" if vs["sd"] is None else f"{vs['value']:.1f} ± {vs['sd']:.1f} PD"

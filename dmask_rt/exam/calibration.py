@@ -47,6 +47,23 @@ mm, about 8 degrees), 0.2 mm vertically (about 1.5 degrees).
 Without at least two targets 5 degrees apart on an axis the gain cannot be fitted: rho_g
 is used with GENERIC_GAIN_SD (15%) uncertainty.
 
+Whether the eyes followed the targets (`gain_failure`). A patient who looks at the camera
+or at the doctor's face whatever the target does, or who cannot follow, gives readings
+that do not move with the targets: the fitted gain is near zero (or of any size, with
+scattered readings), and (2) then puts every reading beyond the eye model's reach. A
+fitted gain is accepted when
+
+    rho + 2 sd >= 7 mm  and  rho - 2 sd <= 16 mm,   and   rho > 3 sd           (3)
+
+(sd over the draws: the readings' standard errors, the screen scale, camera place and
+viewing distance): within 2 sd of RHO_RANGE_MM, the depth of the iris in front of the
+centre of rotation for adult eyes of axial length 20-30 mm (8-14 mm; the generic 10.5 mm
+for 24 mm), widened by about 15% for the tracker's own gain, and more than 3 sd above
+zero. Otherwise the axis's calibration FAILED: its gain is rho_g with GENERIC_GAIN_SD, as
+without targets, and its binocular intercept is not used (the readings were not
+fixation), so the eye's offset comes from its cover step, or is the population's around
+the generic model's c = 0 when neither eye's intercept on that axis is usable.
+
 All functions work on arrays with a leading draws dimension (the uncertainty analysis's
 Monte Carlo draws, `uncertainty.py`), so one call calibrates every draw.
 """
@@ -64,6 +81,13 @@ POPULATION_OFFSET_SD_MM = np.array([1.0, 0.2])
 GENERIC_GAIN_SD = 0.15
 #: Least spread of target angles (deg) along an axis for fitting its gain.
 MIN_TARGET_SPREAD_DEG = 5.0
+#: A plausible eye's gain rho (mm), (3): iris depth for axial lengths 20-30 mm, widened for the tracker's gain.
+RHO_RANGE_MM = (7.0, 16.0)
+#: How many sd a fitted gain may lie outside RHO_RANGE_MM, and how many it must lie above zero, (3).
+RHO_RANGE_SDS = 2.0
+RHO_ZERO_SDS = 3.0
+#: The gain's source on an axis whose calibration failed.
+FAILED = "generic (calibration failed)"
 
 
 def displacement(reading_deg: np.ndarray) -> np.ndarray:
@@ -96,6 +120,26 @@ def fit_gain(reading_deg: np.ndarray, target_deg: np.ndarray, kappa_deg: float) 
     return c, rho
 
 
+def gain_failure(rho_mm: np.ndarray, reading_deg: np.ndarray, target_deg: np.ndarray) -> str | None:
+    """Why a fitted gain rho (K,) draws is not an eye's, (3), in words; None when it is.
+
+    reading_deg, target_deg: (n,) the nominal readings and targets it was fitted to, for
+    saying how far the readings moved for the targets' sweep."""
+    value, rest = float(rho_mm[0]), rho_mm[1:][np.isfinite(rho_mm[1:])]
+    sd = float(np.std(rest)) if len(rest) > 1 else 0.0
+    low, high = RHO_RANGE_MM
+    if value + RHO_RANGE_SDS * sd >= low and value - RHO_RANGE_SDS * sd <= high and value > RHO_ZERO_SDS * sd:
+        return None
+    ok = np.isfinite(reading_deg) & np.isfinite(target_deg)
+    moved = (f"their reading moved {np.ptp(reading_deg[ok]):.1f}° for a {np.ptp(target_deg[ok]):.1f}° target sweep "
+             f"(gain ρ {value:.2f} ± {sd:.2f} mm; an eye's is {low:g}-{high:g} mm)")
+    if value - RHO_RANGE_SDS * sd > high:
+        return f"the readings moved more than an eye can for the targets: {moved}"
+    if value + RHO_RANGE_SDS * sd >= low:  # in range, but not told from zero
+        return f"the readings scattered too much to tell whether the eyes followed the targets: {moved}"
+    return f"the eyes did not follow the targets: {moved}"
+
+
 def calibrate(
     binocular: tuple[np.ndarray, np.ndarray],
     monocular: list[tuple[np.ndarray, np.ndarray] | None],
@@ -110,30 +154,37 @@ def calibrate(
     covered, or None. deviating: the eye that did not fixate under binocular viewing (its
     gain is the fellow eye's), or None; fixating: per eye, whether the cover test showed it
     fixating under binocular viewing. Returns c, rho, kappa (2, 2), binocular_c, and per
-    eye the offset's source ("cover", "binocular" or "population") and per axis the
-    gain's ("fit" or "generic").
+    eye the offset's source ("cover", "binocular" or "population"), per axis the gain's
+    ("fit", "generic" without targets, or FAILED) and why a fitted gain failed, (3), or None.
     """
     readings, targets = binocular
     k = readings.shape[0]
     rho = np.full((k, 2, 2), IRIS_DEPTH_MM)
     binocular_c = np.full((k, 2, 2), np.nan)
     gain_source = [["generic", "generic"], ["generic", "generic"]]
+    failure: list[list[str | None]] = [[None, None], [None, None]]
     for e in range(2):
         for a in range(2):
             fit = fit_gain(readings[:, :, e, a], targets[:, :, e, a], KAPPA_DEG[e, a])
-            if fit is None:
-                rho[1:, e, a] *= 1 + GENERIC_GAIN_SD * rng.standard_normal(k - 1)
-                # The intercept at the generic gain: the targets' mean reading.
-                ok = np.isfinite(readings[0, :, e, a])
-                if ok.any():
-                    binocular_c[:, e, a] = offset_from_fixation(readings[:, ok, e, a], targets[:, ok, e, a],
-                                                                rho[:, e, a, None], KAPPA_DEG[e, a]).mean(axis=1)
-            else:
+            if fit is not None:
+                failure[e][a] = gain_failure(fit[1], readings[0, :, e, a], targets[0, :, e, a])
+            if fit is not None and failure[e][a] is None:
                 binocular_c[:, e, a], rho[:, e, a] = fit
                 gain_source[e][a] = "fit"
+                continue
+            rho[1:, e, a] *= 1 + GENERIC_GAIN_SD * rng.standard_normal(k - 1)
+            if fit is not None:  # failed: the readings were not fixation, their intercept is no offset
+                gain_source[e][a] = FAILED
+                continue
+            # The intercept at the generic gain: the targets' mean reading.
+            ok = np.isfinite(readings[0, :, e, a])
+            if ok.any():
+                binocular_c[:, e, a] = offset_from_fixation(readings[:, ok, e, a], targets[:, ok, e, a],
+                                                            rho[:, e, a, None], KAPPA_DEG[e, a]).mean(axis=1)
     if deviating is not None:  # its binocular readings are not fixation: the fixating eye's gain
         rho[:, deviating] = rho[:, 1 - deviating]
         gain_source[deviating] = list(gain_source[1 - deviating])
+        failure[deviating] = list(failure[1 - deviating])
     c = np.empty((k, 2, 2))
     offset_source = []
     # The eyes' common offset (K, 2); the generic model's 0 without any calibration step.
@@ -152,4 +203,4 @@ def calibrate(
             c[1:, e] += POPULATION_OFFSET_SD_MM * rng.standard_normal((k - 1, 2))
             offset_source.append("population")
     return {"c": c, "rho": rho, "kappa": KAPPA_DEG, "binocular_c": binocular_c,
-            "offset_source": offset_source, "gain_source": gain_source}
+            "offset_source": offset_source, "gain_source": gain_source, "gain_failure": failure}

@@ -17,6 +17,9 @@ that span minus over its first 0.3 s. A movement means the eye had drifted under
 cover and recovers: a phoria when the cover of the other eye showed no movement, the
 fixation switching back in a tropia otherwise.
 
+A movement is not measured when the eye has no reading in a window (hidden throughout, or
+too few frames): its finding says so rather than "did not move".
+
 Whether the hand was seen: under cover the covered eye should read closed or hidden. If
 its median relative openness (opening over its usual opening) stays above
 OPEN_UNDER_COVER (0.7) with the face found, the tracker did not see the hand and the
@@ -37,9 +40,17 @@ NASAL_SIGN = {0: 1.0, 1: -1.0}
 
 
 def moved(movement: np.ndarray) -> np.ndarray:
-    """(2,) per axis: did the eye move? movement (K, 2) draws, draw 0 nominal (module docstring)."""
-    sd = np.nanstd(movement[1:], axis=0)
+    """(2,) per axis: did the eye move? movement (K, 2) draws, draw 0 nominal (module docstring);
+    False where it was not measured (NaN)."""
+    finite = np.isfinite(movement[1:])
+    sd = np.array([np.std(movement[1:, a][finite[:, a]]) if finite[:, a].sum() > 1 else np.inf
+                   for a in range(movement.shape[1])])
     return (np.abs(movement[0]) > MOVEMENT_DEG) & (np.abs(movement[0]) > MOVEMENT_SDS * sd)
+
+
+def measured(movement: np.ndarray) -> bool:
+    """Was the movement (K, 2) draws measured on some axis (its nominal value not NaN)?"""
+    return bool(np.isfinite(movement[0]).any())
 
 
 def direction(eye: int, axis: int, value: float) -> str:
@@ -53,10 +64,12 @@ _OPPOSITE_DEVIATION = {"in": "exotropia (turned out)", "out": "esotropia (turned
                        "up": "hypotropia (turned down)", "down": "hypertropia (turned up)"}
 
 
-def cover_finding(eye: int, movement: np.ndarray) -> tuple[bool, str]:
-    """(tropia?, the sentence) for the uncovered `eye`'s refixation movement (K, 2) draws."""
-    flags = moved(movement)
+def cover_finding(eye: int, movement: np.ndarray) -> tuple[bool | None, str]:
+    """(tropia? None when not measured, the sentence) for the uncovered `eye`'s refixation movement (K, 2) draws."""
     name = EYE_WORDS[eye]
+    if not measured(movement):
+        return None, f"the {name} eye's refixation was not measured (no reading of it before or under the cover)"
+    flags = moved(movement)
     if not flags.any():
         return False, f"the {name} eye did not move to take up fixation (under {MOVEMENT_DEG:g}°): no manifest deviation of it"
     parts = [f"{direction(eye, a, movement[0, a])} {abs(movement[0, a]):.1f}°" for a in range(2) if flags[a]]
@@ -67,8 +80,10 @@ def cover_finding(eye: int, movement: np.ndarray) -> tuple[bool, str]:
 
 def uncover_finding(eye: int, movement: np.ndarray, tropia_seen: bool) -> str:
     """The sentence for the previously covered `eye`'s movement (K, 2) draws after uncovering."""
-    flags = moved(movement)
     name = EYE_WORDS[eye]
+    if not measured(movement):
+        return f"the {name} eye's movement on uncovering was not measured (no reading of it at the start or the end of {UNCOVER_S:g} s)"
+    flags = moved(movement)
     if not flags.any():
         return f"the {name} eye did not move on uncovering (under {MOVEMENT_DEG:g}°)"
     parts = [f"{direction(eye, a, movement[0, a])} {abs(movement[0, a]):.1f}°" for a in range(2) if flags[a]]

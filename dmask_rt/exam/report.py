@@ -35,16 +35,20 @@ def _e(text: object) -> str:
     return html.escape(str(text))
 
 
+def _missing(value: float | None) -> bool:
+    return value is None or not np.isfinite(value)
+
+
 def _pm(vs: dict | None, fmt: str = ".1f", unit: str = "") -> str:
-    """"value ± sd unit" of a {"value", "sd"} (1 sd), or "n/a"."""
-    if not vs or vs.get("value") is None:
-        return "n/a"
-    sd = "" if vs.get("sd") is None else f" ± {format(vs['sd'], fmt)}"
+    """"value ± sd unit" of a {"value", "sd"} (1 sd), or "–" (None or NaN)."""
+    if not vs or _missing(vs.get("value")):
+        return "–"
+    sd = "" if _missing(vs.get("sd")) else f" ± {format(vs['sd'], fmt)}"
     return f"{format(vs['value'], fmt)}{sd}{unit}"
 
 
 def _num(value: float | None, fmt: str = ".1f", unit: str = "") -> str:
-    return "n/a" if value is None else f"{format(value, fmt)}{unit}"
+    return "–" if _missing(value) else f"{format(value, fmt)}{unit}"
 
 
 def _table(header: list[str], rows: list[list[str]]) -> str:
@@ -133,7 +137,7 @@ def report_html(results: dict, record: dict) -> str:
     """The whole report page (module docstring)."""
     motility = results["nine_gaze"]
     lid_rows = [[pos.replace("_", " ")] + [
-        _num(motility[pos]["eyes"][s][f"{m}_mm"], ".1f", " mm") if motility.get(pos, {}).get("eyes") else "n/a"
+        _num(motility[pos]["eyes"][s][f"{m}_mm"], ".1f", " mm") if motility.get(pos, {}).get("eyes") else "–"
         for m in ("mrd1", "mrd2") for s in SIDES] for line in NINE_GAZE for pos in line]
     lag_rows = [[name, SIDES[s], _num(e["slope_mm_per_10deg_down"], ".2f", " mm"), _num(e["scleral_show_mm"], ".1f", " mm"), e["verdict"]]
                 for name, lag in results["lid_lag"].items() for s, e in (lag.get("eyes") or {}).items()]

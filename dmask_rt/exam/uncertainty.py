@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .calibration import GENERIC_GAIN_SD
 from .geometry import Screen
 
 DRAWS = 200
@@ -84,6 +85,7 @@ def describe(screen: Screen) -> str:
         f"({screen.mm_per_px:.4f} mm/px, {screen.mm_per_px_source}, ±{100 * scale:.0f}%), the camera's place "
         f"({screen.camera_source}, ±{cam[0]:.0f} mm horizontally, ±{cam[1]:.0f} mm vertically), the viewing distance "
         f"(from the fit's assumed 53° camera field of view, ±{100 * DISTANCE_SD:.0f}%), each step's measurement "
-        "(standard error of its frames, one independent frame in three) and, for an eye without its cover step, "
-        "the population spread of the eye's offset."
+        "(standard error of its frames, one independent frame in three), for an eye without its cover step, "
+        "the population spread of the eye's offset and, for an axis whose gain was not calibrated (no targets, or the "
+        f"calibration failed), the generic gain's ±{100 * GENERIC_GAIN_SD:.0f}%."
     )
