@@ -108,11 +108,15 @@ def test_the_guided_exam_runs_its_steps_and_the_doctor_gets_the_report(relay: st
 @pytest.mark.parametrize("viewport", [{"width": 360, "height": 640}])
 def test_exam_on_a_phone_stopped_midway_and_in_a_too_small_window(relay: str, tmp_path: Path, viewport: dict) -> None:
     width, height = _write_y4m(CLIP, tmp_path / "camera.y4m")
-    with chromium_consultation(relay, tmp_path / "camera.y4m", width, height) as (patient, doctor, _):
+    with chromium_consultation(relay, tmp_path / "camera.y4m", width, height) as (patient, doctor, links):
         patient.set_viewport_size(viewport)  # a phone held in portrait
         doctor.click("#exam-start")
         patient.wait_for_selector("#exam-intro", state="visible", timeout=10000)
         patient.screenshot(path=str(ARTIFACTS / "exam-phone-intro.png"))
+        patient.click("summary")  # the bank-card check: on a phone the card is upright, its short side matched
+        patient.eval_on_selector("#card-size", "s => { s.value = 300; s.dispatchEvent(new Event('input')); }")
+        box = patient.locator("#card-box").bounding_box()
+        assert box and abs(box["width"] - 300) < 1 and abs(box["height"] - 300 * 85.6 / 53.98) < 1
         patient.click("#exam-begin")
         _wait_step(patient, "calibration_right")
         u, v = _target_place(patient)
@@ -128,6 +132,11 @@ def test_exam_on_a_phone_stopped_midway_and_in_a_too_small_window(relay: str, tm
         doctor.wait_for_function("() => document.querySelector('#exam-status').dataset.state === 'stopped'", timeout=5000)
         doctor.wait_for_selector("#exam-repeat:not(.hidden)", timeout=15000)  # what was not reached can be repeated
         assert patient.is_hidden("#exam")
+        doctor.wait_for_selector("#exam-files a", timeout=15000)  # what was measured is saved
+        record = json.loads(next((tmp_path / "recordings" / links["id"]).glob("exam-*[0-9].json")).read_text())
+        assert record["screen"]["mm_per_px_source"] == "card"
+        assert record["screen"]["mm_per_px"] == pytest.approx(53.98 / 300)
+        assert record["screen"]["width_px"] == viewport["width"]
 
         # The close-up costs nothing hidden: its track sends no frames then.
         doctor.click("#show-closeup")

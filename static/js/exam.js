@@ -7,7 +7,7 @@
 // the screen's scale (a bank card matched on screen, or the CSS pixel's nominal size) and
 // where the camera sits (the patient's answer, or above the middle).
 
-const CARD_MM = 85.6;              // ISO/IEC 7810 ID-1: bank cards, ID cards
+const CARD_MM = [85.6, 53.98];     // ISO/IEC 7810 ID-1 (bank cards): long and short side
 const NOMINAL_MM_PER_PX = 25.4 / 96; // a CSS pixel by definition; real screens differ by +-30%
 const BEZEL_MM = 6;                // a laptop's camera above the picture's top edge
 const MIN_SIDE_PX = 280;           // smaller, and the targets crowd each other (phones are ~360)
@@ -45,12 +45,19 @@ export class PatientExam {
       // A click on the option already chosen confirms it too (no "change" then).
       for (const type of ["click", "change"]) input.addEventListener(type, () => { this.cameraConfirmed = true; });
     }
+    // A phone is narrower than a card: there the card is held upright and its short side matched.
     const slider = $("card-size");
-    slider.addEventListener("input", () => {
-      this.cardPx = Number(slider.value);
-      $("card-box").style.width = `${this.cardPx}px`;
-      $("card-box").style.height = `${this.cardPx * 53.98 / CARD_MM}px`;
-    });
+    const showCard = () => {
+      const [across, along] = this.cardUpright() ? [CARD_MM[1], CARD_MM[0]] : CARD_MM;
+      const px = Number(slider.value);
+      $("card-box").style.width = `${px}px`;
+      $("card-box").style.height = `${px * along / across}px`;
+      $("card-upright").classList.toggle("hidden", !this.cardUpright());
+      return px;
+    };
+    slider.max = String(Math.min(700, window.innerWidth - 40));
+    showCard();
+    slider.addEventListener("input", () => { this.cardPx = showCard(); });
   }
 
   // The relay's word: {"action": "start", "protocol", "steps"} or {"action": "stop"}.
@@ -98,7 +105,7 @@ export class PatientExam {
   // The stage's size and scale, and the camera's place relative to its top-centre (mm;
   // x toward the patient's right, y above the top edge).
   screen(width, height) {
-    const mmPerPx = this.cardPx ? CARD_MM / this.cardPx : NOMINAL_MM_PER_PX;
+    const mmPerPx = this.cardPx ? (this.cardUpright() ? CARD_MM[1] : CARD_MM[0]) / this.cardPx : NOMINAL_MM_PER_PX;
     const where = document.querySelector("input[name=camera]:checked")?.value || "middle";
     const widthMm = width * mmPerPx, heightMm = height * mmPerPx;
     // Outside full screen the browser's own bars sit between the camera and the stage.
@@ -115,6 +122,8 @@ export class PatientExam {
       camera_source: this.cameraConfirmed ? "confirmed" : "assumed",
     };
   }
+
+  cardUpright() { return window.innerWidth < 480; }
 
   get step() { return this.protocol[this.queue[this.position]]; }
 
