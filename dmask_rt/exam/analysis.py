@@ -358,7 +358,7 @@ def _lid_lag(exam: _Exam, run: StepRun, theta_open: np.ndarray) -> dict:
     out = {"status": run.status, "reason": run.reason}
     if run.measured:
         idx = run.frames[exam.frames.face[run.frames]]
-        out["eyes"] = {s: lids.lid_lag(theta_open[idx, e, 1], exam.frames.column(f"mrd1_{s}_mm")[idx])
+        out["eyes"] = {s: lids.lid_lag(exam.frames.time[idx], theta_open[idx, e, 1], exam.frames.column(f"mrd1_{s}_mm")[idx])
                        for e, s in enumerate(SIDES)}
     return out
 

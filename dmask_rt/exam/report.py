@@ -139,7 +139,9 @@ def report_html(results: dict, record: dict) -> str:
     lid_rows = [[pos.replace("_", " ")] + [
         _num(motility[pos]["eyes"][s][f"{m}_mm"], ".1f", " mm") if motility.get(pos, {}).get("eyes") else "–"
         for m in ("mrd1", "mrd2") for s in SIDES] for line in NINE_GAZE for pos in line]
-    lag_rows = [[name, SIDES[s], _num(e["slope_mm_per_10deg_down"], ".2f", " mm"), _num(e["scleral_show_mm"], ".1f", " mm"), e["verdict"]]
+    lag_rows = [[name, SIDES[s],
+                 _num(e["slope_mm_per_10deg_down"], ".2f", f" ± {_num(e['slope_se'], '.2f')} mm"),
+                 _num(e["scleral_show_mm"], ".1f", " mm"), e["verdict"] + (f" ({e['reason']})" if e.get("reason") else "")]
                 for name, lag in results["lid_lag"].items() for s, e in (lag.get("eyes") or {}).items()]
     lag_rows += [[name, "", "", "", _status(lag)] for name, lag in results["lid_lag"].items() if not lag.get("eyes")]
     closure_rows = [[SIDES[s], _num(e["gap_mm"], ".1f", " mm"), e["verdict"]]
