@@ -118,7 +118,13 @@ def step_runs(protocol: Sequence[Step], record_steps: Sequence[Mapping], frames:
         window = whole[frames.time[whole] >= start + step.settle_s]
         with_face = int(frames.face[window].sum())
         if with_face < MIN_FRAMES or with_face < MIN_FACE_FRACTION * len(window):
-            reason = (f"face found in {with_face} of {len(window)} frames" if len(window) else "no frames in the step")
+            if not len(window):
+                reason = "no frames in the step"
+            elif with_face < MIN_FRAMES:
+                reason = f"{with_face} frames with a face (of {len(window)}; at least {MIN_FRAMES} needed)"
+            else:
+                reason = f"face found in only {with_face} of {len(window)} frames"
+
             out[step.name] = StepRun(step, "not measured", reason, start, end, window, whole)
         else:
             out[step.name] = StepRun(step, "measured", None, start, end, window, whole)
