@@ -275,7 +275,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             host=args.host, port=args.port, https=args.https, hostnames=args.hostname,
             ice_servers=args.ice_server, turn_username=args.turn_username, turn_password=args.turn_password,
             page_ice=page_ice, room_workers=not args.single_process, cluster=args.cluster,
-            recordings=Path(args.recordings),
+            recordings=Path(args.recordings), data=Path(args.data),
             limits=Limits(max_rooms=args.max_rooms, max_peers=args.max_peers, idle_timeout_s=args.idle_timeout),
         )
         serve(config)
@@ -401,6 +401,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve_cmd.add_argument("--relay-only", action="store_true",
                            help="the pages connect through the TURN server only (hides their addresses from the relay)")
     serve_cmd.add_argument("--recordings", default="recordings", metavar="DIR", help="where recordings go (default: ./recordings)")
+    serve_cmd.add_argument("--data", default="dmask-data", metavar="DIR",
+                           help="accounts, sessions and rooms, kept across restarts (default: ./dmask-data)")
     serve_cmd.add_argument("--max-rooms", type=_positive_int, default=16, metavar="N", help="open rooms at a time (default: 16)")
     serve_cmd.add_argument("--max-peers", type=_positive_int, default=8, metavar="N", help="connected pages at a time (default: 8)")
     serve_cmd.add_argument("--idle-timeout", type=float, default=1800.0, metavar="S", help="close a room after S idle seconds (default: 1800)")

@@ -84,6 +84,7 @@ class ServeConfig:
     turn_password: str | None = None
     page_ice: ice.PageIce = field(default_factory=ice.PageIce)  # what the pages use
     recordings: Path = Path("recordings")
+    data: Path = Path("dmask-data")  # accounts, sessions and rooms (`db.py`), kept across restarts
     limits: Limits = field(default_factory=Limits)
     frame_reports: bool = False  # per-frame timing reports to the doctor (the latency harness)
     #: Each room's media in a worker process of its own ("module:factory" its masker), or
