@@ -41,6 +41,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from dmask_rt.exam.live import calibrated_values, eye_model
 from dmask_rt.exam.protocol import STEPS, protocol_json
 from dmask_rt.paramlog import ParamLog
 from dmask_rt.pipeline import Masker
@@ -77,6 +78,7 @@ class RoomExam:
         self.rows: list[dict[str, Any]] = []
         self.results: dict[str, Any] | None = None
         self.files: list[str] = []
+        self.model: dict[str, Any] | None = None  # the last exam's eye model, applied to later frames
         self._t0 = 0.0
         self._current: dict[str, Any] | None = None  # the step run in progress
         self._runs: list[dict[str, Any]] = []  # every step run, in the page's clock
@@ -218,10 +220,18 @@ class RoomExam:
         loop = asyncio.get_running_loop()
         try:
             self.results, self.files = await loop.run_in_executor(self._executor, _save, self.directory, record, rows)
+            self.model = eye_model(self.results) or self.model
         except Exception:  # noqa: BLE001
             log.exception("saving the exam failed")
             self.message += " Saving the results failed: see the relay's log."
         self.tell_doctor()
+
+    def calibrated(self, values: dict[str, float] | None) -> dict[str, float]:
+        """This frame's angles and deviation in the last exam's calibrated frame (`exam/live.py`),
+        or nothing before a calibrated exam."""
+        if self.model is None or values is None:
+            return {}
+        return calibrated_values(self.model, values)
 
     def tell_doctor(self) -> None:
         self._send("doctor", {

@@ -258,7 +258,8 @@ class Room:
             self._last_params = now
             values = None
             if masked.params is not None:
-                values = {k: round(v, 3) for k, v in masked.params.items() if not k.startswith("expr_")}
+                shown = {**masked.params, **self.exam.calibrated(masked.params)}
+                values = {k: round(v, 3) for k, v in shown.items() if not k.startswith("expr_")}
             self.send("doctor", {"type": "params", "face": masked.face_found, "values": values})
         if self.recorder is not None:
             self.recorder.write_params(masked)

@@ -7,6 +7,7 @@ analysis's own sd for these streams.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import re
@@ -19,6 +20,7 @@ from dmask_rt.cli import main
 from dmask_rt.exam.analysis import analyse
 from dmask_rt.exam.calibration import FAILED, GENERIC_GAIN_SD, fit_gain, gain_failure, visual_axis
 from dmask_rt.exam.geometry import Screen, head_rotation, target_point
+from dmask_rt.exam.live import calibrated_values, eye_model
 from dmask_rt.exam.report import report_html
 from dmask_rt.exam.protocol import STEPS
 from dmask_rt.measure.alignment import fixation_angles
@@ -406,3 +408,28 @@ def test_degenerate_records_give_no_exception_and_no_nan(case: str) -> None:
         left = r["nine_gaze"]["left"]
         assert left["status"] == "not measured" and "right eye's horizontal reading 70.0° is beyond the eye model's reach" in left["reason"]
         assert left["deviation"]["horizontal_pd"]["value"] is None and left["deviation"]["vertical_pd"]["value"] is not None
+
+
+def test_after_the_exam_live_frames_read_in_the_calibrated_frame(eso_exam, staring_exam) -> None:
+    """The esotropia patient's calibration, applied to later frames of the same patient looking at
+    the camera (no target known): the right eye's 10 degrees in come out as such."""
+    _, _, results = eso_exam
+    model = eye_model(results)
+    assert model is not None
+    assert eye_model(staring_exam[2]) is None  # a failed calibration is not applied
+    record, rows = exam(dataclasses.replace(ESO, stares_at_camera=True), seed=5)
+    face = GenericFace.load()
+    rest = next(r for r in record["steps"] if r["name"] == "rest")
+    deviations, plain = [], []
+    for row in rows:
+        if not rest["start_s"] <= row["time"] <= rest["end_s"]:
+            continue
+        rotation = head_rotation(row["head_yaw_deg"], row["head_pitch_deg"], row["head_roll_deg"])
+        camera = fixation_angles(face, rotation, np.array([row[f"head_{k}_mm"] for k in "xyz"]), np.zeros(3))
+        values = row | {"vergence_deg": float(camera[0, 0] - camera[1, 0])}
+        out = calibrated_values(model, values)
+        deviations.append(out["calibrated_deviation_horizontal_deg"])
+        plain.append(values["eye_r_horizontal_deg"] - values["eye_l_horizontal_deg"] - values["vergence_deg"])
+    assert len(deviations) > 500
+    assert np.median(deviations) == pytest.approx(10.0, abs=1.0)
+    assert abs(np.median(plain) - 10.0) > 1.5  # uncalibrated, this patient's anatomy reads otherwise

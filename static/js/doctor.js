@@ -21,12 +21,16 @@ const MEASURES = [
   ["eye_l_horizontal_deg", "Left eye horizontal", "°", 30], ["eye_l_vertical_deg", "Left eye vertical", "°", 30],
   // Deviation beyond the convergence that looking into the camera needs (+ = eso / right hyper).
   ["deviation_horizontal_pd", "Horizontal deviation R−L", " PD", 20], ["deviation_vertical_pd", "Vertical deviation R−L", " PD", 20],
+  // After a guided exam: the same in the patient's calibrated eye model (rows hidden until then).
+  ["calibrated_deviation_horizontal_pd", "Horizontal deviation, calibrated", " PD", 20, true],
+  ["calibrated_deviation_vertical_pd", "Vertical deviation, calibrated", " PD", 20, true],
 ];
 const rows = new Map();
 
 function buildTable() {
-  for (const [key, label, unit, minSpan] of MEASURES) {
+  for (const [key, label, unit, minSpan, afterExam] of MEASURES) {
     const tr = document.createElement("tr");
+    if (afterExam) tr.className = "hidden";
     const th = document.createElement("th"); th.scope = "row"; th.textContent = label;
     const value = document.createElement("td"); value.className = "value"; value.textContent = "–";
     const traceCell = document.createElement("td");
@@ -35,7 +39,7 @@ function buildTable() {
     traceCell.append(canvas);
     tr.append(th, value, traceCell);
     $("values").append(tr);
-    rows.set(key, { value, canvas, unit, minSpan, history: [] });
+    rows.set(key, { row: tr, value, canvas, unit, minSpan, history: [] });
   }
 }
 
@@ -63,6 +67,7 @@ function showParams(message) {
   $("face-note").textContent = message.face ? "Face tracked." : "No face tracked: the patient sees a prompt to look at the camera.";
   for (const [key, row] of rows) {
     const v = message.values ? message.values[key] : null;
+    if (v != null) row.row.classList.remove("hidden");
     row.history.push(v ?? null);
     if (row.history.length > HISTORY) row.history.shift();
     row.value.textContent = v == null ? "–" : (row.unit ? `${v.toFixed(1)}${row.unit}` : v.toFixed(2));
