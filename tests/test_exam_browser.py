@@ -122,7 +122,7 @@ def test_exam_on_a_phone_stopped_midway_and_in_a_too_small_window(relay: str, tm
         u, v = _target_place(patient)
         assert abs(u - 0.92) < 0.01 and abs(v - 0.5) < 0.01
         box = patient.locator("#exam-target").bounding_box()
-        assert box and box["width"] >= 44 and box["x"] + box["width"] <= viewport["width"]  # whole and large
+        assert box and box["width"] >= 48 and box["x"] + box["width"] <= viewport["width"]  # whole and large
         for button in ("#exam-pause", "#exam-stop"):  # reachable, and not over any target's place
             b = patient.locator(button).bounding_box()
             assert b and b["y"] > 0.1 * viewport["height"] and b["y"] + b["height"] < 0.45 * viewport["height"]
