@@ -99,7 +99,7 @@ def test_rooms_in_their_own_workers_survive_each_others_crash(tmp_path: Path) ->
             await asyncio.sleep(1.5)
             status, body = await b_doctor.post("../recording", {"action": "stop"})
             assert status == 200 and not body["recording"] and body["files"]
-            status, listing = await server.request("GET", f"/api/rooms/{b_id}/recordings?token={b_tokens['doctor']}")
+            status, listing = await server.request("GET", f"/api/rooms/{b_id}/recordings", token=b_tokens["doctor"])
             assert status == 200 and sorted(f["name"] for f in listing) == sorted(body["files"])
             assert all(f["size"] > 0 for f in listing)
             for peer in (patient, doctor, b_patient, b_doctor):
