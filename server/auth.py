@@ -36,7 +36,7 @@ from .accounts import AccountError, Accounts, Session
 
 SESSION_COOKIE = "dmask_session"
 CSRF_HEADER = "X-CSRF-Token"
-CLINICIAN = "dmask.clinician"     # request key: the Session, or None
+CLINICIAN: web.RequestKey[Session | None] = web.RequestKey("clinician")  # the request's session, or None
 STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 NO_CSRF = frozenset({"/api/login", "/api/setup"})
 LOGIN_ATTEMPTS, LOGIN_WINDOW_S = 10, 60.0   # per client address
@@ -123,7 +123,7 @@ class Auth:
 
     # --- routes ----------------------------------------------------------------------
     async def session_info(self, request: web.Request) -> web.Response:
-        session: Session | None = request[CLINICIAN]
+        session = request[CLINICIAN]
         if session is None:
             return web.json_response({"signed_in": False, "accounts": self.accounts.has_users()})
         return web.json_response({"signed_in": True, "name": session.user, "csrf": session.csrf})
