@@ -165,6 +165,16 @@ def _wait_playing(page: Page, selector: str, width: int, height: int, timeout_s:
     )
 
 
+#: base URL -> process id of each `dmask serve` started here (other relays may run on the machine)
+SERVED: dict[str, int] = {}
+
+
+def _workers(base: str) -> list[str]:
+    """The room worker processes of the relay at `base`."""
+    found = subprocess.run(["pgrep", "-P", str(SERVED[base]), "-f", "server.worker"], capture_output=True, text=True)
+    return found.stdout.split()
+
+
 def start_serve(tmp_path: Path, *args: str) -> tuple[subprocess.Popen, str]:
     """`dmask serve` on a free port in `tmp_path` with `args`, with the test clinician's
     account in a data directory of its own, once it answers; (process, base URL)."""
@@ -178,6 +188,7 @@ def start_serve(tmp_path: Path, *args: str) -> tuple[subprocess.Popen, str]:
     while True:
         try:
             urllib.request.urlopen(base + "/healthz", timeout=1)
+            SERVED[base] = server.pid
             return server, base
         except OSError:
             assert server.poll() is None and time.monotonic() < deadline, server.stdout.read() if server.stdout else ""
@@ -237,7 +248,7 @@ def test_pages_come_back_by_themselves_when_the_rooms_worker_dies(relay: str, tm
     with chromium_consultation(relay, tmp_path / "camera.y4m", width, height) as (patient, doctor, _):
         for page in (doctor, patient):
             page.wait_for_function(live, timeout=10000)
-        workers = subprocess.run(["pgrep", "-f", "server.worker"], capture_output=True, text=True).stdout.split()
+        workers = _workers(relay)
         assert len(workers) == 1, workers
         frames = doctor.eval_on_selector("#masked", "v => v.getVideoPlaybackQuality().totalVideoFrames")
         killed = time.monotonic()
@@ -250,7 +261,7 @@ def test_pages_come_back_by_themselves_when_the_rooms_worker_dies(relay: str, tm
         doctor.wait_for_function("n => document.querySelector('#masked').getVideoPlaybackQuality().totalVideoFrames > n + 30",
                                  arg=frames, timeout=30000)
         back = time.monotonic() - killed
-        new = subprocess.run(["pgrep", "-f", "server.worker"], capture_output=True, text=True).stdout.split()
+        new = _workers(relay)
         assert len(new) == 1 and new != workers
         (ARTIFACTS / "worker-restart.json").write_text(json.dumps({"pages_live_again_s": round(back, 2)}) + "\n")
 
