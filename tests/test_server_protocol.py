@@ -316,12 +316,15 @@ def test_recording_holds_masked_video_and_params_for_the_doctor_only(tmp_path: P
     async def scenario() -> None:
         async with relay_server(tmp_path) as server:
             patient, doctor, room = await _call(server, WEBCAM, 0.5)
-            status, body = await patient.post("../recording", {"action": "start"})
-            assert status == 403  # the patient cannot record
-            status, body = await doctor.post("../recording", {"action": "start", "audio": True})
+            recording = f"/api/rooms/{room}/recording"
+            status, body = await server.request("POST", recording, token=patient.token, json={"action": "start"})
+            assert status == 403  # the patient's link cannot record, even in a clinician's browser
+            status, body = await doctor.post("../recording", {"action": "start"})
+            assert status == 401  # nor can the doctor's link alone: a clinician signs in
+            status, body = await server.request("POST", recording, token=doctor.token, json={"action": "start", "audio": True})
             assert status == 200 and body["recording"]
             await asyncio.sleep(3)
-            status, body = await doctor.post("../recording", {"action": "stop"})
+            status, body = await server.request("POST", recording, token=doctor.token, json={"action": "stop"})
             assert status == 200 and not body["recording"]
             token = doctor.token
             status, listing = await server.request("GET", f"/api/rooms/{room}/recordings", token=token)
