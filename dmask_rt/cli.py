@@ -314,6 +314,8 @@ def cmd_users(args: argparse.Namespace) -> int:
                 locked = f"  locked for {(user.locked_until - now) / 60:.0f} min" if user.locked_until > now else ""
                 print(f"{user.name}  created {created}{locked}")
         elif args.action == "add":
+            if args.name in {user.name for user in accounts.users()}:
+                raise AccountError(f"an account named {check_name(args.name)!r} exists already")
             check_name(args.name)
             accounts.add(args.name, check_password(_read_password(args.password_stdin)))
             print(f"dmask: account {args.name!r} added", file=sys.stderr)

@@ -432,8 +432,12 @@ def create_app(config: ServeConfig | None = None, masker_factory: MaskerFactory 
         relay.close_event_streams()
         await relay.rooms.close()
 
+    async def on_cleanup(app: web.Application) -> None:
+        relay.auth.accounts.db.close()
+
     app.on_startup.append(on_startup)
     app.on_shutdown.append(on_shutdown)
+    app.on_cleanup.append(on_cleanup)
     return app
 
 
