@@ -15,6 +15,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 from aiohttp import web
+from multidict import CIMultiDictProxy
 
 from conftest import DMASK, assert_refused
 from server import accounts
@@ -112,7 +113,8 @@ def test_users_command_refuses_bad_input(tmp_path: Path, args: tuple[str, ...], 
 
 # --- signing in ----------------------------------------------------------------------
 
-def _cookie(headers: "aiohttp.typedefs.LooseHeaders", name: str) -> str:
+def _cookie(headers: CIMultiDictProxy[str], name: str) -> str:
+    """The one Set-Cookie header for cookie `name`."""
     found = [value for key, value in headers.items() if key.lower() == "set-cookie" and value.startswith(f"{name}=")]
     assert len(found) == 1, headers
     return found[0]
