@@ -1,5 +1,5 @@
-"""The `dmask` command: mask a video file, preview live, benchmark, fetch the models, serve consultations,
-report a guided eye examination.
+"""The `dmask` command: mask a video file, preview live, benchmark, fetch the models, serve consultations
+and manage the clinicians' accounts, report a guided eye examination.
 
 Exit codes: 0 done, 2 unusable input/output, no display or no models (one line
 on stderr, nothing written), 130 interrupted. Anything else is a bug and shows a traceback.
