@@ -19,6 +19,8 @@ import av
 from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
+ROOM_HEADER = "X-Room-Token"  # the room's token: never in a URL (server/app.py)
+
 
 class SignalingError(Exception):
     """The relay refused the offer; `status` and `message` say why."""
@@ -77,8 +79,8 @@ class Peer:
         """POST to the room API under this role's URL; returns (status, JSON)."""
         async with aiohttp.ClientSession() as http:
             data = raw if raw is not None else json.dumps(body).encode()
-            async with http.post(f"{self.url}/{path}", params={"token": self.token}, data=data,
-                                 headers={"Content-Type": "application/json"}) as response:
+            async with http.post(f"{self.url}/{path}", data=data,
+                                 headers={"Content-Type": "application/json", ROOM_HEADER: self.token}) as response:
                 return response.status, await response.json(content_type=None)
 
     async def connect(self) -> None:

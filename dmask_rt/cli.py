@@ -1,5 +1,5 @@
-"""The `dmask` command: mask a video file, preview live, benchmark, fetch the models, serve consultations,
-report a guided eye examination.
+"""The `dmask` command: mask a video file, preview live, benchmark, fetch the models, serve consultations
+and manage the clinicians' accounts, report a guided eye examination.
 
 Exit codes: 0 done, 2 unusable input/output, no display or no models (one line
 on stderr, nothing written), 130 interrupted. Anything else is a bug and shows a traceback.
@@ -285,6 +285,52 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _read_password(from_stdin: bool) -> str:
+    """One line of stdin, or typed twice at the terminal (not echoed)."""
+    import getpass
+
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    if not sys.stdin.isatty():
+        raise ValueError("no terminal to type the password on: give it on stdin with --password-stdin")
+    password = getpass.getpass("Password: ")
+    if getpass.getpass("Same password again: ") != password:
+        raise ValueError("the two passwords differ")
+    return password
+
+
+def cmd_users(args: argparse.Namespace) -> int:
+    """Clinicians' accounts of `dmask serve` (in --data): only they create, end and record consultations."""
+    import datetime
+
+    from server.accounts import AccountError, Accounts, check_name, check_password
+
+    try:
+        accounts = Accounts.open(Path(args.data))
+        if args.action == "list":
+            now = time.time()
+            for user in accounts.users():
+                created = datetime.datetime.fromtimestamp(user.created).strftime("%Y-%m-%d %H:%M")
+                locked = f"  locked for {(user.locked_until - now) / 60:.0f} min" if user.locked_until > now else ""
+                print(f"{user.name}  created {created}{locked}")
+        elif args.action == "add":
+            if args.name in {user.name for user in accounts.users()}:
+                raise AccountError(f"an account named {check_name(args.name)!r} exists already")
+            check_name(args.name)
+            accounts.add(args.name, check_password(_read_password(args.password_stdin)))
+            print(f"dmask: account {args.name!r} added", file=sys.stderr)
+        elif args.action == "remove":
+            accounts.remove(args.name)
+            print(f"dmask: account {args.name!r} removed, its sessions ended", file=sys.stderr)
+        else:
+            accounts.unlock(args.name)
+            print(f"dmask: account {args.name!r} unlocked", file=sys.stderr)
+    except (AccountError, ValueError, OSError, EOFError) as err:
+        print(f"dmask: error: {err or 'no password given'}", file=sys.stderr)
+        return EXIT_UNUSABLE
+    return 0
+
+
 def cmd_latency(args: argparse.Namespace) -> int:
     """What the mask costs: latency with the mask off and on, sessions per machine, drift (aiortc peers, no browser)."""
     import asyncio
@@ -407,6 +453,20 @@ def build_parser() -> argparse.ArgumentParser:
     serve_cmd.add_argument("--max-peers", type=_positive_int, default=8, metavar="N", help="connected pages at a time (default: 8)")
     serve_cmd.add_argument("--idle-timeout", type=float, default=1800.0, metavar="S", help="close a room after S idle seconds (default: 1800)")
     serve_cmd.set_defaults(run=cmd_serve)
+
+    users_cmd = commands.add_parser("users", help="clinicians' accounts for dmask serve", description=cmd_users.__doc__)
+    users_actions = users_cmd.add_subparsers(dest="action", metavar="ACTION", required=True)
+    for action, text in (("add", "a new account (password from the terminal, twice)"), ("list", "the accounts"),
+                         ("remove", "delete an account and end its sessions"),
+                         ("unlock", "lift the lock after too many wrong passwords")):
+        action_cmd = users_actions.add_parser(action, help=text, description=text)
+        if action != "list":
+            action_cmd.add_argument("name", metavar="NAME")
+        if action == "add":
+            action_cmd.add_argument("--password-stdin", action="store_true", help="read the password as one line of stdin")
+        action_cmd.add_argument("--data", default="dmask-data", metavar="DIR",
+                                help="dmask serve's data directory (default: ./dmask-data)")
+    users_cmd.set_defaults(run=cmd_users)
 
     latency_cmd = commands.add_parser("latency", help="latency the mask adds, and sessions per machine (harness)", description=cmd_latency.__doc__)
     latency_cmd.add_argument("--clip", metavar="PATH", help=f"the patient's camera (default: {SHARED_VIDEOS / 'p09_webcam.mp4'})")

@@ -5,6 +5,8 @@ The patient's browser sends its camera over WebRTC; the relay masks every frame 
 as it is, both ways. One module per concept:
 
 - `app`: the aiohttp application (pages, REST API, signaling routes) and `serve()`: the front.
+- `auth`: sign-in, sessions, CSRF and Origin checks, the first-account link; `accounts`:
+  clinicians' accounts and sessions in the relay's SQLite file (`db`).
 - `rooms`: consultation rooms, their tokens, limits and lifetime.
 - `worker`: a room's media in a process of its own, and the front's handle on it.
 - `signaling`: offer/answer for each role; which track goes to which peer.

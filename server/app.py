@@ -1,22 +1,33 @@
 """The relay's web application: pages, the room API, signaling, and `serve()`.
 
-Routes (every `token` is a query parameter; API errors are JSON `{"error": "..."}`):
+Routes (API errors are JSON `{"error": "..."}`; [C]: a signed-in clinician only, 401
+otherwise, see `auth.py` for sign-in, sessions and CSRF):
 
-    GET  /                                   start page: create a consultation
-    GET  /room/{id}/patient|doctor?token=    the two pages
-    POST /api/rooms                          -> 201 {id, patient, doctor} (links)    429: too many rooms
+    GET  /                                   start page: create a consultation (-> /login when signed out)
+    GET  /room/{id}/patient|doctor           the two pages; the link is `/room/{id}/{role}#TOKEN`
+    POST /api/rooms                          [C] -> 201 {id, patient, doctor} (links)    429: too many rooms
+    POST /api/rooms/{id}/{role}/session      the token for a cookie (the page's event stream, downloads)
     GET  /api/rooms/{id}/{role}/ice          the page's ICE servers (fresh TURN credentials) and policy
     GET  /api/rooms/{id}/{role}/events       server-sent events: {"type": "reconnect"} when the room's worker was lost
     POST /api/rooms/{id}/{role}/offer        {type: "offer", sdp} -> {type: "answer", sdp}
                                              403 wrong token, 404 unknown room, 400 bad body, 503 full
     POST /api/rooms/{id}/{role}/leave        that side hangs up
-    DELETE /api/rooms/{id}                   the doctor ends the consultation
-    POST /api/rooms/{id}/recording           doctor: {action: "start"|"stop", audio: bool}
-    GET  /api/rooms/{id}/recordings          doctor: [{name, size, url}]
-    GET  /api/rooms/{id}/recordings/{name}   doctor: download
+    DELETE /api/rooms/{id}                   [C] the doctor ends the consultation
+    POST /api/rooms/{id}/recording           [C] doctor: {action: "start"|"stop", audio: bool}
+    GET  /api/rooms/{id}/recordings          [C] doctor: [{name, size, url}]
+    GET  /api/rooms/{id}/recordings/{name}   [C] doctor: download
     GET  /healthz, /metrics                  liveness, Prometheus text
 
-Tokens never reach the logs: the access log prints paths without their query.
+A room's token travels in the link's fragment, which browsers never send to a server nor
+put in a Referer; the page moves it to the `X-Room-Token` header of its API calls. The
+event stream and download links (which cannot set headers) use the cookie
+`dmask_room_{role}` instead, made by `.../{role}/session` from the header: HttpOnly,
+SameSite=Strict, Path=/api/rooms/{id}/, and read on GET requests only, so every
+state-changing call still needs the header. Its value is the token itself: it opens
+exactly what the token opens, for as long as the room lives, so a value derived from it
+would add a server key and nothing else. One cookie per role: a doctor who opens both
+links in one browser keeps both sides working. A `?token=` (the old links) is refused
+with 403. Tokens never reach the logs: the access log prints paths without their query.
 
 This process is the front: with `ServeConfig.room_workers` (as `dmask serve` runs) each
 room's media runs in a worker process of its own (`worker.py`), else in this process.
@@ -37,6 +48,8 @@ from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
 from . import ice, jitter, signaling, tls
+from .accounts import Accounts
+from .auth import CLINICIAN, Auth, clinician_only, own_origin
 
 from .media import MaskerFactory, default_masker
 from .metrics import Metrics
@@ -54,6 +67,9 @@ def _static_dir() -> Path:
 
 
 STATIC_DIR = _static_dir()
+ROOM_HEADER = "X-Room-Token"
+LINKS_CHANGED = ("links have changed: the token now follows '#' in the link (/room/ID/ROLE#TOKEN) and travels in the "
+                 f"{ROOM_HEADER} header; ask for a new link")
 MAX_BODY = 64 * 1024
 #: Event streams per consultation (its two pages, and a few reloads not yet timed out),
 #: and how often an idle one sends a comment so proxies keep it open.
@@ -65,7 +81,7 @@ SECURITY_HEADERS = {
         "default-src 'self'; img-src 'self' data: blob:; media-src 'self' blob:; "
         "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
     ),
-    "Referrer-Policy": "no-referrer",  # the page URL carries the token
+    "Referrer-Policy": "no-referrer",  # nothing about a page leaves with its requests
     "X-Content-Type-Options": "nosniff",
     "Permissions-Policy": "camera=(self), microphone=(self)",
     "Cache-Control": "no-store",
@@ -126,6 +142,7 @@ class Relay:
     def __init__(self, config: ServeConfig, masker_factory: MaskerFactory) -> None:
         self.config = config
         self.metrics = Metrics()
+        self.auth = Auth(Accounts.open(config.data), config.https)
         rtc = ice.rtc_configuration(config.ice_servers, config.turn_username, config.turn_password)
         media = MediaSettings(rtc, config.recordings, config.frame_reports)
 
@@ -159,7 +176,13 @@ class Relay:
         return room
 
     def _authorize(self, request: web.Request, room: RoomLike, role: str) -> None:
-        if room.role_for(request.query.get("token")) != role:
+        """The room's `role` token in the header, or (GET only) in the role's cookie."""
+        if "token" in request.query:
+            raise web.HTTPForbidden(reason=LINKS_CHANGED)
+        token = request.headers.get(ROOM_HEADER)
+        if token is None and request.method == "GET":
+            token = request.cookies.get(room_cookie(role))
+        if room.role_for(token) != role:
             raise web.HTTPForbidden(reason=f"this link does not open the {role}'s side")
 
     @staticmethod
@@ -180,26 +203,45 @@ class Relay:
 
     # --- pages -----------------------------------------------------------------------
     async def index(self, request: web.Request) -> web.StreamResponse:
+        if request[CLINICIAN] is None:
+            raise web.HTTPFound("/login")
         return web.FileResponse(STATIC_DIR / "index.html")
 
+    async def login_page(self, request: web.Request) -> web.StreamResponse:
+        return web.FileResponse(STATIC_DIR / "login.html")
+
+    async def setup_page(self, request: web.Request) -> web.StreamResponse:
+        return web.FileResponse(STATIC_DIR / "setup.html")
+
     async def page(self, request: web.Request) -> web.StreamResponse:
-        role = request.match_info["role"]
+        """A side's page: static, its token stays in the fragment (the page checks it)."""
         room = self.rooms.get(request.match_info["room"])
         if room is None:
             return web.FileResponse(STATIC_DIR / "ended.html", status=404)
-        if room.role_for(request.query.get("token")) != role:
+        if "token" in request.query:   # an old link: its token was sent, and is now refused
             return web.FileResponse(STATIC_DIR / "forbidden.html", status=403)
-        return web.FileResponse(STATIC_DIR / f"{role}.html")
+        return web.FileResponse(STATIC_DIR / f"{request.match_info['role']}.html")
 
     # --- API -------------------------------------------------------------------------
+    @clinician_only
     async def create_room(self, request: web.Request) -> web.Response:
         try:
             room = self.rooms.create()
         except LimitReached as err:
             return _error(err.status, str(err), **{"Retry-After": "60"})
-        origin = f"{request.scheme}://{request.host}"
-        links = {role: f"{origin}/room/{room.id}/{role}?token={room.tokens[role]}" for role in ROLES}
+        origin = own_origin(request)
+        links = {role: f"{origin}/room/{room.id}/{role}#{room.tokens[role]}" for role in ROLES}
         return web.json_response({"id": room.id, **links}, status=201)
+
+    async def room_session(self, request: web.Request) -> web.Response:
+        """The header's token as the role's cookie, for what cannot send the header."""
+        role = request.match_info["role"]
+        room = self._room(request)
+        self._authorize(request, room, role)
+        response = web.json_response({"cookie": room_cookie(role)})
+        response.set_cookie(room_cookie(role), request.headers[ROOM_HEADER], path=f"/api/rooms/{room.id}/",
+                            httponly=True, samesite="Strict", secure=self.config.https)
+        return response
 
     async def page_ice(self, request: web.Request) -> web.Response:
         role = request.match_info["role"]
@@ -280,12 +322,14 @@ class Relay:
             return _error(503, str(err))
         return web.json_response({"left": role})
 
+    @clinician_only
     async def end_room(self, request: web.Request) -> web.Response:
         room = self._room(request)
         self._authorize(request, room, "doctor")
         await self.rooms.close_room(room, "ended by the doctor")
         return web.json_response({"ended": room.id})
 
+    @clinician_only
     async def recording(self, request: web.Request) -> web.Response:
         room = self._room(request)
         self._authorize(request, room, "doctor")
@@ -298,17 +342,19 @@ class Relay:
             return _error(500, f"cannot record: {err}")
         return web.json_response({"recording": active, "files": names})
 
+    @clinician_only
     async def list_recordings(self, request: web.Request) -> web.Response:
+        """The room's files; their URLs work with the doctor's cookie (`room_session`)."""
         room = self._room(request)
         self._authorize(request, room, "doctor")
         directory = self.config.recordings / room.id
-        token = request.query["token"]
         files = sorted(p for p in directory.glob("*") if NAME_RE.match(p.name)) if directory.is_dir() else []
         return web.json_response([
-            {"name": p.name, "size": p.stat().st_size, "url": f"/api/rooms/{room.id}/recordings/{p.name}?token={token}"}
+            {"name": p.name, "size": p.stat().st_size, "url": f"/api/rooms/{room.id}/recordings/{p.name}"}
             for p in files
         ])
 
+    @clinician_only
     async def download(self, request: web.Request) -> web.StreamResponse:
         room = self._room(request)
         self._authorize(request, room, "doctor")
@@ -343,6 +389,10 @@ class Relay:
 RELAY = web.AppKey("relay", Relay)
 
 
+def room_cookie(role: str) -> str:
+    return f"dmask_room_{role}"
+
+
 def create_app(config: ServeConfig | None = None, masker_factory: MaskerFactory = default_masker) -> web.Application:
     """The aiohttp application; rooms are closed when it shuts down."""
     config = config or ServeConfig()
@@ -350,12 +400,19 @@ def create_app(config: ServeConfig | None = None, masker_factory: MaskerFactory 
         ice.enable_loopback_candidate()
     jitter.install()
     relay = Relay(config, masker_factory)
-    app = web.Application(client_max_size=MAX_BODY, middlewares=[_headers_and_json_errors])
+    app = web.Application(client_max_size=MAX_BODY, middlewares=[_headers_and_json_errors, relay.auth.guard])
     app[RELAY] = relay
     role = "{role:patient|doctor}"
     app.router.add_get("/", relay.index)
+    app.router.add_get("/login", relay.login_page)
+    app.router.add_get("/setup", relay.setup_page)
+    app.router.add_get("/api/session", relay.auth.session_info)
+    app.router.add_post("/api/login", relay.auth.login)
+    app.router.add_post("/api/logout", relay.auth.logout)
+    app.router.add_post("/api/setup", relay.auth.setup)
     app.router.add_get(f"/room/{{room}}/{role}", relay.page)
     app.router.add_post("/api/rooms", relay.create_room)
+    app.router.add_post(f"/api/rooms/{{room}}/{role}/session", relay.room_session)
     app.router.add_get(f"/api/rooms/{{room}}/{role}/ice", relay.page_ice)
     app.router.add_get(f"/api/rooms/{{room}}/{role}/events", relay.events)
     app.router.add_post(f"/api/rooms/{{room}}/{role}/offer", relay.offer)
@@ -375,8 +432,12 @@ def create_app(config: ServeConfig | None = None, masker_factory: MaskerFactory 
         relay.close_event_streams()
         await relay.rooms.close()
 
+    async def on_cleanup(app: web.Application) -> None:
+        relay.auth.accounts.db.close()
+
     app.on_startup.append(on_startup)
     app.on_shutdown.append(on_shutdown)
+    app.on_cleanup.append(on_cleanup)
     return app
 
 
@@ -388,8 +449,15 @@ def serve(config: ServeConfig) -> None:
     ssl_context = tls.server_context(config.tls_dir, [config.host, *config.hostnames]) if config.https else None
     scheme = "https" if ssl_context else "http"
     shown = f"[{config.host}]" if ":" in config.host else config.host
-    print(f"dmask serve: open {scheme}://{shown}:{config.port}/ to start a consultation (Ctrl-C stops)", flush=True)
+    app = create_app(config)
+    base = f"{scheme}://{shown}:{config.port}"
+    print(f"dmask serve: open {base}/ to start a consultation (Ctrl-C stops)", flush=True)
+    code = app[RELAY].auth.setup_code
+    if code is not None:
+        print(f"dmask serve: no clinician account yet: create the first at {base}/setup#code={code} "
+              f"(this link works once, while this relay runs; or: dmask users add NAME --data {config.data})",
+              file=sys.stderr, flush=True)
     web.run_app(
-        create_app(config), host=config.host, port=config.port, ssl_context=ssl_context,
+        app, host=config.host, port=config.port, ssl_context=ssl_context,
         access_log_class=_PathOnlyAccessLogger, print=None,
     )

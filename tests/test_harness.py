@@ -6,7 +6,6 @@ pass-through one in the same run.
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 
 import av
@@ -14,7 +13,7 @@ import numpy as np
 
 from client.latency import matching, runner
 from client.latency.clip import Clip, tagged_pts
-from client.latency.relay import PassThrough, RelayProcess, relays
+from client.latency.relay import PassThrough, relays
 from client.latency.session import Progress, consultations, measure
 from conftest import DATA
 from dmask_rt.pipeline import FrameResult
@@ -64,8 +63,8 @@ def test_frames_are_matched_to_the_camera_frames_they_show() -> None:
     clip = _numbered_clip()
 
     async def scenario() -> tuple[list[matching.FrameTiming], dict[int, np.ndarray], list[dict]]:
-        async with relays({"pass": PassThrough}) as urls:
-            async with consultations(urls["pass"], clip, 1, keep_images=90) as opened:
+        async with relays({"pass": PassThrough}) as started:
+            async with consultations(started.urls["pass"], started.login, clip, 1, keep_images=90) as opened:
                 await measure(opened, 0.0, 2.5, "match", Progress(False))
                 return opened[0].timings(), opened[0].doctor.images, opened[0].doctor.reports
 
@@ -86,9 +85,9 @@ def test_frames_are_matched_to_the_camera_frames_they_show() -> None:
 
 def test_short_run_gives_numbers_and_a_slow_relay_shows_more_latency() -> None:
     async def scenario() -> dict:
-        async with relays({"pass": PassThrough, "mask": _SlowRelay}) as urls:
+        async with relays({"pass": PassThrough, "mask": _SlowRelay}) as started:
             options = runner.Options(clip=WEBCAM, seconds=3.0, warmup=1.0, progress=False)
-            return await runner.run(options, RelayProcess(os.getpid(), urls))
+            return await runner.run(options, started)
 
     result = asyncio.run(scenario())
     runs = result["side_by_side"]

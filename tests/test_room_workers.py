@@ -94,12 +94,14 @@ def test_rooms_in_their_own_workers_survive_each_others_crash(tmp_path: Path) ->
             assert _metric(text, "dmask_room_worker_restarts") == 1 and _metric(text, "dmask_room_workers") == 2
 
             # Recording runs in the room's worker; the front lists what it wrote.
-            status, body = await b_doctor.post("../recording", {"action": "start"})
+            status, body = await server.request("POST", f"/api/rooms/{b_id}/recording", token=b_tokens["doctor"],
+                                                json={"action": "start"})
             assert status == 200 and body["recording"]
             await asyncio.sleep(1.5)
-            status, body = await b_doctor.post("../recording", {"action": "stop"})
+            status, body = await server.request("POST", f"/api/rooms/{b_id}/recording", token=b_tokens["doctor"],
+                                                json={"action": "stop"})
             assert status == 200 and not body["recording"] and body["files"]
-            status, listing = await server.request("GET", f"/api/rooms/{b_id}/recordings?token={b_tokens['doctor']}")
+            status, listing = await server.request("GET", f"/api/rooms/{b_id}/recordings", token=b_tokens["doctor"])
             assert status == 200 and sorted(f["name"] for f in listing) == sorted(body["files"])
             assert all(f["size"] > 0 for f in listing)
             for peer in (patient, doctor, b_patient, b_doctor):

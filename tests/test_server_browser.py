@@ -31,6 +31,9 @@ from playwright.sync_api import Page, sync_playwright
 
 from conftest import DATA, DMASK, video_frames
 from dmask_rt.render.palette import BACKGROUND_RGB
+from server.accounts import Accounts
+from server.auth import CSRF_HEADER
+from test_server_protocol import CLINICIAN
 
 CHROMIUM = "/usr/bin/chromium"
 CLIP = DATA / "videos" / "p09_webcam.mp4"  # 640x360, 30 fps, one face
@@ -63,15 +66,43 @@ def chromium_flags(camera: Path, loopback: bool = True) -> list[str]:
 
 
 def new_room(base: str) -> dict:
-    """A consultation on the relay at `base`: {id, patient, doctor} (the links)."""
-    with urllib.request.urlopen(urllib.request.Request(base + "/api/rooms", method="POST")) as response:
+    """A consultation on the relay at `base`, made through the API by the test clinician
+    (signed in first): {id, patient, doctor} (the links)."""
+    http = urllib.request.build_opener(urllib.request.HTTPCookieProcessor())
+    login = json.dumps({"name": CLINICIAN[0], "password": CLINICIAN[1]}).encode()
+    with http.open(urllib.request.Request(base + "/api/login", data=login, method="POST",
+                                          headers={"Content-Type": "application/json"})) as response:
+        csrf = json.load(response)["csrf"]
+    with http.open(urllib.request.Request(base + "/api/rooms", method="POST", headers={CSRF_HEADER: csrf})) as response:
         return json.load(response)
 
 
+def sign_in(page: Page, base: str) -> None:
+    """Sign the test clinician in through the relay's pages: / leads to the sign-in page."""
+    page.goto(base + "/")
+    page.wait_for_url(base + "/login")
+    page.fill("#name", CLINICIAN[0])
+    page.fill("#password", CLINICIAN[1])
+    page.click("#submit")
+    page.wait_for_url(base + "/")
+    page.wait_for_selector("#create:enabled")
+
+
+def start_consultation(doctor: Page, base: str) -> dict:
+    """As a clinician does it: sign in, "Start a consultation", read the two links; {id, patient, doctor}."""
+    sign_in(doctor, base)
+    doctor.click("#create")
+    doctor.wait_for_selector("#links:not(.hidden)")
+    links = {"patient": doctor.input_value("#patient-link"), "doctor": doctor.eval_on_selector("#doctor-link", "a => a.href")}
+    links["id"] = links["patient"].split("/room/")[1].split("/")[0]
+    return links
+
+
 def open_pages(browser: Any, links: dict) -> tuple[Page, Page]:
-    """The patient's page (camera and microphone allowed) and the doctor's, each in its own context."""
+    """The patient's page (camera and microphone allowed) and the doctor's, signed in, each in its own context."""
     patient = browser.new_context(permissions=["camera", "microphone"]).new_page()
     doctor = browser.new_context(permissions=["microphone"]).new_page()
+    sign_in(doctor, links["patient"].split("/room/")[0])
     patient.goto(links["patient"])
     doctor.goto(links["doctor"])
     return patient, doctor
@@ -79,14 +110,18 @@ def open_pages(browser: Any, links: dict) -> tuple[Page, Page]:
 
 @contextlib.contextmanager
 def chromium_consultation(relay: str, camera: Path, width: int, height: int) -> Iterator[tuple[Page, Page, dict]]:
-    """A new consultation on `relay` with both pages open in headless Chromium, the doctor's
-    already playing the masked video; yields (patient page, doctor page, links)."""
-    links = new_room(relay)
+    """A new consultation on `relay` with both pages open in headless Chromium (the doctor
+    signed in and started it on the start page), the doctor's already playing the masked
+    video; yields (patient page, doctor page, links)."""
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=chromium_flags(camera))
         try:
-            patient, doctor = open_pages(browser, links)
+            doctor = browser.new_context(permissions=["microphone"]).new_page()
+            links = start_consultation(doctor, relay)
+            doctor.click("#doctor-link")
+            patient = browser.new_context(permissions=["camera", "microphone"]).new_page()
+            patient.goto(links["patient"])
             _wait_playing(doctor, "#masked", width, height, timeout_s=45)
             yield patient, doctor, links
         finally:
@@ -130,16 +165,30 @@ def _wait_playing(page: Page, selector: str, width: int, height: int, timeout_s:
     )
 
 
+#: base URL -> process id of each `dmask serve` started here (other relays may run on the machine)
+SERVED: dict[str, int] = {}
+
+
+def _workers(base: str) -> list[str]:
+    """The room worker processes of the relay at `base`."""
+    found = subprocess.run(["pgrep", "-P", str(SERVED[base]), "-f", "server.worker"], capture_output=True, text=True)
+    return found.stdout.split()
+
+
 def start_serve(tmp_path: Path, *args: str) -> tuple[subprocess.Popen, str]:
-    """`dmask serve` on a free port in `tmp_path` with `args`, once it answers; (process, base URL)."""
+    """`dmask serve` on a free port in `tmp_path` with `args`, with the test clinician's
+    account in a data directory of its own, once it answers; (process, base URL)."""
     port = _free_port()
-    server = subprocess.Popen([*DMASK, "serve", "--port", str(port), *args], cwd=tmp_path,
+    data = tmp_path / f"data-{port}"
+    Accounts.open(data).add(*CLINICIAN)
+    server = subprocess.Popen([*DMASK, "serve", "--port", str(port), "--data", str(data), *args], cwd=tmp_path,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 20
     while True:
         try:
             urllib.request.urlopen(base + "/healthz", timeout=1)
+            SERVED[base] = server.pid
             return server, base
         except OSError:
             assert server.poll() is None and time.monotonic() < deadline, server.stdout.read() if server.stdout else ""
@@ -199,7 +248,7 @@ def test_pages_come_back_by_themselves_when_the_rooms_worker_dies(relay: str, tm
     with chromium_consultation(relay, tmp_path / "camera.y4m", width, height) as (patient, doctor, _):
         for page in (doctor, patient):
             page.wait_for_function(live, timeout=10000)
-        workers = subprocess.run(["pgrep", "-f", "server.worker"], capture_output=True, text=True).stdout.split()
+        workers = _workers(relay)
         assert len(workers) == 1, workers
         frames = doctor.eval_on_selector("#masked", "v => v.getVideoPlaybackQuality().totalVideoFrames")
         killed = time.monotonic()
@@ -212,7 +261,81 @@ def test_pages_come_back_by_themselves_when_the_rooms_worker_dies(relay: str, tm
         doctor.wait_for_function("n => document.querySelector('#masked').getVideoPlaybackQuality().totalVideoFrames > n + 30",
                                  arg=frames, timeout=30000)
         back = time.monotonic() - killed
-        new = subprocess.run(["pgrep", "-f", "server.worker"], capture_output=True, text=True).stdout.split()
+        new = _workers(relay)
         assert len(new) == 1 and new != workers
         (ARTIFACTS / "worker-restart.json").write_text(json.dumps({"pages_live_again_s": round(back, 2)}) + "\n")
 
+
+
+def test_sign_in_start_and_the_tokens_stay_out_of_urls_referers_and_the_log(tmp_path: Path) -> None:
+    """A clinician signs in, starts a consultation and opens the doctor's link; the patient
+    opens theirs. Every request either page makes is watched: the tokens travel only in
+    the X-Room-Token header (and the cookie the page trades it for), never in a URL, a
+    Referer or the relay's log; the address bar loses the fragment at once."""
+    width, height = _write_y4m(CLIP, tmp_path / "camera.y4m")
+    server, base = start_serve(tmp_path)
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                                 args=chromium_flags(tmp_path / "camera.y4m"))
+            try:
+                doctor = browser.new_context(permissions=["microphone"], accept_downloads=True).new_page()
+                patient = browser.new_context(permissions=["camera", "microphone"]).new_page()
+                watched: list[Any] = []
+                for page in (doctor, patient):
+                    page.on("request", lambda request: watched.append(request))
+                patient.goto(base + "/")
+                patient.wait_for_url(base + "/login")  # the patient has no account and needs none
+                links = start_consultation(doctor, base)
+                assert doctor.inner_text("#who") == CLINICIAN[0]
+                tokens = {role: links[role].split("#")[1] for role in ("patient", "doctor")}
+                assert links["patient"] == f"{base}/room/{links['id']}/patient#{tokens['patient']}"
+                doctor.click("#doctor-link")
+                patient.goto(links["patient"])
+                for page in (doctor, patient):
+                    page.wait_for_function("() => document.querySelector('#status').dataset.state === 'live'",
+                                           timeout=45000)
+                for page, role in ((doctor, "doctor"), (patient, "patient")):
+                    assert page.url == f"{base}/room/{links['id']}/{role}"  # the fragment is gone at once
+                # The doctor records, and downloads with the room's cookie and the session.
+                doctor.click("#record")
+                doctor.wait_for_timeout(2500)
+                doctor.click("#record")
+                doctor.wait_for_selector("#recordings a[href$='.mp4']", timeout=15000)
+                href = doctor.eval_on_selector("#recordings a[href$='.mp4']", "a => a.href")
+                with doctor.expect_download() as download:
+                    doctor.click("#recordings a[href$='.mp4']")
+                # No token in the link: the room's cookie (and the session) let it through.
+                assert Path(download.value.path()).stat().st_size > 1000
+                assert href.startswith(f"{base}/api/rooms/{links['id']}/recordings/") and "?" not in href
+                doctor.reload()  # the token survives a reload (this tab's sessionStorage), not in the URL
+                doctor.wait_for_function("() => document.querySelector('#status').dataset.state === 'live'",
+                                         timeout=30000)
+                doctor.click("#end")
+                patient.wait_for_function("() => document.querySelector('#status').dataset.state === 'ended'",
+                                          timeout=10000)
+                doctor.goto(base + "/")
+                doctor.click("#sign-out")
+                doctor.wait_for_url(base + "/login")
+                doctor.goto(base + "/")
+                doctor.wait_for_url(base + "/login")  # signed out: the start page is closed again
+                # Every header as sent, Referer and Cookie included.
+                requests = [(r.url, r.method, r.all_headers()) for r in watched]
+            finally:
+                browser.close()
+    finally:
+        server.terminate()
+        log = server.communicate(timeout=20)[0]
+    api = [(url, method, headers) for url, method, headers in requests if "/api/rooms/" in url]
+    assert len(api) >= 8
+    for url, _, headers in requests:
+        for token in tokens.values():
+            assert token not in url, url
+            assert token not in headers.get("referer", ""), (url, headers.get("referer"))
+            assert not any(token in value for key, value in headers.items() if key not in ("x-room-token", "cookie"))
+    sent = {headers.get("x-room-token") for url, method, headers in api if method == "POST" or url.endswith("/ice")}
+    assert sent == set(tokens.values())  # each page sent its own token, in the header
+    events = [headers for url, _, headers in api if url.endswith("/doctor/events")]
+    assert events and f"dmask_room_doctor={tokens['doctor']}" in events[0].get("cookie", "")  # the cookie, not the URL
+    assert f"GET /api/rooms/{links['id']}/recordings/" in log  # the log has the paths ...
+    assert not any(token in log for token in tokens.values())  # ... never a token

@@ -29,7 +29,8 @@ from dmask_rt.pipeline import FrameResult
 from dmask_rt.render.palette import BACKGROUND_RGB
 from dmask_rt.render.placeholder import placeholder_frame
 from server import ice, jitter, tls
-from server.app import RELAY, Relay, ServeConfig, create_app
+from server.app import RELAY, ROOM_HEADER, Relay, ServeConfig, create_app
+from server.auth import CSRF_HEADER
 from server.media import MAX_FPS, MaskedVideoTrack, MaskEngine, MaskerFactory, default_masker
 from server.metrics import Metrics
 from server.relay import FrameRelay, RelayTrack
@@ -40,27 +41,56 @@ WEBCAM = DATA / "videos" / "p09_webcam.mp4"        # 640x360, a face throughout
 CARTOON = DATA / "videos" / "no_face_cartoon.mp4"  # 960x540, no human face
 
 
+CLINICIAN = ("dr-test", "a long enough test password")
+
+
 class Server:
+    """Requests to a relay as a browser makes them: a cookie jar, and once signed in
+    (`sign_in`) the session's CSRF token; `token`: the room token, in its header."""
+
     def __init__(self, base: str, relay: Relay) -> None:
         self.base, self.relay = base, relay
+        self.jar = aiohttp.CookieJar(unsafe=True)  # keeps 127.0.0.1's cookies
+        self.csrf = ""
 
-    async def request(self, method: str, path: str, **kwargs: object) -> tuple[int, object]:
-        async with aiohttp.ClientSession() as http:
-            async with http.request(method, self.base + path, **kwargs) as response:
+    async def request(self, method: str, path: str, token: str | None = None, signed_in: bool = True,
+                      headers: dict[str, str] | None = None, **kwargs: object) -> tuple[int, object]:
+        """(status, JSON or text); `signed_in=False`: without cookies or CSRF token."""
+        headers = dict(headers or {})
+        if token is not None:
+            headers[ROOM_HEADER] = token
+        if signed_in and self.csrf:
+            headers.setdefault(CSRF_HEADER, self.csrf)
+        jar = self.jar if signed_in else aiohttp.DummyCookieJar()
+        async with aiohttp.ClientSession(cookie_jar=jar) as http:
+            async with http.request(method, self.base + path, headers=headers, **kwargs) as response:
                 ctype = response.headers.get("Content-Type", "")
                 body = await response.json() if "json" in ctype else await response.text()
                 return response.status, body
 
+    async def sign_in(self, name: str = CLINICIAN[0], password: str = CLINICIAN[1]) -> None:
+        """Sign in as `name` (an account made first if there is none of that name)."""
+        accounts = self.relay.auth.accounts
+        if name not in {user.name for user in accounts.users()}:
+            accounts.add(name, password)
+        status, body = await self.request("POST", "/api/login", json={"name": name, "password": password})
+        assert status == 200, body
+        self.csrf = body["csrf"]
+
     async def room(self) -> tuple[str, dict[str, str]]:
+        """A new room, made by a signed-in clinician: (id, role -> token)."""
+        if not self.csrf:
+            await self.sign_in()
         status, body = await self.request("POST", "/api/rooms")
         assert status == 201, body
-        return body["id"], {role: body[role].split("token=")[1] for role in ("patient", "doctor")}
+        return body["id"], {role: body[role].split("#")[1] for role in ("patient", "doctor")}
 
 
 @contextlib.asynccontextmanager
 async def relay_server(tmp_path: Path, masker_factory: MaskerFactory = default_masker, room_workers: bool = False,
-                       **limits: float) -> AsyncIterator[Server]:
-    config = ServeConfig(recordings=tmp_path / "recordings", limits=Limits(**limits), room_workers=room_workers)
+                       config: ServeConfig | None = None, **limits: float) -> AsyncIterator[Server]:
+    config = config or ServeConfig(recordings=tmp_path / "recordings", data=tmp_path / "data", limits=Limits(**limits),
+                                   room_workers=room_workers)
     app = create_app(config, masker_factory)
     runner = web.AppRunner(app)
     await runner.setup()
@@ -82,26 +112,32 @@ def run(coro: object) -> object:
 def test_room_has_two_links_with_distinct_unguessable_tokens(tmp_path: Path) -> None:
     async def scenario() -> None:
         async with relay_server(tmp_path) as server:
+            await server.sign_in()
             status, body = await server.request("POST", "/api/rooms")
             assert status == 201
             patient, doctor = body["patient"], body["doctor"]
-            assert patient.startswith(f"{server.base}/room/{body['id']}/patient?token=")
-            assert doctor.startswith(f"{server.base}/room/{body['id']}/doctor?token=")
-            tokens = [link.split("token=")[1] for link in (patient, doctor)]
+            # The token after '#': browsers never send it, so it is in no request line or Referer.
+            assert patient.startswith(f"{server.base}/room/{body['id']}/patient#")
+            assert doctor.startswith(f"{server.base}/room/{body['id']}/doctor#")
+            tokens = [link.split("#")[1] for link in (patient, doctor)]
             assert tokens[0] != tokens[1] and all(len(t) >= 43 for t in tokens)  # 256 bits in base64url
             _, other = await server.room()
             assert not set(other.values()) & set(tokens)
 
-            status, html = await server.request("GET", patient[len(server.base):])
-            assert status == 200 and "<video" in html
-            status, _ = await server.request("GET", f"/room/{body['id']}/doctor?token={tokens[0]}")
-            assert status == 403  # the patient's link does not open the doctor's page
-            status, _ = await server.request("GET", f"/room/{body['id']}/doctor")
+            status, html = await server.request("GET", patient[len(server.base):].split("#")[0], signed_in=False)
+            assert status == 200 and "<video" in html  # static: the page's API calls carry the token
+            status, _ = await server.request("GET", f"/api/rooms/{body['id']}/doctor/ice", token=tokens[0])
+            assert status == 403  # the patient's token does not open the doctor's side
+            status, _ = await server.request("GET", f"/api/rooms/{body['id']}/doctor/ice")
             assert status == 403
-            status, _ = await server.request("GET", f"/room/nosuchroom/patient?token={tokens[0]}")
+            status, _ = await server.request("GET", f"/room/{body['id']}/patient?token={tokens[0]}")
+            assert status == 403  # an old-style link
+            status, _ = await server.request("GET", "/room/nosuchroom/patient")
             assert status == 404
             status, _ = await server.request("GET", "/")
             assert status == 200
+            status, _ = await server.request("GET", "/", signed_in=False, allow_redirects=False)
+            assert status == 302
 
     run(scenario())
 
@@ -119,22 +155,24 @@ def test_signaling_errors_are_json_with_the_right_status(tmp_path: Path) -> None
             await audio_only.setLocalDescription(await audio_only.createOffer())
 
             cases = [
-                (f"/api/rooms/nosuchroom/patient/offer?token={tokens['patient']}", json.dumps(offer), 404),
-                (f"/api/rooms/{room}/patient/offer", json.dumps(offer), 403),
-                (f"/api/rooms/{room}/patient/offer?token=guess", json.dumps(offer), 403),
-                (f"/api/rooms/{room}/doctor/offer?token={tokens['patient']}", json.dumps(offer), 403),
-                (f"/api/rooms/{room}/patient/offer?token={tokens['patient']}", "{not json", 400),
-                (f"/api/rooms/{room}/patient/offer?token={tokens['patient']}", "[1, 2]", 400),
-                (f"/api/rooms/{room}/patient/offer?token={tokens['patient']}", json.dumps({"type": "answer", "sdp": "v=0"}), 400),
-                (f"/api/rooms/{room}/patient/offer?token={tokens['patient']}", json.dumps({"type": "offer", "sdp": "hello"}), 400),
-                (f"/api/rooms/{room}/patient/offer?token={tokens['patient']}", json.dumps({"type": "offer", "sdp": "v=0\r\nm=bogus"}), 400),
-                (f"/api/rooms/{room}/patient/offer?token={tokens['patient']}",
+                ("/api/rooms/nosuchroom/patient/offer", tokens["patient"], json.dumps(offer), 404),
+                (f"/api/rooms/{room}/patient/offer", None, json.dumps(offer), 403),
+                (f"/api/rooms/{room}/patient/offer", "guess", json.dumps(offer), 403),
+                (f"/api/rooms/{room}/patient/offer?token={tokens['patient']}", None, json.dumps(offer), 403),  # old links
+                (f"/api/rooms/{room}/doctor/offer", tokens["patient"], json.dumps(offer), 403),
+                (f"/api/rooms/{room}/patient/offer", tokens["patient"], "{not json", 400),
+                (f"/api/rooms/{room}/patient/offer", tokens["patient"], "[1, 2]", 400),
+                (f"/api/rooms/{room}/patient/offer", tokens["patient"], json.dumps({"type": "answer", "sdp": "v=0"}), 400),
+                (f"/api/rooms/{room}/patient/offer", tokens["patient"], json.dumps({"type": "offer", "sdp": "hello"}), 400),
+                (f"/api/rooms/{room}/patient/offer", tokens["patient"], json.dumps({"type": "offer", "sdp": "v=0\r\nm=bogus"}), 400),
+                (f"/api/rooms/{room}/patient/offer", tokens["patient"],
                  json.dumps({"type": "offer", "sdp": audio_only.localDescription.sdp}), 400),
-                (f"/api/rooms/{room}/patient/offer?token={tokens['patient']}",
+                (f"/api/rooms/{room}/patient/offer", tokens["patient"],
                  json.dumps({"type": "offer", "sdp": "v=0\r\n" + "a=x\r\n" * 20000}), 400),  # 100 KB
             ]
-            for path, data, expected in cases:
-                status, body = await server.request("POST", path, data=data, headers={"Content-Type": "application/json"})
+            for path, token, data, expected in cases:
+                status, body = await server.request("POST", path, token=token, data=data,
+                                                    headers={"Content-Type": "application/json"})
                 assert status == expected, (path, data[:40], status, body)
                 assert isinstance(body, dict) and body["error"], body
             assert server.relay.rooms.peers == 0
@@ -278,22 +316,32 @@ def test_recording_holds_masked_video_and_params_for_the_doctor_only(tmp_path: P
     async def scenario() -> None:
         async with relay_server(tmp_path) as server:
             patient, doctor, room = await _call(server, WEBCAM, 0.5)
-            status, body = await patient.post("../recording", {"action": "start"})
-            assert status == 403  # the patient cannot record
-            status, body = await doctor.post("../recording", {"action": "start", "audio": True})
+            recording = f"/api/rooms/{room}/recording"
+            status, body = await server.request("POST", recording, token=patient.token, json={"action": "start"})
+            assert status == 403  # the patient's link cannot record, even in a clinician's browser
+            status, body = await doctor.post("../recording", {"action": "start"})
+            assert status == 401  # nor can the doctor's link alone: a clinician signs in
+            status, body = await server.request("POST", recording, token=doctor.token, json={"action": "start", "audio": True})
             assert status == 200 and body["recording"]
             await asyncio.sleep(3)
-            status, body = await doctor.post("../recording", {"action": "stop"})
+            status, body = await server.request("POST", recording, token=doctor.token, json={"action": "stop"})
             assert status == 200 and not body["recording"]
             token = doctor.token
-            status, listing = await server.request("GET", f"/api/rooms/{room}/recordings?token={token}")
+            status, listing = await server.request("GET", f"/api/rooms/{room}/recordings", token=token)
             assert status == 200 and sorted(f["name"].split(".", 1)[1] for f in listing) == ["mp4", "params.jsonl"]
-            status, _ = await server.request("GET", f"/api/rooms/{room}/recordings?token={patient.token}")
+            status, _ = await server.request("GET", f"/api/rooms/{room}/recordings", token=patient.token)
             assert status == 403
-            status, _ = await server.request("GET", f"/api/rooms/{room}/recordings/..%2F..%2Fetc%2Fpasswd?token={token}")
+            status, _ = await server.request("GET", f"/api/rooms/{room}/recordings", token=token, signed_in=False)
+            assert status == 401  # the doctor's link alone is not enough: a clinician signs in
+            status, _ = await server.request("GET", f"/api/rooms/{room}/recordings/..%2F..%2Fetc%2Fpasswd", token=token)
             assert status == 404
             video = next(f for f in listing if f["name"].endswith(".mp4"))
-            async with aiohttp.ClientSession() as http:
+            assert token not in video["url"]
+            status, _ = await server.request("GET", video["url"])
+            assert status == 403  # a download link works with the doctor's room cookie ...
+            status, _ = await server.request("POST", f"/api/rooms/{room}/doctor/session", token=token)
+            assert status == 200  # ... which the doctor's page makes from its token
+            async with aiohttp.ClientSession(cookie_jar=server.jar) as http:
                 async with http.get(server.base + video["url"]) as response:
                     assert response.status == 200
                     (tmp_path / "download.mp4").write_bytes(await response.read())
@@ -352,7 +400,7 @@ def test_room_ends_when_both_leave_or_idle(tmp_path: Path) -> None:
             assert server.relay.rooms.get(room) is None
             await asyncio.sleep(1.0)
             assert server.relay.rooms.get(idle) is None  # never joined: closed after the idle timeout
-            status, body = await server.request("POST", f"/api/rooms/{room}/patient/offer?token={tokens['patient']}", data="{}")
+            status, body = await server.request("POST", f"/api/rooms/{room}/patient/offer", token=tokens["patient"], data="{}")
             assert status == 404
 
     run(scenario())
@@ -367,9 +415,11 @@ def test_doctor_ends_the_consultation(tmp_path: Path) -> None:
             await patient.wait_connected()
             while not patient.received.messages:  # the data channel is open
                 await asyncio.sleep(0.05)
-            status, _ = await server.request("DELETE", f"/api/rooms/{room}?token={tokens['patient']}")
+            status, _ = await server.request("DELETE", f"/api/rooms/{room}", token=tokens["patient"])
             assert status == 403
-            status, _ = await server.request("DELETE", f"/api/rooms/{room}?token={tokens['doctor']}")
+            status, _ = await server.request("DELETE", f"/api/rooms/{room}", token=tokens["doctor"], signed_in=False)
+            assert status == 401
+            status, _ = await server.request("DELETE", f"/api/rooms/{room}", token=tokens["doctor"])
             assert status == 200 and server.relay.rooms.get(room) is None
             await asyncio.sleep(0.3)
             assert {"type": "ended"} in patient.received.messages
@@ -523,7 +573,7 @@ def test_self_signed_certificate_is_made_once_and_private(tmp_path: Path) -> Non
     assert tls.ensure_certificate(tmp_path, ["other.example"])[0].read_bytes() != first  # new names: new cert
 
     async def scenario() -> object:
-        app = create_app(ServeConfig(https=True))
+        app = create_app(ServeConfig(https=True, data=tmp_path / "data"))
         runner = web.AppRunner(app)
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=tls.server_context(tmp_path, ["other.example"]))
@@ -552,29 +602,22 @@ def test_each_page_gets_its_rooms_ice_configuration(tmp_path: Path) -> None:
     """The pages' STUN/TURN servers and fresh, per-room TURN credentials, for a valid link only."""
     async def scenario() -> None:
         page_ice = ice.PageIce(["stun:stun.example:3478"], ["turn:turn.example:3478"], "secret", 600.0, True)
-        app = create_app(ServeConfig(recordings=tmp_path / "recordings", page_ice=page_ice))
-        runner = web.AppRunner(app)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        server = Server(f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}", app[RELAY])  # type: ignore[union-attr]
-        try:
+        config = ServeConfig(recordings=tmp_path / "recordings", data=tmp_path / "data", page_ice=page_ice)
+        async with relay_server(tmp_path, config=config) as server:
             room, tokens = await server.room()
             for role in ("patient", "doctor"):
-                status, body = await server.request("GET", f"/api/rooms/{room}/{role}/ice?token={tokens[role]}")
+                status, body = await server.request("GET", f"/api/rooms/{room}/{role}/ice", token=tokens[role])
                 assert status == 200 and body["iceTransportPolicy"] == "relay"
                 stun, turn = body["iceServers"]
                 assert stun == {"urls": "stun:stun.example:3478"} and turn["urls"] == ["turn:turn.example:3478"]
                 expiry, name = turn["username"].split(":")
                 assert name == room and 590 <= int(expiry) - time.time() <= 600
                 assert turn["credential"] == ice.turn_rest_credentials("secret", room, 0.0, now=float(expiry))[1]
-            for path, expected in ((f"/api/rooms/{room}/doctor/ice?token={tokens['patient']}", 403),
-                                   (f"/api/rooms/{room}/patient/ice", 403),
-                                   (f"/api/rooms/nosuchroom/patient/ice?token={tokens['patient']}", 404)):
-                status, body = await server.request("GET", path)
+            for path, token, expected in ((f"/api/rooms/{room}/doctor/ice", tokens["patient"], 403),
+                                          (f"/api/rooms/{room}/patient/ice", None, 403),
+                                          ("/api/rooms/nosuchroom/patient/ice", tokens["patient"], 404)):
+                status, body = await server.request("GET", path, token=token)
                 assert status == expected and "error" in body
-        finally:
-            await runner.cleanup()
 
     run(scenario())
 

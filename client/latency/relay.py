@@ -6,8 +6,10 @@ Only the harness starts these. The pass-through masker (the camera frame itself 
 `python -m client.latency.relay` serves a masking relay and a pass-through relay from
 one child process (so the clients' CPU use is not the relay's, and its memory is its
 own), each room's media in a worker process of its own as `dmask serve` runs it (the
-relay's CPU is that process's and its workers'), prints `{"pid", "mask", "pass"}` (base
-URLs) as one JSON line, and stops when its stdin closes.
+relay's CPU is that process's and its workers'), prints `{"pid", "mask", "pass", "login"}`
+(base URLs, and the clinician account the harness signs in with to create rooms) as one
+JSON line on the pipe to the harness, and stops when its stdin closes. The account, like
+the relays' data, lives in a temporary directory that goes with them.
 """
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ import asyncio
 import contextlib
 import json
 import os
+import secrets
 import sys
 import tempfile
 from collections.abc import AsyncIterator, Mapping
@@ -25,11 +28,13 @@ import numpy as np
 from aiohttp import web
 
 from dmask_rt.pipeline import FrameResult
+from server.accounts import Accounts
 from server.app import ServeConfig, create_app
 from server.media import MaskerFactory, default_masker
 from server.rooms import Limits
 
 LIMITS = Limits(max_rooms=64, max_peers=128)  # the capacity sweep, not the product, sets the limit
+CLINICIAN = "latency-harness"
 
 
 class PassThrough:
@@ -44,18 +49,30 @@ class PassThrough:
         pass
 
 
+@dataclass(frozen=True)
+class RelayProcess:
+    pid: int                # the process serving the relays
+    urls: dict[str, str]    # name -> base URL
+    login: tuple[str, str]  # a clinician account on all of them: (name, password)
+
+
 @contextlib.asynccontextmanager
-async def relays(maskers: Mapping[str, MaskerFactory | str]) -> AsyncIterator[dict[str, str]]:
-    """One relay per masker on 127.0.0.1, in this event loop; yields name -> base URL.
+async def relays(maskers: Mapping[str, MaskerFactory | str]) -> AsyncIterator[RelayProcess]:
+    """One relay per masker on 127.0.0.1, in this event loop and process, sharing one
+    clinician account.
 
     A "module:factory" string is built in each room's worker process, as `dmask serve`
     runs rooms; a factory runs the rooms in this process (the harness's own tests).
     """
     async with contextlib.AsyncExitStack() as stack:
-        recordings = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="dmask-latency-")))
+        root = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="dmask-latency-")))
+        recordings, data = root / "recordings", root / "data"
+        recordings.mkdir()
+        login = (CLINICIAN, secrets.token_urlsafe(24))
+        Accounts.open(data).add(*login)
         urls = {}
         for name, masker in maskers.items():
-            config = ServeConfig(recordings=recordings, limits=LIMITS, frame_reports=True)
+            config = ServeConfig(recordings=recordings, data=data, limits=LIMITS, frame_reports=True)
             factory = default_masker
             if isinstance(masker, str):
                 config.room_workers, config.worker_masker = True, masker
@@ -68,13 +85,7 @@ async def relays(maskers: Mapping[str, MaskerFactory | str]) -> AsyncIterator[di
             await site.start()
             port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
             urls[name] = f"http://127.0.0.1:{port}"
-        yield urls
-
-
-@dataclass(frozen=True)
-class RelayProcess:
-    pid: int
-    urls: dict[str, str]
+        yield RelayProcess(os.getpid(), urls, login)
 
 
 @contextlib.asynccontextmanager
@@ -88,7 +99,7 @@ async def child_relays(timeout: float = 60.0) -> AsyncIterator[RelayProcess]:
         if not line:
             raise RuntimeError("the harness relay did not start (see its error above)")
         info = json.loads(line)
-        yield RelayProcess(info["pid"], {"mask": info["mask"], "pass": info["pass"]})
+        yield RelayProcess(info["pid"], {"mask": info["mask"], "pass": info["pass"]}, tuple(info["login"]))
     finally:
         child.stdin.close()
         try:
@@ -132,8 +143,8 @@ def rss_mib(pid: int) -> float:
 
 
 async def _main() -> None:
-    async with relays({"mask": "server.media:default_masker", "pass": "client.latency.relay:PassThrough"}) as urls:
-        print(json.dumps({"pid": os.getpid(), **urls}), flush=True)
+    async with relays({"mask": "server.media:default_masker", "pass": "client.latency.relay:PassThrough"}) as started:
+        print(json.dumps({"pid": started.pid, **started.urls, "login": started.login}), flush=True)
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, sys.stdin.read)  # until the harness closes our stdin
 

@@ -49,7 +49,7 @@ def _series(opened: list[Consultation], begin: float, end: float) -> list[list[f
                   for c in opened for f in c.timings() if begin <= f.captured < end)
 
 
-async def _segment(base_url: str, pid: int, clip: Clip, sessions: int, options: Options, label: str,
+async def _segment(base_url: str, login: tuple[str, str], pid: int, clip: Clip, sessions: int, options: Options, label: str,
                    progress: Progress) -> dict[str, Any]:
     """`sessions` concurrent consultations measured for `options.seconds`.
 
@@ -57,7 +57,7 @@ async def _segment(base_url: str, pid: int, clip: Clip, sessions: int, options: 
     peers encode and decode too; with the relay in this process, the two are one) and
     from the whole machine's (other programs running meanwhile make a run noisy).
     """
-    async with consultations(base_url, clip, sessions) as opened:
+    async with consultations(base_url, login, clip, sessions) as opened:
         before = await _stage_totals(base_url)
         readers = {"relay": lambda: tree_cpu_seconds(pid), "harness": lambda: cpu_seconds(os.getpid()), "machine": machine_cpu_seconds}
         cpu = {name: read() for name, read in readers.items()}
@@ -76,7 +76,7 @@ async def _segment(base_url: str, pid: int, clip: Clip, sessions: int, options: 
 
 async def side_by_side(relays: RelayProcess, clip: Clip, options: Options, progress: Progress) -> dict[str, Any]:
     """The clip through the pass-through relay, then the masking one; the mask's added latency."""
-    runs = {name: await _segment(relays.urls[name], relays.pid, clip, 1, options, f"mask {'off' if name == 'pass' else 'on '}", progress)
+    runs = {name: await _segment(relays.urls[name], relays.login, relays.pid, clip, 1, options, f"mask {'off' if name == 'pass' else 'on '}", progress)
             for name in ("pass", "mask")}
     added = {p: round(runs["mask"]["latency_ms"][p] - runs["pass"]["latency_ms"][p], 2) for p in ("p50", "p99")}
     return {"pass": runs["pass"], "mask": runs["mask"], "added_ms": added}
@@ -86,12 +86,12 @@ def _meets(run: dict[str, Any]) -> bool:
     return run["fps_out_min"] >= MIN_FPS and run["latency_ms"].get("p99", float("inf")) <= MAX_P99_MS
 
 
-async def sweep(url: str, pid: int, clip: Clip, options: Options, progress: Progress) -> dict[str, Any]:
+async def sweep(url: str, login: tuple[str, str], pid: int, clip: Clip, options: Options, progress: Progress) -> dict[str, Any]:
     """1, 2, 4, ... sessions until one fails the targets, then bisect the gap."""
     runs: dict[int, dict[str, Any]] = {}
 
     async def measure_n(n: int) -> bool:
-        run = await _segment(url, pid, clip, n, options, f"sweep {n:2d}", progress)
+        run = await _segment(url, login, pid, clip, n, options, f"sweep {n:2d}", progress)
         run.pop("series")
         runs[n] = {"fps_out_min": run["fps_out_min"], "fps_out_mean": run["fps_out_mean"],
                    "latency_ms": run["latency_ms"], "relay_stages_ms": run["relay_stages_ms"],
@@ -114,7 +114,7 @@ async def sweep(url: str, pid: int, clip: Clip, options: Options, progress: Prog
             "limited_by_max_sessions": bad is None, "runs": {str(k): runs[k] for k in sorted(runs)}}
 
 
-async def soak(url: str, pid: int, clip: Clip, minutes: float, options: Options, progress: Progress) -> dict[str, Any]:
+async def soak(url: str, login: tuple[str, str], pid: int, clip: Clip, minutes: float, options: Options, progress: Progress) -> dict[str, Any]:
     """One consultation for `minutes`: latency drift (first minute vs last) and relay memory.
 
     Every `SOAK_SAMPLE_S`: the relay's resident memory, and the whole machine's CPU use
@@ -131,7 +131,7 @@ async def soak(url: str, pid: int, clip: Clip, minutes: float, options: Options,
             samples.append([now, round(rss_mib(pid), 1), round(busy, 1)])
             previous = (now, cpu)
 
-    async with consultations(url, clip, 1) as opened:
+    async with consultations(url, login, clip, 1) as opened:
         begin, end = await measure(opened, options.warmup, minutes * 60, "soak", progress, sample)
         series = _series(opened, begin, end)
         window = opened[0].window(begin, end)
@@ -170,9 +170,9 @@ async def run(options: Options, relay: RelayProcess | None = None) -> dict[str, 
             "side_by_side": await side_by_side(relays, clip, options, progress),
         }
         if options.sweep:
-            result["sweep"] = await sweep(relays.urls["mask"], relays.pid, clip, options, progress)
+            result["sweep"] = await sweep(relays.urls["mask"], relays.login, relays.pid, clip, options, progress)
         if options.soak_minutes:
-            result["soak"] = await soak(relays.urls["mask"], relays.pid, clip, options.soak_minutes, options, progress)
+            result["soak"] = await soak(relays.urls["mask"], relays.login, relays.pid, clip, options.soak_minutes, options, progress)
         result["relay_rss_mib_end"] = round(rss_mib(relays.pid), 1)
     result["wall_seconds"] = round(time.time() - started, 1)
     return result

@@ -11,8 +11,10 @@ from typing import Any
 import aiohttp
 import numpy as np
 
-from client.peer import Peer
+from client.peer import ROOM_HEADER, Peer
 from server import jitter
+from server.auth import CSRF_HEADER
+from server.rooms import ROLES
 
 from . import matching, stats
 from .clip import Clip, ClipTrack
@@ -23,11 +25,43 @@ FIRST_FRAME_TIMEOUT_S = 180.0  # a new room loads the face models before its fir
 TAIL_S = 1.0                   # frames captured just before the end are still on their way
 
 
+class Clinician:
+    """The harness signed in to a relay, as the start page is: it creates and ends rooms."""
+
+    def __init__(self, base_url: str, http: aiohttp.ClientSession, csrf: str) -> None:
+        self.base_url, self.http, self.csrf = base_url, http, csrf
+
+    @classmethod
+    async def sign_in(cls, base_url: str, login: tuple[str, str]) -> Clinician:
+        http = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))  # keeps 127.0.0.1's cookie
+        async with http.post(f"{base_url}/api/login", json={"name": login[0], "password": login[1]}) as response:
+            body = await response.json()
+            if response.status != 200:
+                await http.close()
+                raise RuntimeError(f"the relay refused the harness's sign-in: {body}")
+        return cls(base_url, http, body["csrf"])
+
+    async def create_room(self) -> tuple[str, dict[str, str]]:
+        """A new room: (id, role -> token)."""
+        async with self.http.post(f"{self.base_url}/api/rooms", headers={CSRF_HEADER: self.csrf}) as response:
+            body = await response.json()
+            if response.status != 201:
+                raise RuntimeError(f"the relay refused a room: {body}")
+        return body["id"], {role: body[role].split("#", 1)[1] for role in ROLES}
+
+    async def end_room(self, room: str, doctor_token: str) -> None:
+        with contextlib.suppress(aiohttp.ClientError):
+            async with self.http.delete(f"{self.base_url}/api/rooms/{room}",
+                                        headers={CSRF_HEADER: self.csrf, ROOM_HEADER: doctor_token}):
+                pass
+
+
 class Consultation:
     """One room: the patient plays the clip, the doctor times what arrives."""
 
-    def __init__(self, base_url: str, room: str, tokens: dict[str, str], clip: Clip, keep_images: int = 0) -> None:
-        self.base_url, self.room, self.tokens = base_url, room, tokens
+    def __init__(self, clinician: Clinician, room: str, tokens: dict[str, str], clip: Clip, keep_images: int = 0) -> None:
+        self.clinician, self.room, self.tokens = clinician, room, tokens
+        base_url = clinician.base_url
         self.camera = ClipTrack(clip)
         self.patient = Peer(base_url, room, "patient", tokens["patient"], video=self.camera, keep_frames=1)
         self.doctor = DoctorProbe(base_url, room, tokens["doctor"], keep_images)
@@ -50,22 +84,15 @@ class Consultation:
         return stats.window(self.timings(), self.camera.sent.frames, self.doctor.arrivals, begin, end)
 
     async def close(self) -> None:
-        with contextlib.suppress(aiohttp.ClientError):
-            async with aiohttp.ClientSession() as http:
-                await http.delete(f"{self.base_url}/api/rooms/{self.room}", params={"token": self.tokens["doctor"]})
+        await self.clinician.end_room(self.room, self.tokens["doctor"])
         self.camera.stop()
         await self.patient.close()
         await self.doctor.close()
 
 
-async def _open(base_url: str, clip: Clip, keep_images: int) -> Consultation:
-    async with aiohttp.ClientSession() as http:
-        async with http.post(f"{base_url}/api/rooms") as response:
-            body = await response.json()
-            if response.status != 201:
-                raise RuntimeError(f"the relay refused a room: {body}")
-    tokens = {role: body[role].split("token=")[1] for role in ("patient", "doctor")}
-    consultation = Consultation(base_url, body["id"], tokens, clip, keep_images)
+async def _open(clinician: Clinician, clip: Clip, keep_images: int) -> Consultation:
+    room, tokens = await clinician.create_room()
+    consultation = Consultation(clinician, room, tokens, clip, keep_images)
     for peer in (consultation.patient, consultation.doctor):
         await peer.connect()
     for peer in (consultation.patient, consultation.doctor):
@@ -74,13 +101,16 @@ async def _open(base_url: str, clip: Clip, keep_images: int) -> Consultation:
 
 
 @contextlib.asynccontextmanager
-async def consultations(base_url: str, clip: Clip, count: int, keep_images: int = 0) -> AsyncIterator[list[Consultation]]:
-    """`count` concurrent consultations on the relay, each already showing the avatar."""
+async def consultations(base_url: str, login: tuple[str, str], clip: Clip, count: int,
+                        keep_images: int = 0) -> AsyncIterator[list[Consultation]]:
+    """`count` concurrent consultations on the relay, each already showing the avatar, made
+    by the clinician `login` (name, password)."""
     jitter.install()  # the peers, too, release a frame once complete, as browsers do
     opened: list[Consultation] = []
+    clinician = await Clinician.sign_in(base_url, login)
     try:
         for _ in range(count):
-            opened.append(await _open(base_url, clip, keep_images))
+            opened.append(await _open(clinician, clip, keep_images))
         deadline = time.monotonic() + FIRST_FRAME_TIMEOUT_S
         while not all(c.doctor.reports for c in opened):
             if time.monotonic() > deadline:
@@ -90,6 +120,7 @@ async def consultations(base_url: str, clip: Clip, count: int, keep_images: int 
     finally:
         for consultation in opened:
             await consultation.close()
+        await clinician.http.close()
 
 
 class Progress:

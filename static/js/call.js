@@ -4,16 +4,34 @@
 // the relay answers with all of its own. The relay's "dmask" data channel carries
 // JSON messages (status, peers, params, recording, exam), and the exam's back.
 
-export function roomFromLocation() {
+// This page's room, role and token. The link carries the token after "#", which is never
+// sent to the relay nor in a Referer; it is taken out of the address bar at once and kept
+// in this tab's sessionStorage, so that a reload still has it. `csrf`: the clinician's
+// CSRF token when this browser is signed in (its state-changing calls need it).
+export async function roomFromLocation() {
   const match = location.pathname.match(/^\/room\/([^/]+)\/(patient|doctor)$/);
-  const token = new URLSearchParams(location.search).get("token");
-  return { room: match ? match[1] : "", role: match ? match[2] : "", token: token || "" };
+  const link = { room: match ? match[1] : "", role: match ? match[2] : "", token: "", csrf: "" };
+  const key = `dmask-room:${link.room}:${link.role}`;
+  if (location.hash.length > 1) {
+    sessionStorage.setItem(key, decodeURIComponent(location.hash.slice(1)));
+    history.replaceState(null, "", location.pathname);
+  }
+  link.token = sessionStorage.getItem(key) || "";
+  const session = await fetch("/api/session").then((r) => r.json()).catch(() => ({}));
+  if (session.signed_in) link.csrf = session.csrf;
+  return link;
 }
 
-// The room's API URL for `path` ("" is the room itself), with the token.
+// The room's API URL for `path` ("" is the room itself): no token in it.
 export function apiUrl(link, path) {
-  const room = `/api/rooms/${encodeURIComponent(link.room)}${path ? `/${path}` : ""}`;
-  return `${room}?token=${encodeURIComponent(link.token)}`;
+  return `/api/rooms/${encodeURIComponent(link.room)}${path ? `/${path}` : ""}`;
+}
+
+// fetch() of the room's API with the token (and the CSRF token, if signed in) in headers.
+export function api(link, path, init = {}) {
+  const headers = { "X-Room-Token": link.token, ...(init.headers || {}) };
+  if (link.csrf) headers["X-CSRF-Token"] = link.csrf;
+  return fetch(apiUrl(link, path), { ...init, headers });
 }
 
 // With TURN relay only, an offer without a relay candidate cannot connect: say why.
@@ -45,7 +63,7 @@ export class Call {
 
   // The relay's ICE configuration for this page: STUN/TURN servers, fresh TURN credentials.
   async iceConfig() {
-    const response = await fetch(apiUrl(this.link, `${this.link.role}/ice`));
+    const response = await api(this.link, `${this.link.role}/ice`);
     if (response.status === 404) { this.end("ended", "This consultation has ended."); return null; }
     if (response.status === 403) { this.end("error", "This link is not valid."); return null; }
     if (!response.ok) throw new Error(`HTTP ${response.status}`);
@@ -55,8 +73,11 @@ export class Call {
   // The front's word outside the media connection: "reconnect" when the room's media
   // worker was lost (a crash, a lost cluster node): reconnect now, not after the browser
   // has given up on the dead connection.
-  listen() {
+  // EventSource cannot send headers: the token goes as this room's cookie, made first.
+  async listen() {
     if (this.events || this.stopped) return;
+    const response = await api(this.link, `${this.link.role}/session`, { method: "POST" });
+    if (!response.ok || this.events || this.stopped) return;
     this.events = new EventSource(apiUrl(this.link, `${this.link.role}/events`));
     this.events.onmessage = (event) => {
       const message = JSON.parse(event.data);
@@ -69,7 +90,7 @@ export class Call {
 
   async start() {
     if (this.stopped) return;
-    this.listen();
+    await this.listen().catch(() => {}); // without it, the page still reconnects when its connection fails
     if (!this.retrying) this.onState("connecting"); // while retrying, the reason stays shown
     let config;
     try {
@@ -100,7 +121,7 @@ export class Call {
       if (config.iceTransportPolicy === "relay" && !/ typ relay/.test(pc.localDescription.sdp)) {
         throw new Error(turnErrors.includes(401) ? TURN_REFUSED : TURN_UNREACHABLE);
       }
-      const response = await fetch(apiUrl(this.link, `${this.link.role}/offer`), {
+      const response = await api(this.link, `${this.link.role}/offer`, {
         method: "POST",
         headers: { "Content-Type": "application/json" },
         body: JSON.stringify({ type: "offer", sdp: pc.localDescription.sdp }),
@@ -154,7 +175,7 @@ export class Call {
 
   leave() {
     if (this.stopped) return;
-    navigator.sendBeacon(apiUrl(this.link, `${this.link.role}/leave`));
+    api(this.link, `${this.link.role}/leave`, { method: "POST", keepalive: true }).catch(() => {});
     this.end("ended", "You left the consultation.");
   }
 }

@@ -1,12 +1,12 @@
 // The doctor's page: the patient's masked avatar (the relay sends nothing else), the
 // live measurements with short traces, the guided examination, audio both ways, the
 // doctor's optional camera, recording, and the end of the consultation.
-import { Call, apiUrl, roomFromLocation, setStatus, toggleMute } from "./call.js";
+import { Call, api, apiUrl, roomFromLocation, setStatus, toggleMute } from "./call.js";
 import { ExamPanel } from "./exam_panel.js";
 
 const $ = (id) => document.getElementById(id);
 const status = $("status");
-const link = roomFromLocation();
+let link = null; // roomFromLocation(), in main()
 const HISTORY = 100; // samples (~10 s at 10 Hz)
 
 // [key, label, unit, smallest vertical span of its trace: tracking noise stays small]
@@ -75,10 +75,19 @@ function showParams(message) {
   }
 }
 
+// Recording and ending the consultation are for a signed-in clinician (the link alone is not enough).
+function signInNote(what) {
+  const li = document.createElement("li");
+  const a = document.createElement("a"); a.href = "/login"; a.target = "_blank"; a.textContent = "Sign in";
+  li.append(a, ` ${what}, then reload this page.`);
+  return li;
+}
+
 async function refreshRecordings() {
-  const response = await fetch(apiUrl(link, "recordings"));
-  if (!response.ok) return;
+  const response = await api(link, "recordings");
   const list = $("recordings");
+  if (response.status === 401) { list.replaceChildren(signInNote("to record and to see the recordings")); return; }
+  if (!response.ok) return;
   list.replaceChildren();
   for (const file of await response.json()) {
     const a = document.createElement("a");
@@ -95,6 +104,7 @@ function showRecording(active) {
 }
 
 async function main() {
+  link = await roomFromLocation();
   buildTable();
   let mic = null, camera = null;
   try {
@@ -177,7 +187,7 @@ async function main() {
 
   $("record").addEventListener("click", async () => {
     const start = $("record").getAttribute("aria-pressed") !== "true";
-    const response = await fetch(apiUrl(link, "recording"), {
+    const response = await api(link, "recording", {
       method: "POST", headers: { "Content-Type": "application/json" },
       body: JSON.stringify({ action: start ? "start" : "stop", audio: $("rec-audio").checked }),
     });
@@ -186,7 +196,8 @@ async function main() {
   });
 
   $("end").addEventListener("click", async () => {
-    await fetch(apiUrl(link, ""), { method: "DELETE" });
+    const response = await api(link, "", { method: "DELETE" });
+    if (response.status === 401) { $("recordings").replaceChildren(signInNote("to end the consultation")); return; }
     call.end("ended", "You ended the consultation. Recordings stay in the relay's recordings folder.");
   });
   window.addEventListener("pagehide", () => call.leave());

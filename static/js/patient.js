@@ -24,7 +24,7 @@ async function openCamera() {
 }
 
 async function main() {
-  const link = roomFromLocation();
+  const link = await roomFromLocation();
   let stream;
   try {
     stream = await openCamera();
