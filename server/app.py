@@ -4,7 +4,7 @@ Routes (every `token` is a query parameter; API errors are JSON `{"error": "..."
 
     GET  /                                   start page: create a consultation
     GET  /room/{id}/patient|doctor?token=    the two pages
-    POST /api/rooms                          -> 201 {id, patient, doctor} (links)    429: too many rooms
+    POST /api/rooms                          -> 201 {id, patient, doctor} (links, shown only here)    429: too many rooms
     GET  /api/rooms/{id}/{role}/ice          the page's ICE servers (fresh TURN credentials) and policy
     GET  /api/rooms/{id}/{role}/events       server-sent events: {"type": "reconnect"} when the room's worker was lost
     POST /api/rooms/{id}/{role}/offer        {type: "offer", sdp} -> {type: "answer", sdp}
@@ -20,6 +20,10 @@ Tokens never reach the logs: the access log prints paths without their query.
 
 This process is the front: with `ServeConfig.room_workers` (as `dmask serve` runs) each
 room's media runs in a worker process of its own (`worker.py`), else in this process.
+The rooms live in the data directory's database (`store.py`): a restarted front
+recovers what a crash left of the recordings, registers its open rooms again (their
+links keep working; a worker starts at a room's first offer) and the pages, retrying,
+come back by themselves.
 """
 from __future__ import annotations
 
@@ -37,11 +41,12 @@ from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
 from . import ice, jitter, signaling, tls
-
+from .db import open_db
 from .media import MaskerFactory, default_masker
 from .metrics import Metrics
-from .recording import NAME_RE
+from .recording import NAME_RE, recover
 from .rooms import ROLES, LimitReached, Limits, MediaSettings, Room, RoomLike, RoomRegistry
+from .store import RoomStore
 from .worker import WorkerRoom, WorkerSettings, WorkerUnavailable
 
 log = logging.getLogger(__name__)
@@ -59,6 +64,7 @@ MAX_BODY = 64 * 1024
 #: and how often an idle one sends a comment so proxies keep it open.
 MAX_EVENT_STREAMS = 8
 EVENT_KEEPALIVE_S = 15.0
+EVENT_RETRY_MS = 1000   # how soon a page's event stream tries again once lost (the relay restarting)
 
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
@@ -129,8 +135,8 @@ class Relay:
         rtc = ice.rtc_configuration(config.ice_servers, config.turn_username, config.turn_password)
         media = MediaSettings(rtc, config.recordings, config.frame_reports)
 
-        def local_room(room_id: str) -> RoomLike:
-            return Room(room_id, self.metrics, masker_factory, media)
+        def local_room(room_id: str, digests: dict[str, str], restored: bool) -> RoomLike:
+            return Room(room_id, self.metrics, masker_factory, media, digests)
 
         worker_class: type[WorkerRoom] = WorkerRoom
         if config.cluster:
@@ -139,17 +145,28 @@ class Relay:
             cluster.connect(config.cluster)
             worker_class = cluster.ClusterRoom
 
-        def worker_room(room_id: str) -> RoomLike:
+        def worker_room(room_id: str, digests: dict[str, str], restored: bool) -> RoomLike:
             settings = WorkerSettings(
                 room_id, str(config.recordings.resolve()), config.worker_masker, config.ice_servers,
                 config.turn_username, config.turn_password, config.frame_reports, ice.loopback_candidate_enabled())
-            room = worker_class(room_id, settings, self.metrics)
+            room = worker_class(room_id, settings, self.metrics, digests, start=not restored)
             room.on_lost = lambda: self._tell_pages(room_id, {"type": "reconnect"})
             return room
 
         self._pages: dict[str, set[asyncio.Queue[dict[str, Any] | None]]] = {}   # room -> open event streams
 
-        self.rooms = RoomRegistry(config.limits, worker_room if config.room_workers or config.cluster else local_room)
+        self.db = open_db(config.data)
+        self.rooms = RoomRegistry(config.limits, worker_room if config.room_workers or config.cluster else local_room,
+                                  RoomStore(self.db))
+
+    def restore(self) -> None:
+        """After a restart: make playable what a crash left of the recordings, then register
+        the stored open rooms again."""
+        if self.config.recordings.is_dir():
+            for directory in sorted(self.config.recordings.iterdir()):
+                if directory.is_dir():
+                    recover(directory)
+        self.rooms.restore()
 
     # --- helpers ---------------------------------------------------------------------
     def _room(self, request: web.Request) -> RoomLike:
@@ -194,11 +211,11 @@ class Relay:
     # --- API -------------------------------------------------------------------------
     async def create_room(self, request: web.Request) -> web.Response:
         try:
-            room = self.rooms.create()
+            room, tokens = self.rooms.create()
         except LimitReached as err:
             return _error(err.status, str(err), **{"Retry-After": "60"})
         origin = f"{request.scheme}://{request.host}"
-        links = {role: f"{origin}/room/{room.id}/{role}?token={room.tokens[role]}" for role in ROLES}
+        links = {role: f"{origin}/room/{room.id}/{role}?token={tokens[role]}" for role in ROLES}
         return web.json_response({"id": room.id, **links}, status=201)
 
     async def page_ice(self, request: web.Request) -> web.Response:
@@ -222,6 +239,7 @@ class Relay:
             return _error(429, "too many event streams for this consultation")
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream", **SECURITY_HEADERS})
         await response.prepare(request)
+        await response.write(f"retry: {EVENT_RETRY_MS}\n\n".encode())
         queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(maxsize=16)
         streams.add(queue)
         try:
@@ -296,6 +314,7 @@ class Relay:
             raise web.HTTPBadRequest(reason=str(err)) from None
         except (OSError, WorkerUnavailable) as err:
             return _error(500, f"cannot record: {err}")
+        self.rooms.recorded(room, active, bool(body.get("audio")))
         return web.json_response({"recording": active, "files": names})
 
     async def list_recordings(self, request: web.Request) -> web.Response:
@@ -369,14 +388,19 @@ def create_app(config: ServeConfig | None = None, masker_factory: MaskerFactory 
     app.router.add_static("/static/", STATIC_DIR)
 
     async def on_startup(app: web.Application) -> None:
+        relay.restore()
         relay.rooms.start()
 
     async def on_shutdown(app: web.Application) -> None:
         relay.close_event_streams()
         await relay.rooms.close()
 
+    async def on_cleanup(app: web.Application) -> None:
+        relay.db.close()
+
     app.on_startup.append(on_startup)
     app.on_shutdown.append(on_shutdown)
+    app.on_cleanup.append(on_cleanup)
     return app
 
 

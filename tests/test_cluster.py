@@ -31,7 +31,7 @@ from tests.test_server_protocol import WEBCAM, Server, run
 
 @asynccontextmanager
 async def front(tmp_path: Path, address: str) -> AsyncIterator[Server]:
-    app = create_app(ServeConfig(recordings=tmp_path / "recordings", cluster=address))
+    app = create_app(ServeConfig(recordings=tmp_path / "recordings", data=tmp_path / "data", cluster=address))
     runner = web.AppRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)

@@ -60,7 +60,8 @@ class Server:
 @contextlib.asynccontextmanager
 async def relay_server(tmp_path: Path, masker_factory: MaskerFactory = default_masker, room_workers: bool = False,
                        **limits: float) -> AsyncIterator[Server]:
-    config = ServeConfig(recordings=tmp_path / "recordings", limits=Limits(**limits), room_workers=room_workers)
+    config = ServeConfig(recordings=tmp_path / "recordings", data=tmp_path / "data", limits=Limits(**limits),
+                         room_workers=room_workers)
     app = create_app(config, masker_factory)
     runner = web.AppRunner(app)
     await runner.setup()
@@ -523,7 +524,7 @@ def test_self_signed_certificate_is_made_once_and_private(tmp_path: Path) -> Non
     assert tls.ensure_certificate(tmp_path, ["other.example"])[0].read_bytes() != first  # new names: new cert
 
     async def scenario() -> object:
-        app = create_app(ServeConfig(https=True))
+        app = create_app(ServeConfig(https=True, data=tmp_path / "data"))
         runner = web.AppRunner(app)
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=tls.server_context(tmp_path, ["other.example"]))
@@ -552,7 +553,7 @@ def test_each_page_gets_its_rooms_ice_configuration(tmp_path: Path) -> None:
     """The pages' STUN/TURN servers and fresh, per-room TURN credentials, for a valid link only."""
     async def scenario() -> None:
         page_ice = ice.PageIce(["stun:stun.example:3478"], ["turn:turn.example:3478"], "secret", 600.0, True)
-        app = create_app(ServeConfig(recordings=tmp_path / "recordings", page_ice=page_ice))
+        app = create_app(ServeConfig(recordings=tmp_path / "recordings", data=tmp_path / "data", page_ice=page_ice))
         runner = web.AppRunner(app)
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)

@@ -41,6 +41,7 @@ export class Call {
     this.retrying = false;
     this.events = null;
     this.retryMs = 1000;
+    this.retryTimer = null;
   }
 
   // The relay's ICE configuration for this page: STUN/TURN servers, fresh TURN credentials.
@@ -54,15 +55,26 @@ export class Call {
 
   // The front's word outside the media connection: "reconnect" when the room's media
   // worker was lost (a crash, a lost cluster node): reconnect now, not after the browser
-  // has given up on the dead connection.
+  // has given up on the dead connection. The stream also says when the relay is back
+  // after a restart: the browser reopens it by itself (every second, as the relay asks)
+  // while the relay is down, and a page waiting to retry then retries at once instead
+  // of after its backoff. A stream the relay refused (the browser gives it up) is opened
+  // again at the next start().
   listen() {
-    if (this.events || this.stopped) return;
-    this.events = new EventSource(apiUrl(this.link, `${this.link.role}/events`));
-    this.events.onmessage = (event) => {
+    if (this.stopped || (this.events && this.events.readyState !== EventSource.CLOSED)) return;
+    const events = new EventSource(apiUrl(this.link, `${this.link.role}/events`));
+    this.events = events;
+    events.onmessage = (event) => {
       const message = JSON.parse(event.data);
       if (message.type === "reconnect" && !this.stopped) {
         this.retryMs = 250;
         this.retry("the consultation's media restarted");
+      }
+    };
+    events.onopen = () => {
+      if (this.retrying && this.pc === null && !this.stopped) {
+        this.retryMs = 250;
+        this.retry("the relay is back");
       }
     };
   }
@@ -140,7 +152,8 @@ export class Call {
     this.pc = null;
     this.retrying = true;
     this.onState("reconnecting", reason);
-    setTimeout(() => this.start(), this.retryMs);
+    clearTimeout(this.retryTimer);
+    this.retryTimer = setTimeout(() => this.start(), this.retryMs);
     this.retryMs = Math.min(this.retryMs * 2, 10000);
   }
 
