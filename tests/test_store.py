@@ -28,7 +28,7 @@ import pytest
 
 from dmask_rt.paramlog import read_params
 from server.db import DB_NAME, open_db
-from server.recording import _lock, recover
+from server.recording import PART_RE, _lock, recover
 from server.rooms import Limits, RoomRegistry, new_tokens, role_for
 from server.store import RoomStore, token_digest
 
@@ -179,8 +179,6 @@ def test_a_recording_killed_with_sigkill_is_recovered_playable(tmp_path: Path) -
 
 def test_recover_cuts_a_torn_fragment_and_a_torn_line(tmp_path: Path) -> None:
     # A whole recording, its hidden names, each cut mid-way as a crash would leave it.
-    from server.recording import PART_RE
-
     source = tmp_path / "whole"
     subprocess.run([sys.executable, "-c", RECORDER.replace("asyncio.sleep(3600)", "asyncio.sleep(2.5)\n    await engine.ref[0].stop()"),
                     str(source)], cwd=REPO, check=True, capture_output=True)
@@ -220,7 +218,10 @@ def test_pages_and_recording_survive_a_killed_relay(tmp_path: Path) -> None:
     args = ("--data", str(tmp_path / "data"), "--recordings", str(recordings))
     server, base = start_serve(tmp_path, *args)
     live = "() => document.querySelector('#status').dataset.state === 'live'"
-    frames = "() => document.querySelector('#masked').getVideoPlaybackQuality().totalVideoFrames"
+    # Frames the doctor's <video> presents from now on, whichever connection they come by.
+    count_frames = """() => { const v = document.querySelector('#masked'); window.presented = 0;
+        const tick = () => { window.presented++; v.requestVideoFrameCallback(tick); };
+        v.requestVideoFrameCallback(tick); }"""
     try:
         with chromium_consultation(base, tmp_path / "camera.y4m", width, height) as (patient, doctor, links):
             for page in (doctor, patient):
@@ -241,12 +242,12 @@ def test_pages_and_recording_survive_a_killed_relay(tmp_path: Path) -> None:
                 page.wait_for_function("() => document.querySelector('#status').dataset.state === 'reconnecting'",
                                        timeout=15000)
             before = sorted(p.name for p in (recordings / links["id"]).iterdir())
+            doctor.evaluate(count_frames)   # the dead connection presents no more
 
             port = base.rsplit(":", 1)[1]
             restarted = time.monotonic()
             server = subprocess.Popen([*DMASK, "serve", "--port", port, *args], cwd=tmp_path,
                                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-            shown = doctor.evaluate(frames)
             while True:   # the front answers again (its imports and start-up: not the pages' doing)
                 try:
                     urllib.request.urlopen(base + "/healthz", timeout=1)
@@ -257,7 +258,7 @@ def test_pages_and_recording_survive_a_killed_relay(tmp_path: Path) -> None:
             up = time.monotonic() - restarted
             for page in (doctor, patient):
                 page.wait_for_function(live, timeout=60000)
-            doctor.wait_for_function(f"() => ({frames})() > {shown} + 30", timeout=30000)
+            doctor.wait_for_function("() => window.presented > 30", timeout=30000)
             back = time.monotonic() - restarted
             _wait_playing(doctor, "#masked", width, height, timeout_s=10)
             doctor.wait_for_function("() => document.querySelector('#status').textContent.includes('Recording resumed')",
