@@ -2,7 +2,8 @@
 mid-consultation in Chromium.
 
 - `RoomStore`: rooms as created come back on load, with token digests on disk and never
-  the tokens; closed and idle rooms do not come back.
+  the tokens; closed and idle rooms do not come back; a restarted relay opens the links
+  from before, until the room is ended.
 - A recorder killed with SIGKILL leaves hidden files that `recording.recover` turns into
   a fragmented MP4 decoding to nearly every frame written (all but the last second at
   most) and a parameter log of whole lines.
@@ -109,6 +110,32 @@ def test_registry_restores_its_rooms_and_their_recording(tmp_path: Path) -> None
         room = restarted.rooms[kept.id]
         assert room.restored and room.resumed is False   # recording again, without audio
         assert room.digests == kept.digests and role_for(room.digests, tokens["patient"]) == "patient"
+
+    asyncio.run(scenario())
+
+
+def test_links_work_across_restarts_until_the_room_ends(tmp_path: Path) -> None:
+    """The relay stopped and started again on the same data directory: the links from
+    before still open their pages (and only their own); once the doctor ends the room, a
+    further restart does not bring it back."""
+    from test_server_protocol import relay_server
+
+    async def scenario() -> None:
+        async with relay_server(tmp_path) as server:
+            room, tokens = await server.room()
+        async with relay_server(tmp_path) as server:
+            for role in ("patient", "doctor"):
+                status, _ = await server.request("GET", f"/room/{room}/{role}?token={tokens[role]}")
+                assert status == 200
+            status, _ = await server.request("GET", f"/room/{room}/patient?token={tokens['doctor']}")
+            assert status == 403
+            status, body = await server.request("GET", f"/api/rooms/{room}/doctor/ice?token={tokens['doctor']}")
+            assert status == 200, body
+            status, _ = await server.request("DELETE", f"/api/rooms/{room}?token={tokens['doctor']}")
+            assert status == 200
+        async with relay_server(tmp_path) as server:
+            status, _ = await server.request("GET", f"/room/{room}/doctor?token={tokens['doctor']}")
+            assert status == 404
 
     asyncio.run(scenario())
 
