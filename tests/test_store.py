@@ -4,6 +4,8 @@ mid-consultation in Chromium.
 - `RoomStore`: rooms as created come back on load, with token digests on disk and never
   the tokens; closed and idle rooms do not come back; a restarted relay opens the links
   from before, until the room is ended.
+- A relay stopped while recording, then started again: the same links connect, and a
+  new recording begins with the patient's video, the doctor told it was resumed.
 - A recorder killed with SIGKILL leaves hidden files that `recording.recover` turns into
   a fragmented MP4 decoding to nearly every frame written (all but the last second at
   most) and a parameter log of whole lines.
@@ -136,6 +138,54 @@ def test_links_work_across_restarts_until_the_room_ends(tmp_path: Path) -> None:
         async with relay_server(tmp_path) as server:
             status, _ = await server.request("GET", f"/room/{room}/doctor?token={tokens['doctor']}")
             assert status == 404
+
+    asyncio.run(scenario())
+
+
+def test_a_recording_resumes_in_a_new_file_after_a_restart(tmp_path: Path) -> None:
+    """Recording when the relay stops (its media in this process): the file is finished and
+    the pages are not told the consultation ended; after the restart the same links
+    connect again and, with the patient's first frame, a new recording begins, which the
+    doctor is told was resumed."""
+    from aiortc.contrib.media import MediaPlayer
+
+    from client.peer import Peer
+    from test_server_protocol import WEBCAM, _call, relay_server
+
+    async def scenario() -> None:
+        async with relay_server(tmp_path) as server:
+            patient, doctor, room = await _call(server, WEBCAM, 0.5)
+            status, body = await doctor.post("../recording", {"action": "start", "audio": True})
+            assert status == 200 and body["recording"]
+            first = body["files"]
+            await asyncio.sleep(2)
+        assert not [m for m in patient.received.messages + doctor.received.messages if m["type"] == "ended"]
+        await patient.close()
+        await doctor.close()
+        directory = tmp_path / "recordings" / room
+        assert sorted(p.name for p in directory.iterdir()) == sorted(first)
+
+        async with relay_server(tmp_path) as server:
+            player = MediaPlayer(str(WEBCAM), loop=True)
+            patient = Peer(server.base, room, "patient", patient.token, video=player.video, audio=player.audio)
+            doctor = Peer(server.base, room, "doctor", doctor.token)
+            for peer in (patient, doctor):
+                await peer.connect()
+                await peer.wait_connected()
+            deadline = time.monotonic() + 30
+            while not any(m.get("resumed") for m in doctor.received.messages) and time.monotonic() < deadline:
+                await asyncio.sleep(0.1)
+            assert {"type": "recording", "active": True, "resumed": True} in doctor.received.messages
+            await asyncio.sleep(2)
+            status, body = await doctor.post("../recording", {"action": "stop"})
+            assert status == 200 and not body["recording"] and set(body["files"]).isdisjoint(first)
+            await patient.close()
+            await doctor.close()
+        for name in body["files"]:
+            if name.endswith(".mp4"):
+                with av.open(str(directory / name)) as container:
+                    assert {s.type for s in container.streams} == {"video", "audio"}   # audio, as chosen
+                    assert sum(1 for _ in container.decode(video=0)) >= 10
 
     asyncio.run(scenario())
 
