@@ -55,7 +55,8 @@ async def relays(maskers: Mapping[str, MaskerFactory | str]) -> AsyncIterator[di
         recordings = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="dmask-latency-")))
         urls = {}
         for name, masker in maskers.items():
-            config = ServeConfig(recordings=recordings, limits=LIMITS, frame_reports=True)
+            data = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="dmask-latency-data-")))   # rooms of this run only
+            config = ServeConfig(recordings=recordings, data=data, limits=LIMITS, frame_reports=True)
             factory = default_masker
             if isinstance(masker, str):
                 config.room_workers, config.worker_masker = True, masker
