@@ -192,13 +192,18 @@ def _lock(path: Path) -> int:
 def recover(directory: Path) -> list[str]:
     """Give the hidden files a dead recorder left in `directory` their final names; the
     names recovered. Files another process is writing (locked) are left alone; a video
-    without one whole fragment (it had no frame yet) or an empty parameter log is deleted."""
+    without one whole fragment (it had no frame yet) or a parameter log without one whole
+    line is deleted."""
     recovered = []
     for part in sorted(directory.glob(".*.part.*")) if directory.is_dir() else []:
         match = PART_RE.match(part.name)
         if match is None:
             continue
-        fd = os.open(part, os.O_RDWR)
+        try:
+            fd = os.open(part, os.O_RDWR)
+        except OSError as err:
+            log.error("cannot recover %s: %s", part, err.strerror)
+            continue
         try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -206,8 +211,11 @@ def recover(directory: Path) -> list[str]:
                 continue   # a live recorder's
             keep = _mp4_playable_end(fd) if match["ext"] == "mp4" else _whole_lines_end(fd)
             final = directory / f"{match['stem']}{match['params'] or ''}.{match['ext']}"
-            if keep == 0 or final.exists():
+            if keep == 0:
                 part.unlink()
+                continue
+            if final.exists():   # not left by a recorder of this name (it checks): keep both as they are
+                log.error("cannot recover %s: %s exists", part, final.name)
                 continue
             os.ftruncate(fd, keep)
             os.replace(part, final)
