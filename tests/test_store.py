@@ -239,6 +239,7 @@ def test_a_recording_killed_with_sigkill_is_recovered_playable(tmp_path: Path) -
     assert recover(directory) == []   # the live recorder's files are locked: left alone
     os.kill(child.pid, signal.SIGKILL)
     child.wait()
+    written = int(([str(written)] + child.stdout.read().split())[-1])   # what it printed until killed
     hidden = sorted(p.name for p in directory.iterdir())
     assert len(hidden) == 2 and all(name.startswith(".") for name in hidden), hidden
 
