@@ -57,6 +57,15 @@ class ParamLog(AtomicOutput):
             row["face_found"] = str(row["face_found"]).lower()  # true/false, as in JSON
             self._csv.writerow("" if v is None else v for v in row.values())
 
+    @property
+    def tmp(self) -> Path:
+        """The hidden file the rows go to until `close()`."""
+        return self._file.tmp
+
+    def flush(self) -> None:
+        """Hand the rows written so far to the system: a crash of this process then loses none."""
+        self._out.flush()
+
     def close(self) -> None:
         """Finish the file and move it to its final path."""
         self._out.close()

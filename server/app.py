@@ -5,7 +5,7 @@ otherwise, see `auth.py` for sign-in, sessions and CSRF):
 
     GET  /                                   start page: create a consultation (-> /login when signed out)
     GET  /room/{id}/patient|doctor           the two pages; the link is `/room/{id}/{role}#TOKEN`
-    POST /api/rooms                          [C] -> 201 {id, patient, doctor} (links)    429: too many rooms
+    POST /api/rooms                          [C] -> 201 {id, patient, doctor} (links, shown only here)    429: too many rooms
     POST /api/rooms/{id}/{role}/session      the token for a cookie (the page's event stream, downloads)
     GET  /api/rooms/{id}/{role}/ice          the page's ICE servers (fresh TURN credentials) and policy
     GET  /api/rooms/{id}/{role}/events       server-sent events: {"type": "reconnect"} when the room's worker was lost
@@ -31,6 +31,10 @@ with 403. Tokens never reach the logs: the access log prints paths without their
 
 This process is the front: with `ServeConfig.room_workers` (as `dmask serve` runs) each
 room's media runs in a worker process of its own (`worker.py`), else in this process.
+The rooms live in the data directory's database (`store.py`): a restarted front
+recovers what a crash left of the recordings, registers its open rooms again (their
+links keep working; a worker starts at a room's first offer) and the pages, retrying,
+come back by themselves.
 """
 from __future__ import annotations
 
@@ -50,11 +54,12 @@ from aiohttp.abc import AbstractAccessLogger
 from . import ice, jitter, signaling, tls
 from .accounts import Accounts
 from .auth import CLINICIAN, Auth, clinician_only, own_origin
-
+from .db import open_db
 from .media import MaskerFactory, default_masker
 from .metrics import Metrics
-from .recording import NAME_RE
+from .recording import NAME_RE, recover
 from .rooms import ROLES, LimitReached, Limits, MediaSettings, Room, RoomLike, RoomRegistry
+from .store import RoomStore
 from .worker import WorkerRoom, WorkerSettings, WorkerUnavailable
 
 log = logging.getLogger(__name__)
@@ -75,6 +80,7 @@ MAX_BODY = 64 * 1024
 #: and how often an idle one sends a comment so proxies keep it open.
 MAX_EVENT_STREAMS = 8
 EVENT_KEEPALIVE_S = 15.0
+EVENT_RETRY_MS = 1000   # how soon a page's event stream tries again once lost (the relay restarting)
 
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
@@ -142,12 +148,13 @@ class Relay:
     def __init__(self, config: ServeConfig, masker_factory: MaskerFactory) -> None:
         self.config = config
         self.metrics = Metrics()
-        self.auth = Auth(Accounts.open(config.data), config.https)
+        self.db = open_db(config.data)  # accounts, sessions and rooms: one connection
+        self.auth = Auth(Accounts(self.db), config.https)
         rtc = ice.rtc_configuration(config.ice_servers, config.turn_username, config.turn_password)
         media = MediaSettings(rtc, config.recordings, config.frame_reports)
 
-        def local_room(room_id: str) -> RoomLike:
-            return Room(room_id, self.metrics, masker_factory, media)
+        def local_room(room_id: str, digests: dict[str, str], restored: bool) -> RoomLike:
+            return Room(room_id, self.metrics, masker_factory, media, digests)
 
         worker_class: type[WorkerRoom] = WorkerRoom
         if config.cluster:
@@ -156,17 +163,27 @@ class Relay:
             cluster.connect(config.cluster)
             worker_class = cluster.ClusterRoom
 
-        def worker_room(room_id: str) -> RoomLike:
+        def worker_room(room_id: str, digests: dict[str, str], restored: bool) -> RoomLike:
             settings = WorkerSettings(
                 room_id, str(config.recordings.resolve()), config.worker_masker, config.ice_servers,
                 config.turn_username, config.turn_password, config.frame_reports, ice.loopback_candidate_enabled())
-            room = worker_class(room_id, settings, self.metrics)
+            room = worker_class(room_id, settings, self.metrics, digests, start=not restored)
             room.on_lost = lambda: self._tell_pages(room_id, {"type": "reconnect"})
             return room
 
         self._pages: dict[str, set[asyncio.Queue[dict[str, Any] | None]]] = {}   # room -> open event streams
 
-        self.rooms = RoomRegistry(config.limits, worker_room if config.room_workers or config.cluster else local_room)
+        self.rooms = RoomRegistry(config.limits, worker_room if config.room_workers or config.cluster else local_room,
+                                  RoomStore(self.db))
+
+    def restore(self) -> None:
+        """After a restart: make playable what a crash left of the recordings, then register
+        the stored open rooms again."""
+        if self.config.recordings.is_dir():
+            for directory in sorted(self.config.recordings.iterdir()):
+                if directory.is_dir():
+                    recover(directory)
+        self.rooms.restore()
 
     # --- helpers ---------------------------------------------------------------------
     def _room(self, request: web.Request) -> RoomLike:
@@ -226,11 +243,11 @@ class Relay:
     @clinician_only
     async def create_room(self, request: web.Request) -> web.Response:
         try:
-            room = self.rooms.create()
+            room, tokens = self.rooms.create()
         except LimitReached as err:
             return _error(err.status, str(err), **{"Retry-After": "60"})
         origin = own_origin(request)
-        links = {role: f"{origin}/room/{room.id}/{role}#{room.tokens[role]}" for role in ROLES}
+        links = {role: f"{origin}/room/{room.id}/{role}#{tokens[role]}" for role in ROLES}
         return web.json_response({"id": room.id, **links}, status=201)
 
     async def room_session(self, request: web.Request) -> web.Response:
@@ -264,6 +281,7 @@ class Relay:
             return _error(429, "too many event streams for this consultation")
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream", **SECURITY_HEADERS})
         await response.prepare(request)
+        await response.write(f"retry: {EVENT_RETRY_MS}\n\n".encode())
         queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(maxsize=16)
         streams.add(queue)
         try:
@@ -340,6 +358,7 @@ class Relay:
             raise web.HTTPBadRequest(reason=str(err)) from None
         except (OSError, WorkerUnavailable) as err:
             return _error(500, f"cannot record: {err}")
+        self.rooms.recorded(room, active, bool(body.get("audio")))
         return web.json_response({"recording": active, "files": names})
 
     @clinician_only
@@ -426,6 +445,7 @@ def create_app(config: ServeConfig | None = None, masker_factory: MaskerFactory 
     app.router.add_static("/static/", STATIC_DIR)
 
     async def on_startup(app: web.Application) -> None:
+        relay.restore()
         relay.rooms.start()
 
     async def on_shutdown(app: web.Application) -> None:
@@ -433,7 +453,7 @@ def create_app(config: ServeConfig | None = None, masker_factory: MaskerFactory 
         await relay.rooms.close()
 
     async def on_cleanup(app: web.Application) -> None:
-        relay.auth.accounts.db.close()
+        relay.db.close()
 
     app.on_startup.append(on_startup)
     app.on_shutdown.append(on_shutdown)

@@ -66,10 +66,11 @@ class RoomActor:
 class ClusterRoom(WorkerRoom):
     """A room whose worker is a `RoomActor` somewhere on the cluster."""
 
-    def __init__(self, room_id: str, settings: WorkerSettings, metrics: Metrics) -> None:
+    def __init__(self, room_id: str, settings: WorkerSettings, metrics: Metrics, digests: dict[str, str],
+                 start: bool = True) -> None:
         self._actor: ray.actor.ActorHandle | None = None
         self._dead = False
-        super().__init__(room_id, settings, metrics)
+        super().__init__(room_id, settings, metrics, digests, start)
 
     async def _launch(self) -> str:
         actor = RoomActor.options(num_cpus=ROOM_CPUS, scheduling_strategy="SPREAD", max_restarts=0).remote(

@@ -1,14 +1,18 @@
 """Consultation rooms: two unguessable links, the media of one call, and its lifetime.
 
 A room has one token per role (patient, doctor), each `secrets.token_urlsafe(32)`
-(256 bits), compared in constant time. It holds at most one peer connection per role
-(a reconnecting page replaces its previous one) and ends when both sides have left for
-`Limits.empty_grace_s`, or when it has seen no activity for `Limits.idle_timeout_s`.
+(256 bits), shown once in its links; the room keeps only their SHA-256 digests, and a
+presented token's digest is compared in constant time. It holds at most one peer
+connection per role (a reconnecting page replaces its previous one) and ends when both
+sides have left for `Limits.empty_grace_s`, or when it has seen no activity for
+`Limits.idle_timeout_s`. With a `store.RoomStore` the registry keeps its rooms across
+restarts: a restarted relay registers them again (`RoomRegistry.restore`).
 
 `Room` does a room's media work in this process; `worker.WorkerRoom` has the same
 interface and does it in a process of its own (`dmask serve`'s default). The registry
 and the front's handlers use only that interface: answer, hang_up, set_recording,
-refresh, close, and the links, roles present, activity and recording state.
+resume_recording, refresh, close, and the token digests, roles present, activity and
+recording state.
 """
 from __future__ import annotations
 
@@ -34,6 +38,7 @@ from .metrics import Metrics
 from .recording import Recorder
 from .relay import FrameRelay
 from .signaling import Session
+from .store import RoomStore, token_digest
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +47,7 @@ PARAMS_INTERVAL_S = 0.1   # live values to the doctor at about 10 Hz
 STATUS_INTERVAL_S = 1.0   # the patient's status is re-sent at least this often
 MAX_MESSAGE = 16_384      # bytes of one data-channel message from a page
 CLOSEUP_SIZE = (960, 360)  # the doctor's eye close-up: both eyes, magnified
+PERSIST_INTERVAL_S = 5.0  # a room's activity reaches the store at most this often
 
 
 @dataclass(frozen=True)
@@ -64,12 +70,13 @@ def new_tokens() -> dict[str, str]:
     return {role: secrets.token_urlsafe(32) for role in ROLES}
 
 
-def role_for(tokens: dict[str, str], token: str | None) -> str | None:
-    """The role this token opens, or None."""
+def role_for(digests: dict[str, str], token: str | None) -> str | None:
+    """The role whose token digest (`store.token_digest`) this token has, or None."""
     if not token:
         return None
-    for role, expected in tokens.items():
-        if secrets.compare_digest(token.encode(), expected.encode()):
+    presented = token_digest(token)
+    for role, expected in digests.items():
+        if secrets.compare_digest(presented, expected):
             return role
     return None
 
@@ -87,7 +94,7 @@ class RoomLike(Protocol):
     """What the registry and the front's handlers use of a room (module docstring)."""
 
     id: str
-    tokens: dict[str, str]
+    digests: dict[str, str]   # role -> its token's digest
     last_activity: float
     ever_joined: bool
 
@@ -105,18 +112,21 @@ class RoomLike(Protocol):
 
     async def set_recording(self, action: str, audio: bool) -> tuple[bool, list[str]]: ...
 
+    def resume_recording(self, audio: bool) -> None: ...
+
     async def refresh(self) -> None: ...
 
-    async def close(self) -> None: ...
+    async def close(self, ended: bool = True) -> None: ...
 
 
 class Room:
     """The shared state of one consultation, its media worked in this process."""
 
     def __init__(self, room_id: str, metrics: Metrics, masker_factory: MaskerFactory,
-                 settings: MediaSettings | None = None) -> None:
+                 settings: MediaSettings | None = None, digests: dict[str, str] | None = None) -> None:
+        """`digests`: the links' token digests (none for a worker's room: its front checks the links)."""
         self.id = room_id
-        self.tokens = new_tokens()
+        self.digests = digests or {}
         self.settings = settings or MediaSettings(RTCConfiguration(), Path("recordings"))
         self.engine = MaskEngine(metrics, masker_factory)
         # Audio both ways and the doctor's own camera: relayed as they are.
@@ -125,6 +135,8 @@ class Room:
         self.doctor_video = FrameRelay("video")
         self.sessions: dict[str, Session] = {}
         self.recorder: Any = None  # recording.Recorder while recording
+        self.resumed = False       # the recording was resumed after a restart
+        self._resume_audio: bool | None = None   # resume_recording() waiting for the patient's video
         self.created = self.last_activity = time.monotonic()
         self.ever_joined = False
         self.closed = False
@@ -135,7 +147,7 @@ class Room:
         self.engine.add_listener(self._on_masked)
 
     def role_for(self, token: str | None) -> str | None:
-        return role_for(self.tokens, token)
+        return role_for(self.digests, token)
 
     def touch(self) -> None:
         self.last_activity = time.monotonic()
@@ -161,25 +173,42 @@ class Room:
 
     async def set_recording(self, action: str, audio: bool) -> tuple[bool, list[str]]:
         """Start or stop recording; (recording now, the files written). ValueError: no such
-        action; OSError: the files cannot be made."""
+        action; OSError: the files cannot be made. The doctor's word replaces a pending resume."""
+        if action not in ("start", "stop"):
+            raise ValueError('expected {"action": "start" | "stop"}')
+        self._resume_audio = None
         if action == "start":
             if self.recorder is None:
-                sources = [self.patient_audio, self.doctor_audio] if audio else []
-                try:
-                    self.recorder = Recorder(self.settings.recordings / self.id, self.engine, sources)
-                except OutputPathError as err:
-                    raise OSError(str(err)) from err
-                self.recorder.start()
+                self._start_recorder(audio)
             names = self.recorder.names
-        elif action == "stop":
+        else:
             names = []
             if self.recorder is not None:
                 recorder, self.recorder = self.recorder, None
                 names = await recorder.stop()
-        else:
-            raise ValueError('expected {"action": "start" | "stop"}')
-        self.send("doctor", {"type": "recording", "active": self.recorder is not None})
+        self.resumed = False
+        self.tell_recording()
         return self.recorder is not None, names
+
+    def resume_recording(self, audio: bool) -> None:
+        """Record again, in a new file, from the patient's next masked frame: the room was
+        recording when the relay (or this room's worker) stopped."""
+        if self.recorder is None:
+            self._resume_audio = audio
+
+    def _start_recorder(self, audio: bool) -> None:
+        sources = [self.patient_audio, self.doctor_audio] if audio else []
+        try:
+            self.recorder = Recorder(self.settings.recordings / self.id, self.engine, sources)
+        except OutputPathError as err:
+            raise OSError(str(err)) from err
+        self.recorder.start()
+
+    def tell_recording(self) -> None:
+        """The doctor's page: recording or not (a pending resume counts: it is the doctor's
+        choice), and whether it was resumed after a restart."""
+        active = self.recorder is not None or self._resume_audio is not None
+        self.send("doctor", {"type": "recording", "active": active, "resumed": self.resumed})
 
     async def refresh(self) -> None:
         """Nothing to fetch: this room's state is here."""
@@ -225,6 +254,7 @@ class Room:
         self.announce()
         if session.role == "doctor" and self.sessions.get("doctor") is session:
             self.exam.tell_doctor()
+            self.tell_recording()
 
     def receive(self, session: Session, data: Any) -> None:
         """A message from a page's data channel: the exam's, and the doctor's close-up switch."""
@@ -261,11 +291,23 @@ class Room:
                 shown = {**masked.params, **self.exam.calibrated(masked.params)}
                 values = {k: round(v, 3) for k, v in shown.items() if not k.startswith("expr_")}
             self.send("doctor", {"type": "params", "face": masked.face_found, "values": values})
+        if self._resume_audio is not None:
+            audio, self._resume_audio = self._resume_audio, None
+            try:
+                self._start_recorder(audio)
+            except OSError as err:
+                log.error("room %s: cannot resume recording: %s", self.id, err)
+            else:
+                log.info("room %s: recording resumed", self.id)
+                self.resumed = True
+            self.tell_recording()
         if self.recorder is not None:
             self.recorder.write_params(masked)
         self.exam.on_masked(masked)
 
-    async def close(self) -> None:
+    async def close(self, ended: bool = True) -> None:
+        """End the room's media. `ended`: the consultation is over and the pages are told so
+        (they stop); else the relay is stopping and they keep trying to reconnect."""
         if self.closed:
             return
         self.closed = True
@@ -273,7 +315,7 @@ class Room:
             with contextlib.suppress(Exception):
                 await self.recorder.stop()
             self.recorder = None
-        if self.sessions:
+        if self.sessions and ended:
             for session in self.sessions.values():
                 session.send({"type": "ended"})  # the pages stop instead of reconnecting
             await asyncio.sleep(0.1)  # let the data channels deliver it
@@ -286,22 +328,57 @@ class Room:
         await self.engine.close()
 
 
-class RoomRegistry:
-    """All open rooms, their limits, and the task that ends idle ones."""
+#: Makes a room: (id, its token digests, restored) -> the room. `restored`: made again
+#: from the store after a restart (a worker room then starts its worker at the first offer).
+RoomFactory = Callable[[str, dict[str, str], bool], RoomLike]
 
-    def __init__(self, limits: Limits, make_room: Callable[[str], RoomLike]) -> None:
+
+class RoomRegistry:
+    """All open rooms, their limits, the task that ends idle ones, and (with a store) their
+    persistence: created, activity at most every `PERSIST_INTERVAL_S`, recording, closed."""
+
+    def __init__(self, limits: Limits, make_room: RoomFactory, store: RoomStore | None = None) -> None:
         self.limits = limits
         self._make_room = make_room
+        self._store = store
         self.rooms: dict[str, RoomLike] = {}
+        self._persisted: dict[str, tuple[float, bool]] = {}   # room -> (last_activity, ever_joined) stored
         self._reaper: asyncio.Task[None] | None = None
 
-    def create(self) -> RoomLike:
+    def create(self) -> tuple[RoomLike, dict[str, str]]:
+        """A new room and its tokens (role -> token), which are not kept: show them once."""
         if len(self.rooms) >= self.limits.max_rooms:
             raise LimitReached(f"at most {self.limits.max_rooms} rooms at a time", 429)
-        room = self._make_room(secrets.token_urlsafe(9))
+        tokens = new_tokens()
+        digests = {role: token_digest(token) for role, token in tokens.items()}
+        room = self._make_room(secrets.token_urlsafe(9), digests, False)
         self.rooms[room.id] = room
+        if self._store is not None:
+            self._store.add(room.id, digests, time.time())
+            self._persisted[room.id] = (room.last_activity, room.ever_joined)
         log.info("room %s created", room.id)
-        return room
+        return room, tokens
+
+    def restore(self) -> None:
+        """Register again every open room of the store (after a restart); those idle past
+        `Limits.idle_timeout_s` are closed instead. The restart counts as activity: the
+        pages could not come back while the relay was down. A room that was recording
+        records again, in a new file, once the patient's video is back."""
+        if self._store is None:
+            return
+        for stored in self._store.load_open(self.limits.idle_timeout_s, time.time()):
+            room = self._make_room(stored.id, stored.digests, True)
+            room.ever_joined = stored.ever_joined
+            if stored.recording:
+                room.resume_recording(stored.recording_audio)
+            self.rooms[room.id] = room
+            self._persisted[room.id] = (room.last_activity, room.ever_joined)
+            log.info("room %s restored%s", room.id, " (recording)" if stored.recording else "")
+
+    def recorded(self, room: RoomLike, active: bool, audio: bool) -> None:
+        """The doctor started or stopped recording: kept, so that a restart resumes it."""
+        if self._store is not None:
+            self._store.set_recording(room.id, active, audio)
 
     def get(self, room_id: str) -> RoomLike | None:
         return self.rooms.get(room_id)
@@ -316,10 +393,27 @@ class RoomRegistry:
         if not replacing and self.peers >= self.limits.max_peers:
             raise LimitReached(f"at most {self.limits.max_peers} connections at a time", 503)
 
-    async def close_room(self, room: RoomLike, reason: str) -> None:
+    async def close_room(self, room: RoomLike, reason: str, ended: bool = True) -> None:
+        """Close `room`; `ended` False (the relay stopping) keeps it in the store, to be
+        restored at the next start with its pages still trying to reconnect."""
         self.rooms.pop(room.id, None)
-        await room.close()
+        self._persisted.pop(room.id, None)
+        if self._store is not None:
+            if ended:
+                self._store.close(room.id, time.time())
+            else:
+                self._persist(room, force=True)
+        await room.close(ended)
         log.info("room %s closed (%s)", room.id, reason)
+
+    def _persist(self, room: RoomLike, force: bool = False) -> None:
+        """Store the room's activity if it moved by `PERSIST_INTERVAL_S` (or it was joined)."""
+        assert self._store is not None
+        activity, joined = self._persisted.get(room.id, (float("-inf"), False))
+        if force or room.ever_joined != joined or room.last_activity - activity >= PERSIST_INTERVAL_S:
+            wall = time.time() - (time.monotonic() - room.last_activity)
+            self._store.touch(room.id, wall, room.ever_joined)
+            self._persisted[room.id] = (room.last_activity, room.ever_joined)
 
     def start(self, period_s: float = 1.0) -> None:
         if self._reaper is None:
@@ -336,12 +430,15 @@ class RoomRegistry:
                 limit = self.limits.empty_grace_s if left else self.limits.idle_timeout_s
                 if now - room.last_activity > limit:
                     await self.close_room(room, "both left" if left else "idle")
+                elif self._store is not None:
+                    self._persist(room)
 
     async def close(self) -> None:
+        """The relay is stopping: close every room's media, keeping them in the store."""
         if self._reaper is not None:
             self._reaper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reaper
             self._reaper = None
         for room in list(self.rooms.values()):
-            await self.close_room(room, "server stopping")
+            await self.close_room(room, "server stopping", ended=self._store is None)

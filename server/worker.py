@@ -5,7 +5,9 @@ rooms' lifetimes) and, per room, a worker process that holds the room's peer
 connections and does all of its media work (decode, track, fit, render, encode,
 recording). Rooms therefore use every core, and a slow room cannot stall another or the
 signalling. A worker that dies is started again at the room's next offer; the pages
-reconnect by themselves and show the placeholder meanwhile.
+reconnect by themselves and show the placeholder meanwhile. A new worker first makes
+playable what a dead one left of its recordings (`recording.recover`), and records again
+if the room was recording (`WorkerSettings.resume_recording`).
 
 The front drives its worker over HTTP on 127.0.0.1, every request carrying the worker's
 own random key:
@@ -14,10 +16,13 @@ own random key:
     POST /leave/{role}
     POST /recording      {"action": "start" | "stop", "audio": bool} -> {"recording", "files"}
     GET  /state          {"sessions": [roles], "idle_s", "ever_joined", "recording", "metrics"}
-    POST /close          ends the room, then the process
+    POST /close          {"ended": bool} ends the room (telling the pages it ended, or not:
+                         the relay is stopping), then the process
 
 `python -m server.worker` reads its `WorkerSettings` as one JSON line on stdin, prints
-{"port": N} once it serves, and exits when its stdin closes (the front is gone).
+{"port": N} once it serves, and exits when its stdin closes (the front is gone: its
+recording is finished, and the pages are not told the consultation ended, so they keep
+trying to reconnect to the front's next start).
 """
 from __future__ import annotations
 
@@ -41,7 +46,8 @@ from aiohttp import web
 from . import ice, jitter, signaling
 from .media import MaskerFactory
 from .metrics import Metrics
-from .rooms import ROLES, MediaSettings, Room, new_tokens, role_for
+from .recording import recover
+from .rooms import ROLES, MediaSettings, Room, role_for
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +71,7 @@ class WorkerSettings:
     turn_password: str | None = None
     frame_reports: bool = False
     loopback: bool = False                # also gather the 127.0.0.1 candidate (`ice.py`)
+    resume_recording: bool | None = None  # the room records (with audio or not) from the patient's first frame
     key: str = field(default_factory=lambda: secrets.token_urlsafe(24))
 
     def to_json(self) -> str:
@@ -80,8 +87,9 @@ def masker_factory(spec: str) -> MaskerFactory:
 class WorkerRoom:
     """The front's handle on a room whose media runs in a worker process (`rooms.RoomLike`).
 
-    The worker starts with the room (it imports while the links travel), is started
-    again by the next offer if it is gone, and is ended with the room; `refresh()` fetches
+    The worker starts with the room (it imports while the links travel; a room restored
+    after a restart, `start=False`, at its first offer), is started again by the next
+    offer if it is gone, and is ended with the room; `refresh()` fetches
     who is connected, the activity and the recording state, and the worker's metrics.
     Where the worker runs is three methods, `_launch`, `_gone` and `_stop`: a child
     process here, a Ray actor on any node of a cluster in `cluster.py`.
@@ -92,9 +100,10 @@ class WorkerRoom:
     #: Called when a running worker is found gone (the front tells the pages to reconnect).
     on_lost: Callable[[], None] | None = None
 
-    def __init__(self, room_id: str, settings: WorkerSettings, metrics: Metrics) -> None:
+    def __init__(self, room_id: str, settings: WorkerSettings, metrics: Metrics, digests: dict[str, str],
+                 start: bool = True) -> None:
         self.id = room_id
-        self.tokens = new_tokens()
+        self.digests = digests
         self.last_activity = time.monotonic()
         self.ever_joined = False
         self.metrics_snapshot: dict | None = None   # the running worker's, at the last refresh
@@ -108,10 +117,10 @@ class WorkerRoom:
         self._base = ""
         self._http: aiohttp.ClientSession | None = None
         self._process: asyncio.subprocess.Process | None = None
-        self._starting: asyncio.Future[None] | None = asyncio.ensure_future(self._start())
+        self._starting: asyncio.Future[None] | None = asyncio.ensure_future(self._start()) if start else None
 
     def role_for(self, token: str | None) -> str | None:
-        return role_for(self.tokens, token)
+        return role_for(self.digests, token)
 
     @property
     def roles(self) -> set[str]:
@@ -248,7 +257,11 @@ class WorkerRoom:
         if status != 200:
             raise OSError(body.get("error", f"worker HTTP {status}"))
         self._recording = body["recording"]
+        self._settings.resume_recording = audio if body["recording"] else None   # for a worker started after this one
         return body["recording"], body["files"]
+
+    def resume_recording(self, audio: bool) -> None:
+        self._settings.resume_recording = audio
 
     async def refresh(self) -> None:
         if self.closed or not self._running:
@@ -269,15 +282,16 @@ class WorkerRoom:
             self._recording = state["recording"]
             self.metrics_snapshot = state["metrics"]
 
-    async def close(self) -> None:
+    async def close(self, ended: bool = True) -> None:
         if self.closed:
             return
         if self._starting is not None:
             with contextlib.suppress(Exception):
                 await self._starting
-        with contextlib.suppress(WorkerUnavailable):
-            await self.refresh()
-            await self._call("POST", "/close")
+        if self._running:
+            with contextlib.suppress(WorkerUnavailable):
+                await self.refresh()
+                await self._call("POST", "/close", {"ended": ended})
         self.closed = True
         await self._stop()
         self._forget_worker()
@@ -290,7 +304,10 @@ def worker_app(settings: WorkerSettings, done: asyncio.Event) -> web.Application
     metrics = Metrics()
     rtc = ice.rtc_configuration(settings.ice_servers, settings.turn_username, settings.turn_password)
     media = MediaSettings(rtc, Path(settings.recordings), settings.frame_reports)
+    recover(media.recordings / settings.room_id)   # what a dead worker of this room left
     room = Room(settings.room_id, metrics, masker_factory(settings.masker), media)
+    if settings.resume_recording is not None:
+        room.resume_recording(settings.resume_recording)
     room.engine.preload()   # this process exists for this room: its models load while the pages connect
 
     @web.middleware
@@ -333,7 +350,8 @@ def worker_app(settings: WorkerSettings, done: asyncio.Event) -> web.Application
         return web.json_response({**room.state(), "metrics": metrics.snapshot()})
 
     async def close(request: web.Request) -> web.Response:
-        await room.close()
+        body = await request.json()
+        await room.close(ended=body.get("ended", True) is not False)
         done.set()
         return web.json_response({"closed": room.id})
 
@@ -344,8 +362,8 @@ def worker_app(settings: WorkerSettings, done: asyncio.Event) -> web.Application
     app.router.add_get("/state", state)
     app.router.add_post("/close", close)
 
-    async def on_shutdown(app: web.Application) -> None:
-        await room.close()
+    async def on_shutdown(app: web.Application) -> None:   # the front is gone: the pages will reconnect to its next start
+        await room.close(ended=False)
 
     app.on_shutdown.append(on_shutdown)
     return app

@@ -71,7 +71,8 @@ def test_rooms_spread_over_nodes_and_move_when_a_node_is_lost(tmp_path: Path) ->
             before = kept_doctor.received.counts[0]
             for peer in lost_peers:
                 await peer.close()
-            patient, doctor = await _call(server, clip, lost.id, lost.tokens)   # the pages reconnect
+            lost_tokens = a_tokens if lost is room_a else b_tokens
+            patient, doctor = await _call(server, clip, lost.id, lost_tokens)   # the pages reconnect
             assert _face_shown(doctor) and lost.running and lost.node == kept.node and lost.restarts == 1
             assert kept_doctor.received.counts[0] > before and _face_shown(kept_doctor)
             status, text = await server.request("GET", "/metrics")

@@ -175,12 +175,15 @@ def _workers(base: str) -> list[str]:
     return found.stdout.split()
 
 
-def start_serve(tmp_path: Path, *args: str) -> tuple[subprocess.Popen, str]:
+def start_serve(tmp_path: Path, *args: str, data: Path | None = None) -> tuple[subprocess.Popen, str]:
     """`dmask serve` on a free port in `tmp_path` with `args`, with the test clinician's
-    account in a data directory of its own, once it answers; (process, base URL)."""
+    account in `data` (default: a data directory of its own), once it answers; (process, base URL)."""
     port = _free_port()
-    data = tmp_path / f"data-{port}"
-    Accounts.open(data).add(*CLINICIAN)
+    data = data or tmp_path / f"data-{port}"
+    accounts = Accounts.open(data)
+    if CLINICIAN[0] not in {user.name for user in accounts.users()}:
+        accounts.add(*CLINICIAN)
+    accounts.db.close()
     server = subprocess.Popen([*DMASK, "serve", "--port", str(port), "--data", str(data), *args], cwd=tmp_path,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     base = f"http://127.0.0.1:{port}"

@@ -66,12 +66,15 @@ async def relays(maskers: Mapping[str, MaskerFactory | str]) -> AsyncIterator[Re
     """
     async with contextlib.AsyncExitStack() as stack:
         root = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="dmask-latency-")))
-        recordings, data = root / "recordings", root / "data"
+        recordings = root / "recordings"
         recordings.mkdir()
         login = (CLINICIAN, secrets.token_urlsafe(24))
-        Accounts.open(data).add(*login)
         urls = {}
         for name, masker in maskers.items():
+            data = root / f"data-{name}"  # each relay's own rooms: a relay restores what its data holds
+            accounts = Accounts.open(data)
+            accounts.add(*login)
+            accounts.db.close()
             config = ServeConfig(recordings=recordings, data=data, limits=LIMITS, frame_reports=True)
             factory = default_masker
             if isinstance(masker, str):

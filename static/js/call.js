@@ -58,7 +58,9 @@ export class Call {
     this.stopped = false;
     this.retrying = false;
     this.events = null;
+    this.cookieMade = false;
     this.retryMs = 1000;
+    this.retryTimer = null;
   }
 
   // The relay's ICE configuration for this page: STUN/TURN servers, fresh TURN credentials.
@@ -72,18 +74,34 @@ export class Call {
 
   // The front's word outside the media connection: "reconnect" when the room's media
   // worker was lost (a crash, a lost cluster node): reconnect now, not after the browser
-  // has given up on the dead connection.
-  // EventSource cannot send headers: the token goes as this room's cookie, made first.
+  // has given up on the dead connection. The stream also says when the relay is back
+  // after a restart: the browser reopens it by itself (every second, as the relay asks)
+  // while the relay is down, and a page waiting to retry then retries at once instead
+  // of after its backoff. A stream the relay refused (the browser gives it up) is opened
+  // again at the next start(). EventSource cannot send headers: the token goes as this
+  // room's cookie, made once (it outlives a restart of the relay, as the room does).
   async listen() {
-    if (this.events || this.stopped) return;
-    const response = await api(this.link, `${this.link.role}/session`, { method: "POST" });
-    if (!response.ok || this.events || this.stopped) return;
-    this.events = new EventSource(apiUrl(this.link, `${this.link.role}/events`));
-    this.events.onmessage = (event) => {
+    const open = () => this.events && this.events.readyState !== EventSource.CLOSED;
+    if (this.stopped || open()) return;
+    if (!this.cookieMade) {
+      const response = await api(this.link, `${this.link.role}/session`, { method: "POST" });
+      if (!response.ok) return;
+      this.cookieMade = true;
+    }
+    if (this.stopped || open()) return;
+    const events = new EventSource(apiUrl(this.link, `${this.link.role}/events`));
+    this.events = events;
+    events.onmessage = (event) => {
       const message = JSON.parse(event.data);
       if (message.type === "reconnect" && !this.stopped) {
         this.retryMs = 250;
         this.retry("the consultation's media restarted");
+      }
+    };
+    events.onopen = () => {
+      if (this.retrying && this.pc === null && !this.stopped) {
+        this.retryMs = 250;
+        this.retry("the relay is back");
       }
     };
   }
@@ -161,7 +179,8 @@ export class Call {
     this.pc = null;
     this.retrying = true;
     this.onState("reconnecting", reason);
-    setTimeout(() => this.start(), this.retryMs);
+    clearTimeout(this.retryTimer);
+    this.retryTimer = setTimeout(() => this.start(), this.retryMs);
     this.retryMs = Math.min(this.retryMs * 2, 10000);
   }
 

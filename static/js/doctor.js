@@ -113,14 +113,16 @@ async function main() {
   toggleMute($("mute"), mic, "microphone");
   let cameraSender = null;
   let patientHere = false, connected = false, face = null;
+  let resumed = false; // the relay restarted while recording: the recording goes on in a new file
   let exam = null;
   let closeupShown = false;
 
   const show = () => {
     if (!connected) return;
-    if (!patientHere) setStatus(status, "waiting", "Waiting for the patient to join.");
-    else if (face === false) setStatus(status, "noface", "Live — the patient's face is not found.");
-    else setStatus(status, "live", "Live — masked video.");
+    const note = resumed ? " Recording resumed in a new file after the relay restarted." : "";
+    if (!patientHere) setStatus(status, "waiting", "Waiting for the patient to join." + note);
+    else if (face === false) setStatus(status, "noface", "Live — the patient's face is not found." + note);
+    else setStatus(status, "live", "Live — masked video." + note);
   };
 
   const call = new Call(link, {
@@ -146,7 +148,12 @@ async function main() {
         patientHere = message.patient; show();
         call.send({ type: "closeup", on: closeupShown }); // the relay forgets it with a connection
       }
-      if (message.type === "recording") { showRecording(message.active); refreshRecordings(); }
+      if (message.type === "recording") {
+        showRecording(message.active);
+        resumed = message.active && message.resumed === true;
+        show();
+        refreshRecordings();
+      }
       if (message.type === "exam") exam.onMessage(message);
     },
     onState(state, detail) {
