@@ -154,7 +154,8 @@ def test_a_recording_resumes_in_a_new_file_after_a_restart(tmp_path: Path) -> No
     async def scenario() -> None:
         async with relay_server(tmp_path) as server:
             patient, doctor, room = await _call(server, WEBCAM, 0.5)
-            status, body = await doctor.post("../recording", {"action": "start", "audio": True})
+            status, body = await server.request("POST", f"/api/rooms/{room}/recording", token=doctor.token,
+                                                json={"action": "start", "audio": True})   # a signed-in clinician
             assert status == 200 and body["recording"]
             first = body["files"]
             await asyncio.sleep(2)
@@ -176,7 +177,9 @@ def test_a_recording_resumes_in_a_new_file_after_a_restart(tmp_path: Path) -> No
                 await asyncio.sleep(0.1)
             assert {"type": "recording", "active": True, "resumed": True} in doctor.received.messages
             await asyncio.sleep(2)
-            status, body = await doctor.post("../recording", {"action": "stop"})
+            await server.sign_in()   # the account, too, was kept
+            status, body = await server.request("POST", f"/api/rooms/{room}/recording", token=doctor.token,
+                                                json={"action": "stop"})
             assert status == 200 and not body["recording"] and set(body["files"]).isdisjoint(first)
             await patient.close()
             await doctor.close()
