@@ -1,0 +1,114 @@
+"""Shared helpers of the hostile-input tests (tests/test_hostile_*.py).
+
+How a request carries a room's token is in ONE place, `auth()`: today the `?token=`
+query parameter. Room creation is in `create_room()`.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import json
+import math
+import threading
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+from hypothesis import strategies as st
+
+from server.app import RELAY, Relay, ServeConfig, create_app
+from server.media import MaskerFactory, default_masker
+from server.rooms import Limits
+
+ROLES = ("patient", "doctor")
+
+
+def auth(token: str) -> dict[str, Any]:
+    """The aiohttp request arguments that present a room token (the only place that knows how)."""
+    return {"params": {"token": token}}
+
+
+class Served:
+    """A relay on a loopback port: its base URL and its handlers' state."""
+
+    def __init__(self, base: str, relay: Relay) -> None:
+        self.base, self.relay = base, relay
+        self.recordings = relay.config.recordings
+
+    async def request(self, method: str, path: str, **kwargs: Any) -> tuple[int, Any, dict[str, str]]:
+        """(status, JSON body or text, headers); `path` is sent as is (no re-quoting)."""
+        async with aiohttp.ClientSession() as http:
+            async with http.request(method, aiohttp.client.URL(self.base + path, encoded=True), **kwargs) as response:
+                raw = await response.read()
+                body: Any = raw.decode("utf-8", "replace")
+                if "json" in response.headers.get("Content-Type", ""):
+                    body = json.loads(raw)
+                return response.status, body, dict(response.headers)
+
+    async def create_room(self) -> tuple[str, dict[str, str]]:
+        """A new room: its id and each role's token."""
+        status, body, _ = await self.request("POST", "/api/rooms")
+        assert status == 201, body
+        return body["id"], {role: body[role].split("token=")[1] for role in ROLES}
+
+    async def healthz_s(self) -> float:
+        """Seconds /healthz takes to answer 200."""
+        start = time.monotonic()
+        status, body, _ = await self.request("GET", "/healthz")
+        assert status == 200 and body["status"] == "ok", body
+        return time.monotonic() - start
+
+
+@contextlib.asynccontextmanager
+async def relay_server(tmp_path: Path, masker_factory: MaskerFactory = default_masker,
+                       runner_options: dict[str, Any] | None = None, **limits: float) -> AsyncIterator[Served]:
+    """The relay of `create_app` in this process (rooms' media here too, not in workers)."""
+    config = ServeConfig(recordings=tmp_path / "recordings", limits=Limits(**limits))
+    app = create_app(config, masker_factory)
+    runner = web.AppRunner(app, **(runner_options or {}))
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        yield Served(f"http://127.0.0.1:{port}", app[RELAY])
+    finally:
+        await runner.cleanup()
+
+
+def nothing_recorded(served: Served) -> bool:
+    """No file at all under the recordings directory."""
+    return not served.recordings.exists() or not any(p.is_file() for p in served.recordings.rglob("*"))
+
+
+async def threads_back_to(baseline: int, timeout: float = 10.0) -> int:
+    """Wait until at most `baseline` threads run (closed pools and peers end theirs); the count."""
+    deadline = time.monotonic() + timeout
+    while True:
+        gc.collect()
+        count = threading.active_count()
+        if count <= baseline or time.monotonic() > deadline:
+            return count
+        await asyncio.sleep(0.1)
+
+
+# --- JSON a hostile page may send -----------------------------------------------------------
+
+#: Numbers that break naive code: float overflow, NaN, ints beyond float, bools (ints in Python).
+ODD_NUMBERS = st.sampled_from([
+    math.nan, math.inf, -math.inf, 1e308, -1e308, 5e-324, -0.0, 10**400, -(10**400), 2**63, True, False,
+])
+SCALARS = st.none() | st.booleans() | st.integers() | st.floats() | ODD_NUMBERS | st.text(max_size=30)
+JSON_VALUES = st.recursive(
+    SCALARS, lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=10), inner, max_size=5),
+    max_leaves=12,
+)
+
+
+def to_json(value: Any) -> str:
+    """As Python writes it: NaN and Infinity included (a hostile peer need not be a browser)."""
+    return json.dumps(value)
