@@ -55,6 +55,12 @@ def _static_dir() -> Path:
 
 STATIC_DIR = _static_dir()
 MAX_BODY = 64 * 1024
+#: A request body not complete after this long is refused (408): aiohttp itself waits for
+#: a body that a client announced and never sends (a slow or lying client) for ever.
+BODY_TIMEOUT_S = 10.0
+#: A connection without a complete request (headers) for this long is closed: aiohttp's
+#: keep-alive timer, which also drops a client that sends its headers byte by byte.
+IDLE_CONNECTION_S = 30.0
 #: Event streams per consultation (its two pages, and a few reloads not yet timed out),
 #: and how often an idle one sends a comment so proxies keep it open.
 MAX_EVENT_STREAMS = 8
@@ -111,6 +117,12 @@ async def _headers_and_json_errors(request: web.Request, handler: Any) -> web.St
         if not request.path.startswith("/api/"):
             raise
         response = _error(exc.status, exc.reason)
+    except OSError:
+        if not request.path.startswith("/static/"):
+            raise
+        # aiohttp's static route stats the name as given: one longer than the file system
+        # takes (ENAMETOOLONG) would be a 500.
+        raise web.HTTPNotFound() from None
     except Exception:
         if not request.path.startswith("/api/"):
             raise
@@ -167,12 +179,14 @@ class Relay:
         if request.content_length is not None and request.content_length > MAX_BODY:
             raise web.HTTPBadRequest(reason=f"body larger than {MAX_BODY // 1024} KiB")
         try:
-            body = await request.read()  # bounded by the app's client_max_size
+            body = await asyncio.wait_for(request.read(), BODY_TIMEOUT_S)  # bounded by the app's client_max_size
         except web.HTTPRequestEntityTooLarge:
             raise web.HTTPBadRequest(reason=f"body larger than {MAX_BODY // 1024} KiB") from None
+        except asyncio.TimeoutError:
+            raise web.HTTPRequestTimeout(reason=f"body not received within {BODY_TIMEOUT_S:g} s") from None
         try:
             data = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, RecursionError):  # RecursionError: "[[[[..." nested deeper than the parser goes
             raise web.HTTPBadRequest(reason="body is not JSON") from None
         if not isinstance(data, dict):
             raise web.HTTPBadRequest(reason="body is not a JSON object")
@@ -391,5 +405,5 @@ def serve(config: ServeConfig) -> None:
     print(f"dmask serve: open {scheme}://{shown}:{config.port}/ to start a consultation (Ctrl-C stops)", flush=True)
     web.run_app(
         create_app(config), host=config.host, port=config.port, ssl_context=ssl_context,
-        access_log_class=_PathOnlyAccessLogger, print=None,
+        access_log_class=_PathOnlyAccessLogger, print=None, keepalive_timeout=IDLE_CONNECTION_S,
     )
