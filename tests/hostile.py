@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import http.client
 import json
 import math
 import threading
@@ -15,6 +16,7 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import aiohttp
 from aiohttp import web
@@ -30,6 +32,14 @@ ROLES = ("patient", "doctor")
 def auth(token: str) -> dict[str, Any]:
     """The aiohttp request arguments that present a room token (the only place that knows how)."""
     return {"params": {"token": token}}
+
+
+def raw_auth(path: str, token: str) -> tuple[str, list[str]]:
+    """`auth(token)` for a hand-written request: the path to send and its extra header lines."""
+    options = auth(token)
+    if options.get("params"):
+        path += ("&" if "?" in path else "?") + urlencode(options["params"])
+    return path, [f"{name}: {value}" for name, value in options.get("headers", {}).items()]
 
 
 class Served:
@@ -78,6 +88,46 @@ async def relay_server(tmp_path: Path, masker_factory: MaskerFactory = default_m
         yield Served(f"http://127.0.0.1:{port}", app[RELAY])
     finally:
         await runner.cleanup()
+
+
+class Background:
+    """A relay serving from a thread; `call(coro)` runs a coroutine on its loop."""
+
+    def __init__(self, tmp_path: Path, masker_factory: Any = None, **runner_options: Any) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self._thread.start()
+        self._context = relay_server(tmp_path, masker_factory or (lambda: None), runner_options)
+        self.served: Served = self.call(self._context.__aenter__())
+        self.port = int(self.served.base.rsplit(":", 1)[1])
+        self.room, self.tokens = self.call(self.served.create_room())
+
+    def call(self, coro: Any, timeout: float = 30.0) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def close(self) -> None:
+        self.call(self._context.__aexit__(None, None, None))
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(5)
+
+    def request(self, method: str, path: str, body: bytes | None = None,
+                headers: dict[str, str] | None = None, token: str | None = None) -> tuple[int, bytes, str]:
+        """(status, body, Content-Type); `token` presented as the pages do (`auth`)."""
+        headers = dict(headers or {})
+        if token is not None:
+            path, header_lines = raw_auth(path, token)
+            headers.update(line.split(": ", 1) for line in header_lines)  # type: ignore[misc]
+        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=20)
+        try:
+            connection.request(method, path, body=body, headers=headers)
+            response = connection.getresponse()
+            return response.status, response.read(), response.getheader("Content-Type", "")
+        finally:
+            connection.close()
+
+    def healthy(self) -> bool:
+        status, body, _ = self.request("GET", "/healthz")
+        return status == 200 and json.loads(body)["status"] == "ok"
 
 
 def nothing_recorded(served: Served) -> bool:

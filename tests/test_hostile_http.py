@@ -7,12 +7,9 @@ and the raw sockets of the slow clients, are plain blocking code.
 """
 from __future__ import annotations
 
-import asyncio
-import http.client
 import json
 import re
 import socket
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,48 +21,10 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 import server.app
-from hostile import JSON_VALUES, Served, auth, nothing_recorded, relay_server, to_json
+from hostile import JSON_VALUES, Background, nothing_recorded, raw_auth, to_json
 from server.app import MAX_BODY
 
 FUZZ = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-
-
-class Background:
-    """A relay serving from a thread; `call(coro)` runs a coroutine on its loop."""
-
-    def __init__(self, tmp_path: Path, **runner_options: Any) -> None:
-        self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self._thread.start()
-        self._context = relay_server(tmp_path, lambda: None, runner_options)  # type: ignore[arg-type, return-value]
-        self.served: Served = self.call(self._context.__aenter__())
-        self.port = int(self.served.base.rsplit(":", 1)[1])
-        self.room, self.tokens = self.call(self.served.create_room())
-
-    def call(self, coro: Any, timeout: float = 30.0) -> Any:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
-
-    def close(self) -> None:
-        self.call(self._context.__aexit__(None, None, None))
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join(5)
-
-    def request(self, method: str, path: str, body: bytes | None = None,
-                headers: dict[str, str] | None = None, token: str | None = None) -> tuple[int, bytes, str]:
-        """(status, body, Content-Type); `token` presented as the pages do (`auth`)."""
-        if token is not None:
-            path += ("&" if "?" in path else "?") + urlencode(auth(token)["params"])
-        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=20)
-        try:
-            connection.request(method, path, body=body, headers=headers or {})
-            response = connection.getresponse()
-            return response.status, response.read(), response.getheader("Content-Type", "")
-        finally:
-            connection.close()
-
-    def healthy(self) -> bool:
-        status, body, _ = self.request("GET", "/healthz")
-        return status == 200 and json.loads(body)["status"] == "ok"
 
 
 @pytest.fixture
@@ -178,28 +137,34 @@ def _raw(port: int, data: bytes, read_timeout: float = 10.0) -> bytes:
         return answer
 
 
+def _post_offer(relay: Background) -> bytes:
+    """The start of a hand-written POST of the patient's offer, with its token: headers follow."""
+    path, lines = raw_auth(f"/api/rooms/{relay.room}/patient/offer", relay.tokens["patient"])
+    return "".join(f"{line}\r\n" for line in [f"POST {path} HTTP/1.1", "Host: x", *lines]).encode()
+
+
 def _status(answer: bytes) -> int:
     return int(answer.split(b" ", 2)[1]) if answer.startswith((b"HTTP/1.0 ", b"HTTP/1.1 ")) else 0
 
 
 def test_oversized_and_lying_requests_get_a_4xx(relay: Background) -> None:
-    offer = f"/api/rooms/{relay.room}/patient/offer?token={relay.tokens['patient']}"
+    post = _post_offer(relay)
     huge = b"x" * (MAX_BODY + 1)
     cases: list[tuple[str, bytes, set[int]]] = [
         ("header value of 100 KB", b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 100_000 + b"\r\n\r\n", {400, 431}),
         ("500 headers", b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + b"".join(b"X-%d: 1\r\n" % i for i in range(500)) + b"\r\n", {400, 431}),
         ("request line of 100 KB", b"GET /" + b"a" * 100_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", {400, 414, 431}),
         ("not HTTP", b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + bytes(200) + b"\r\n\r\n", {400}),
-        ("body over 64 KiB", f"POST {offer} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(huge)}\r\n\r\n".encode() + huge, {400}),
-        ("Content-Length says 64 KiB + 1, body short", f"POST {offer} HTTP/1.1\r\nHost: x\r\nContent-Length: {MAX_BODY + 1}\r\n\r\n{{}}".encode(), {400}),
+        ("body over 64 KiB", post + f"Content-Length: {len(huge)}\r\n\r\n".encode() + huge, {400}),
+        ("Content-Length says 64 KiB + 1, body short", post + f"Content-Length: {MAX_BODY + 1}\r\n\r\n{{}}".encode(), {400}),
         ("Content-Length smaller than the body",
-         f"POST {offer} HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}garbage".encode(), {400}),
-        ("negative Content-Length", f"POST {offer} HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n{{}}".encode(), {400}),
-        ("two Content-Lengths", f"POST {offer} HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nContent-Length: 9\r\n\r\n{{}}".encode(), {400}),
-        ("chunked body over 64 KiB", f"POST {offer} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n".encode()
+         post + f"Content-Length: 2\r\nConnection: close\r\n\r\n{{}}garbage".encode(), {400}),
+        ("negative Content-Length", post + f"Content-Length: -5\r\n\r\n{{}}".encode(), {400}),
+        ("two Content-Lengths", post + f"Content-Length: 2\r\nContent-Length: 9\r\n\r\n{{}}".encode(), {400}),
+        ("chunked body over 64 KiB", post + f"Transfer-Encoding: chunked\r\n\r\n".encode()
          + b"".join(b"4000\r\n" + b"x" * 0x4000 + b"\r\n" for _ in range(5)) + b"0\r\n\r\n", {400}),
-        ("bad chunk sizes", f"POST {offer} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n{{}}\r\n0\r\n\r\n".encode(), {400}),
-        ("nested 60 000 deep", f"POST {offer} HTTP/1.1\r\nHost: x\r\nContent-Length: 60000\r\n\r\n".encode() + b"[" * 60000, {400}),
+        ("bad chunk sizes", post + f"Transfer-Encoding: chunked\r\n\r\nzz\r\n{{}}\r\n0\r\n\r\n".encode(), {400}),
+        ("nested 60 000 deep", post + f"Content-Length: 60000\r\n\r\n".encode() + b"[" * 60000, {400}),
     ]
     for name, data, expected in cases:
         answer = _raw(relay.port, data)
@@ -213,9 +178,9 @@ def test_oversized_and_lying_requests_get_a_4xx(relay: Background) -> None:
 
 def test_a_body_that_never_comes_is_refused_in_time(relay: Background, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(server.app, "BODY_TIMEOUT_S", 1.0)
-    offer = f"/api/rooms/{relay.room}/patient/offer?token={relay.tokens['patient']}"
+    post = _post_offer(relay)
     start = time.monotonic()
-    answer = _raw(relay.port, f"POST {offer} HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{{\"type\":".encode(), 5.0)
+    answer = _raw(relay.port, post + f"Content-Length: 1000\r\n\r\n{{\"type\":".encode(), 5.0)
     assert _status(answer) == 408 and b"not received within" in answer, answer[:300]
     assert time.monotonic() - start < 3.0
 
