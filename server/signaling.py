@@ -82,6 +82,10 @@ def _check_offer(sdp: str) -> None:
         raise OfferError("not an SDP offer")
     if sdp.count("\nm=") > MAX_MEDIA_SECTIONS:
         raise OfferError(f"at most {MAX_MEDIA_SECTIONS} media sections")
+    # Said here, not as aiortc's "Failed to set remote video description send parameters".
+    videos = re.split(r"\r?\nm=", sdp)[1:]
+    if any(section.startswith("video") and not re.search(r"\na=rtpmap:\d+ VP8/90000", section, re.I) for section in videos):
+        raise OfferError("a video section without VP8: the relay's video is VP8 only (no H.264)")
 
 
 def _wire_patient(room: Room, session: Session, offer_sdp: str) -> RTCRtpTransceiver:
@@ -193,7 +197,12 @@ async def answer(room: Room, role: str, offer_sdp: str, config: RTCConfiguration
             raise OfferError(f"unusable offer: {err}") from err
         if sending.mid is None:
             raise OfferError("the offer has no video section")
-        await asyncio.wait_for(pc.setLocalDescription(await pc.createAnswer()), ANSWER_TIMEOUT_S)
+        try:
+            await asyncio.wait_for(pc.setLocalDescription(await pc.createAnswer()), ANSWER_TIMEOUT_S)
+        except asyncio.TimeoutError:
+            raise
+        except Exception as err:  # an offer aiortc applied but cannot answer ("Media sections in answer do not match offer")
+            raise OfferError(f"unusable offer: {err}") from err
     except BaseException:
         await session.close()
         raise
