@@ -67,7 +67,10 @@ class Session:
         self.closed = True
         for track in self.tracks:
             track.stop()
-        await self.pc.close()
+        try:
+            await self.pc.close()
+        except Exception:  # noqa: BLE001 - aiortc's close() of a connection a bad offer left half set up
+            log.exception("closing the %s's peer connection failed", self.role)
 
 
 def _vp8_only(transceiver: RTCRtpTransceiver) -> None:
@@ -82,6 +85,11 @@ def _check_offer(sdp: str) -> None:
         raise OfferError("not an SDP offer")
     if sdp.count("\nm=") > MAX_MEDIA_SECTIONS:
         raise OfferError(f"at most {MAX_MEDIA_SECTIONS} media sections")
+    # aiortc moves every bundled section onto the first mid's transport: a first mid that names
+    # no section leaves them all without one, and its createAnswer() and close() then fail.
+    bundle = re.search(r"\na=group:BUNDLE[ \t]+(\S+)", sdp)
+    if bundle and bundle.group(1) not in re.findall(r"\na=mid:(\S+)", sdp):
+        raise OfferError("the BUNDLE group's first mid names no media section")
     # Said here, not as aiortc's "Failed to set remote video description send parameters".
     videos = re.split(r"\r?\nm=", sdp)[1:]
     if any(section.startswith("video") and not re.search(r"\na=rtpmap:\d+ VP8/90000", section, re.I) for section in videos):

@@ -177,6 +177,8 @@ def test_absurd_offers_get_a_clear_400_or_an_answer(offers: Offers) -> None:
         status, answer = offers.post("patient", sdp)
         if name in ("only the session", "absurd codecs"):
             assert status == 400, (name, answer)
+    status, answer = offers.post("patient", re.sub(r"a=group:BUNDLE \S+", "a=group:BUNDLE 9", patient))
+    assert status == 400 and "BUNDLE" in answer["error"]  # was a 500, and a connection aiortc could not close
     status, answer = offers.post("patient", _with_first_media(patient, _candidates(5000)))
     assert status == 400 and "body larger than 64 KiB" in answer["error"]
     status, answer = offers.post("patient", patient + ("\r\n" + video) * MAX_MEDIA_SECTIONS)
