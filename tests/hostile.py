@@ -107,6 +107,7 @@ class Background:
 
     def close(self) -> None:
         self.call(self._context.__aexit__(None, None, None))
+        self.call(self.loop.shutdown_default_executor())  # as asyncio.run() does: its threads end
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(5)
 

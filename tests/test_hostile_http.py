@@ -39,6 +39,9 @@ def relay(tmp_path: Path) -> Iterator[Background]:
 def assert_refused_well(status: int, body: bytes, ctype: str, path: str, method: str = "GET") -> None:
     """Not a server error; a refused API request says why in JSON (HEAD: no body)."""
     assert status < 500, (status, path, body[:200])
+    if len(path) > 8190:  # aiohttp's own limit on the request line: its plain-text 400, before any route
+        assert status in (400, 414), status
+        return
     if status >= 400 and path.startswith("/api/") and method != "HEAD":
         assert "json" in ctype, (status, path, ctype, body[:200])
         error = json.loads(body)["error"]
