@@ -214,6 +214,7 @@ def test_a_corrupt_vp8_stream_never_reaches_the_doctor_and_leaks_nothing(tmp_pat
     async def scenario() -> None:
         async with relay_server(tmp_path) as served:
             await _storm(served, 60, seed=1)  # warms up: the masker, encoders, decoders
+            await threads_back_to(0, timeout=3.0)  # the warm-up room's threads end
             threads, pool, rss = _own_threads(), _pool_threads(), _rss_mb()
             decoded = served.relay.metrics.frames_in
             received = await _storm(served, 120, seed=2)
@@ -223,7 +224,7 @@ def test_a_corrupt_vp8_stream_never_reaches_the_doctor_and_leaks_nothing(tmp_pat
             status, health, _ = await served.request("GET", "/healthz")
             assert status == 200 and health["peers"] == 0 and health["rooms"] == 0
             await threads_back_to(0, timeout=3.0)  # let closed pools end their threads
-            assert _own_threads() == threads
+            assert set(_own_threads()) <= set(threads), (threads, _own_threads())
             assert _pool_threads() - pool <= min(32, (os.cpu_count() or 1) + 4)  # its max_workers
             # A guard against gross leaks (frames queued without bound: 1080p at 30 fps is ~190 MB/s),
             # not a proof of flatness: libvpx contexts at each new size and malloc's arenas make
