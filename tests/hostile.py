@@ -75,9 +75,10 @@ class Served:
 
 @contextlib.asynccontextmanager
 async def relay_server(tmp_path: Path, masker_factory: MaskerFactory = default_masker,
-                       runner_options: dict[str, Any] | None = None, **limits: float) -> AsyncIterator[Served]:
-    """The relay of `create_app` in this process (rooms' media here too, not in workers)."""
-    config = ServeConfig(recordings=tmp_path / "recordings", limits=Limits(**limits))
+                       runner_options: dict[str, Any] | None = None, room_workers: bool = False,
+                       **limits: float) -> AsyncIterator[Served]:
+    """The relay of `create_app`; rooms' media in this process unless `room_workers` (as `dmask serve`)."""
+    config = ServeConfig(recordings=tmp_path / "recordings", limits=Limits(**limits), room_workers=room_workers)
     app = create_app(config, masker_factory)
     runner = web.AppRunner(app, **(runner_options or {}))
     await runner.setup()

@@ -7,6 +7,7 @@ the thread count is back where it was.
 """
 from __future__ import annotations
 
+import asyncio
 import gc
 import json
 import re
@@ -22,7 +23,7 @@ from hypothesis import strategies as st
 
 from client.peer import Peer
 from dmask_rt.pipeline import FrameResult
-from hostile import Background, nothing_recorded, threads_back_to
+from hostile import Background, auth, nothing_recorded, relay_server, threads_back_to
 from server.app import MAX_BODY
 from server.signaling import MAX_MEDIA_SECTIONS
 
@@ -219,3 +220,25 @@ def test_failed_offers_leave_no_thread_or_connection_behind(offers: Offers) -> N
     assert offers.relay.served.relay.rooms.peers == 2
     assert offers.relay.call(threads_back_to(baseline)) <= baseline
     assert len(open_peer_connections()) == 2  # the two good ones, both sides' ends closed for the bad
+
+
+def test_bad_offers_to_a_room_worker_get_the_same_400(tmp_path: Path) -> None:
+    """`dmask serve` answers in each room's worker process: its refusals reach the page alike."""
+    async def scenario() -> None:
+        async with relay_server(tmp_path, room_workers=True) as served:
+            room, tokens = await served.create_room()
+            peer = Peer(served.base, room, "patient", tokens["patient"])
+            await peer.pc.setLocalDescription(await peer.pc.createOffer())
+            good = peer.pc.localDescription.sdp
+            await peer.close()
+            cases = {re.sub(r"a=group:BUNDLE \S+", "a=group:BUNDLE 9", good): "BUNDLE",
+                     good.replace("VP8/90000", "H264/90000"): "VP8 only",
+                     good.replace("a=mid:1", "a=mid:0"): "unusable offer"}
+            for sdp, reason in cases.items():
+                status, body, _ = await served.request("POST", f"/api/rooms/{room}/patient/offer",
+                                                       json={"type": "offer", "sdp": sdp}, **auth(tokens["patient"]))
+                assert status == 400 and reason in body["error"], (status, body)
+            status, health, _ = await served.request("GET", "/healthz")
+            assert status == 200 and health["peers"] == 0
+
+    asyncio.run(scenario())
