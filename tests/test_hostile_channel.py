@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 import server.exam
 from dmask_rt.exam.analysis import analyse
 from dmask_rt.exam.protocol import STEPS
-from dmask_rt.pipeline import FrameResult, Masker
+from dmask_rt.pipeline import Masker
 from hostile import JSON_VALUES, ODD_NUMBERS, to_json
 from server.exam import MAX_RUNS, RoomExam
 from server.media import Masked

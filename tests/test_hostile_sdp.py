@@ -121,7 +121,7 @@ def mutate(sdp: str, mutations: list[tuple[str, int, str]]) -> str:
     return "\r\n".join(lines)
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(role=st.sampled_from(["patient", "doctor"]), mutations=MUTATIONS)
 def test_mutated_and_truncated_real_offers(offers: Offers, role: str, mutations: list) -> None:
     status, _ = offers.post(role, mutate(offers.sdp[role], mutations))
