@@ -85,14 +85,16 @@ def _check_offer(sdp: str) -> None:
         raise OfferError("not an SDP offer")
     if sdp.count("\nm=") > MAX_MEDIA_SECTIONS:
         raise OfferError(f"at most {MAX_MEDIA_SECTIONS} media sections")
+    sections = re.split(r"\r?\nm=", sdp)[1:]
     # aiortc moves every bundled section onto the first mid's transport: a first mid that names
-    # no section leaves them all without one, and its createAnswer() and close() then fail.
-    bundle = re.search(r"\na=group:BUNDLE[ \t]+(\S+)", sdp)
-    if bundle and bundle.group(1) not in re.findall(r"\na=mid:(\S+)", sdp):
+    # no section (each section's last a=mid counts, as in aiortc) leaves them all without one,
+    # and its createAnswer() and close() then fail.
+    bundle = re.search(r"\na=group:BUNDLE[ \t]+(\S+)", sdp.split("\nm=")[0])
+    mids = [re.findall(r"\na=mid:(\S+)", section)[-1:] for section in sections]
+    if bundle and [bundle.group(1)] not in mids:
         raise OfferError("the BUNDLE group's first mid names no media section")
     # Said here, not as aiortc's "Failed to set remote video description send parameters".
-    videos = re.split(r"\r?\nm=", sdp)[1:]
-    if any(section.startswith("video") and not re.search(r"\na=rtpmap:\d+ VP8/90000", section, re.I) for section in videos):
+    if any(section.startswith("video") and not re.search(r"\na=rtpmap:\d+ VP8/90000", section, re.I) for section in sections):
         raise OfferError("a video section without VP8: the relay's video is VP8 only (no H.264)")
 
 
