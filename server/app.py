@@ -8,7 +8,7 @@ Routes (every `token` is a query parameter; API errors are JSON `{"error": "..."
     GET  /api/rooms/{id}/{role}/ice          the page's ICE servers (fresh TURN credentials) and policy
     GET  /api/rooms/{id}/{role}/events       server-sent events: {"type": "reconnect"} when the room's worker was lost
     POST /api/rooms/{id}/{role}/offer        {type: "offer", sdp} -> {type: "answer", sdp}
-                                             403 wrong token, 404 unknown room, 400 bad body, 503 full
+                                             403 wrong token, 404 unknown room, 400 bad body, 408 body too slow, 503 full
     POST /api/rooms/{id}/{role}/leave        that side hangs up
     DELETE /api/rooms/{id}                   the doctor ends the consultation
     POST /api/rooms/{id}/recording           doctor: {action: "start"|"stop", audio: bool}
