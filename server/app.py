@@ -10,7 +10,7 @@ otherwise, see `auth.py` for sign-in, sessions and CSRF):
     GET  /api/rooms/{id}/{role}/ice          the page's ICE servers (fresh TURN credentials) and policy
     GET  /api/rooms/{id}/{role}/events       server-sent events: {"type": "reconnect"} when the room's worker was lost
     POST /api/rooms/{id}/{role}/offer        {type: "offer", sdp} -> {type: "answer", sdp}
-                                             403 wrong token, 404 unknown room, 400 bad body, 503 full
+                                             403 wrong token, 404 unknown room, 400 bad body, 408 body too slow, 503 full
     POST /api/rooms/{id}/{role}/leave        that side hangs up
     DELETE /api/rooms/{id}                   [C] the doctor ends the consultation
     POST /api/rooms/{id}/recording           [C] doctor: {action: "start"|"stop", audio: bool}
@@ -76,6 +76,12 @@ ROOM_HEADER = "X-Room-Token"
 LINKS_CHANGED = ("links have changed: the token now follows '#' in the link (/room/ID/ROLE#TOKEN) and travels in the "
                  f"{ROOM_HEADER} header; ask for a new link")
 MAX_BODY = 64 * 1024
+#: A request body not complete after this long is refused (408): aiohttp itself waits for
+#: a body that a client announced and never sends (a slow or lying client) for ever.
+BODY_TIMEOUT_S = 10.0
+#: A connection without a complete request (headers) for this long is closed: aiohttp's
+#: keep-alive timer, which also drops a client that sends its headers byte by byte.
+IDLE_CONNECTION_S = 30.0
 #: Event streams per consultation (its two pages, and a few reloads not yet timed out),
 #: and how often an idle one sends a comment so proxies keep it open.
 MAX_EVENT_STREAMS = 8
@@ -133,6 +139,12 @@ async def _headers_and_json_errors(request: web.Request, handler: Any) -> web.St
         if not request.path.startswith("/api/"):
             raise
         response = _error(exc.status, exc.reason)
+    except OSError:
+        if not request.path.startswith("/static/"):
+            raise
+        # aiohttp's static route stats the name as given: one longer than the file system
+        # takes (ENAMETOOLONG) would be a 500.
+        raise web.HTTPNotFound() from None
     except Exception:
         if not request.path.startswith("/api/"):
             raise
@@ -207,12 +219,14 @@ class Relay:
         if request.content_length is not None and request.content_length > MAX_BODY:
             raise web.HTTPBadRequest(reason=f"body larger than {MAX_BODY // 1024} KiB")
         try:
-            body = await request.read()  # bounded by the app's client_max_size
+            body = await asyncio.wait_for(request.read(), BODY_TIMEOUT_S)  # bounded by the app's client_max_size
         except web.HTTPRequestEntityTooLarge:
             raise web.HTTPBadRequest(reason=f"body larger than {MAX_BODY // 1024} KiB") from None
+        except asyncio.TimeoutError:
+            raise web.HTTPRequestTimeout(reason=f"body not received within {BODY_TIMEOUT_S:g} s") from None
         try:
             data = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, RecursionError):  # RecursionError: "[[[[..." nested deeper than the parser goes
             raise web.HTTPBadRequest(reason="body is not JSON") from None
         if not isinstance(data, dict):
             raise web.HTTPBadRequest(reason="body is not a JSON object")
@@ -479,5 +493,5 @@ def serve(config: ServeConfig) -> None:
               file=sys.stderr, flush=True)
     web.run_app(
         app, host=config.host, port=config.port, ssl_context=ssl_context,
-        access_log_class=_PathOnlyAccessLogger, print=None,
+        access_log_class=_PathOnlyAccessLogger, print=None, keepalive_timeout=IDLE_CONNECTION_S,
     )

@@ -59,6 +59,12 @@ SCREEN_RANGES = {
 SOURCES = {"mm_per_px_source": ("card", "assumed"), "camera_source": ("confirmed", "assumed")}
 #: At most this many frames are kept (an hour at 30 fps): an exam left open ends there.
 MAX_FRAMES = 108_000
+#: At most this many step runs are kept (a page repeats and interrupts steps, but not a
+#: thousand times): a page flooding "step" events cannot grow the record without bound.
+MAX_RUNS = 1000
+#: The page's clock (`performance.now()` in seconds) is in [0, this]; any other `t` is
+#: ignored, so no page can push the record's times to +-inf (1e308 + 1e308).
+MAX_PAGE_TIME_S = 1e7
 LIVE_DRAWS = 50  # Monte Carlo draws of the figures after each step (the saved ones: analysis' default)
 
 Send = Callable[[str, dict[str, Any]], None]
@@ -91,7 +97,8 @@ class RoomExam:
         if action == "start" and self.state not in ("waiting", "running", "paused"):
             self._begin(list(range(len(STEPS))))
         elif action == "repeat" and self.state in ("done", "stopped") and self.record is not None:
-            steps = [i for i in message.get("steps", []) if isinstance(i, int) and 0 <= i < len(STEPS)]
+            asked = message.get("steps")
+            steps = [i for i in asked if _is_index(i)] if isinstance(asked, list) else []
             if steps:
                 self.state, self.message = "waiting", "Waiting for the patient to begin the repeated steps."
                 self._send("patient", {"type": "exam", "action": "start", "protocol": protocol_json(), "steps": steps})
@@ -128,7 +135,7 @@ class RoomExam:
             screen = _screen(message)
             if screen is not None:
                 self.record["screen"] = screen
-        elif event == "step" and _step_index(message) is not None:
+        elif event == "step" and _step_index(message) is not None and len(self._runs) < MAX_RUNS:
             self._end_run("interrupted", now)
             index = _step_index(message)
             self._current = {"index": index, "name": STEPS[index].name, "start_s": now, "end_s": None, "status": "running"}
@@ -174,8 +181,8 @@ class RoomExam:
 
     def _page_time(self, t: Any, now: float) -> float:
         """The page's time `t` in the exam's clock (page clock; `now` when the page gave none)."""
-        if not isinstance(t, (int, float)) or isinstance(t, bool) or not math.isfinite(t):
-            return now
+        if not isinstance(t, (int, float)) or isinstance(t, bool) or not 0 <= t <= MAX_PAGE_TIME_S:
+            return now  # also NaN; and no math.isfinite(), which raises on an int beyond float
         self._page_offset = min(self._page_offset, now - t)
         return float(t)
 
@@ -308,8 +315,8 @@ def _screen(message: dict[str, Any]) -> dict[str, Any] | None:
     screen: dict[str, Any] = {}
     for key, (low, high) in SCREEN_RANGES.items():
         value = message.get(key)
-        if not isinstance(value, (int, float)) or not math.isfinite(value) or not low <= value <= high:
-            return None
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not low <= value <= high:
+            return None  # NaN and inf fail the range too; math.isfinite() would raise on 10**400
         screen[key] = float(value)
     for key, allowed in SOURCES.items():
         if message.get(key) not in allowed:
@@ -318,10 +325,15 @@ def _screen(message: dict[str, Any]) -> dict[str, Any] | None:
     return screen
 
 
+def _is_index(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < len(STEPS)
+
+
 def _step_index(message: dict[str, Any]) -> int | None:
     index = message.get("index")
-    return index if isinstance(index, int) and not isinstance(index, bool) and 0 <= index < len(STEPS) else None
+    return index if _is_index(index) else None
 
 
 def _int(value: Any) -> int:
-    return int(value) if isinstance(value, (int, float)) and math.isfinite(value) else 0
+    """A page's pixel count for a message: 0 unless a number of sane size (NaN fails too)."""
+    return int(value) if isinstance(value, (int, float)) and -1e9 < value < 1e9 else 0

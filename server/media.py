@@ -24,6 +24,7 @@ import concurrent.futures
 import contextlib
 import fractions
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -52,6 +53,12 @@ STALE_S = 1.0      # no camera frame for this long: consumers show "waiting"
 DEFAULT_SIZE = (640, 480)
 CLOSEUP_POLL_S = 0.2  # a switched-off close-up track looks this often whether it is wanted
 WAITING_MESSAGE = "Waiting for the patient's camera"
+#: A camera frame beyond 1080p (by its pixel count or its longer side) is scaled down to fit
+#: before it is masked: a hostile patient's 8K (or VP8's 16383x16383) frames would otherwise
+#: be masked, and the avatar encoded for every consumer, at that size (~1.4 s and ~1 GB of
+#: libvpx per 8K frame). Browser cameras send 1080p at most: theirs are left as they are.
+MAX_CAMERA_PIXELS = 1920 * 1080
+MAX_CAMERA_SIDE = 1920
 
 
 @dataclass(frozen=True)
@@ -157,7 +164,7 @@ class MaskEngine:
                 self.failures += 1
                 if self.failures % 100 == 1:  # the first of a series, not 30 a second
                     log.exception("masking failed (%d times); sending the placeholder", self.failures)
-                masked = self._placeholder(frame.width, frame.height, received)
+                masked = self._placeholder(*bounded_size(frame.width, frame.height), received)
             await self._publish(replace(masked, input_pts=frame.pts))
 
     def _mask(self, frame: av.VideoFrame, received: float) -> Masked:
@@ -165,7 +172,8 @@ class MaskEngine:
         masker = self._ensure_masker()
         masker.closeup_size = self.closeup_size
         t0 = time.perf_counter()
-        rgb = frame.to_ndarray(format="rgb24")
+        width, height = bounded_size(frame.width, frame.height)
+        rgb = frame.to_ndarray(format="rgb24", width=width, height=height)
         convert_ms = (time.perf_counter() - t0) * 1e3
         result = masker.process(rgb)
         timings = {"convert": convert_ms, **result.timings_ms}
@@ -251,6 +259,14 @@ class MaskEngine:
         if self._masker is not None:
             self._masker.close()
             self._masker = None
+
+
+def bounded_size(width: int, height: int) -> tuple[int, int]:
+    """(width, height) scaled down, aspect kept, to within MAX_CAMERA_PIXELS and MAX_CAMERA_SIDE."""
+    scale = min(1.0, math.sqrt(MAX_CAMERA_PIXELS / (width * height)), MAX_CAMERA_SIDE / max(width, height))
+    if scale == 1.0:
+        return width, height
+    return max(2, int(width * scale) // 2 * 2), max(2, int(height * scale) // 2 * 2)
 
 
 class MaskedVideoTrack(MediaStreamTrack):

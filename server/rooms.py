@@ -262,7 +262,7 @@ class Room:
             return
         try:
             message = json.loads(data)
-        except ValueError:
+        except (ValueError, RecursionError):  # "[[[[..." deeper than the parser recurses
             return
         if not isinstance(message, dict):
             return

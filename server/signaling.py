@@ -67,7 +67,10 @@ class Session:
         self.closed = True
         for track in self.tracks:
             track.stop()
-        await self.pc.close()
+        try:
+            await self.pc.close()
+        except Exception:  # noqa: BLE001 - aiortc's close() of a connection a bad offer left half set up
+            log.exception("closing the %s's peer connection failed", self.role)
 
 
 def _vp8_only(transceiver: RTCRtpTransceiver) -> None:
@@ -82,6 +85,17 @@ def _check_offer(sdp: str) -> None:
         raise OfferError("not an SDP offer")
     if sdp.count("\nm=") > MAX_MEDIA_SECTIONS:
         raise OfferError(f"at most {MAX_MEDIA_SECTIONS} media sections")
+    sections = re.split(r"\r?\nm=", sdp)[1:]
+    # aiortc moves every bundled section onto the first mid's transport: a first mid that names
+    # no section (each section's last a=mid counts, as in aiortc) leaves them all without one,
+    # and its createAnswer() and close() then fail.
+    bundle = re.search(r"\na=group:BUNDLE[ \t]+(\S+)", sdp.split("\nm=")[0])
+    mids = [re.findall(r"\na=mid:(\S+)", section)[-1:] for section in sections]
+    if bundle and [bundle.group(1)] not in mids:
+        raise OfferError("the BUNDLE group's first mid names no media section")
+    # Said here, not as aiortc's "Failed to set remote video description send parameters".
+    if any(section.startswith("video") and not re.search(r"\na=rtpmap:\d+ VP8/90000", section, re.I) for section in sections):
+        raise OfferError("a video section without VP8: the relay's video is VP8 only (no H.264)")
 
 
 def _wire_patient(room: Room, session: Session, offer_sdp: str) -> RTCRtpTransceiver:
@@ -193,7 +207,12 @@ async def answer(room: Room, role: str, offer_sdp: str, config: RTCConfiguration
             raise OfferError(f"unusable offer: {err}") from err
         if sending.mid is None:
             raise OfferError("the offer has no video section")
-        await asyncio.wait_for(pc.setLocalDescription(await pc.createAnswer()), ANSWER_TIMEOUT_S)
+        try:
+            await asyncio.wait_for(pc.setLocalDescription(await pc.createAnswer()), ANSWER_TIMEOUT_S)
+        except asyncio.TimeoutError:
+            raise
+        except Exception as err:  # an offer aiortc applied but cannot answer ("Media sections in answer do not match offer")
+            raise OfferError(f"unusable offer: {err}") from err
     except BaseException:
         await session.close()
         raise
