@@ -23,11 +23,11 @@ step is shown again from its start when the patient continues.
 
 Frames are kept (their fitted parameters, never pixels) from the exam's start to its end.
 After every step the figures are computed again on a thread (`dmask_rt.exam.analysis`) and
-sent to the doctor. When the exam ends -- done, stopped by either side, the patient gone,
-the room closed -- what was measured is saved into the room's recordings directory: the
-exam record (`exam-<time>.json`), its frames (`.params.jsonl`, as `dmask mask --params`),
-the results (`.results.json`) and the report (`.report.html`); `dmask exam` recomputes the
-last two from the first two.
+sent to the doctor, after the record (`exam-<time>.json`) and its frames (`.params.jsonl`,
+as `dmask mask --params`) as they stand are written into the room's recordings directory:
+a crash mid-exam keeps every finished step. When the exam ends -- done, stopped by either
+side, the patient gone, the room closed -- the results (`.results.json`) and the report
+(`.report.html`) join them; `dmask exam` recomputes the last two from the first two.
 """
 from __future__ import annotations
 
@@ -210,6 +210,8 @@ class RoomExam:
         record, rows = self.record_now(), list(self.rows)
         loop = asyncio.get_running_loop()
         try:
+            # What was measured so far goes to disk first: a crash of this process keeps it.
+            await loop.run_in_executor(self._executor, _write_measured, self.directory, record, rows)
             self.results = await loop.run_in_executor(self._executor, _analyse, record, rows)
         except Exception:  # noqa: BLE001 - figures failing must not end the consultation
             log.exception("exam analysis failed")
@@ -283,32 +285,43 @@ def _analyse(record: dict[str, Any], rows: list[dict[str, Any]], final: bool = F
     return analyse(record, rows) if final else analyse(record, rows, draws=LIVE_DRAWS, traces=False)
 
 
-def _save(directory: Path, record: dict[str, Any], rows: list[dict[str, Any]]) -> tuple[dict[str, Any], list[str]]:
-    """Write the record, its frames, results and report (each appears complete or not at all)."""
-    from dmask_rt.exam.report import report_html
-
+def _write_measured(directory: Path, record: dict[str, Any], rows: list[dict[str, Any]]) -> list[str]:
+    """Write the record and its frames as they stand (each file appears complete or not at all)."""
     directory.mkdir(parents=True, exist_ok=True)
-    stem = record["params_file"].removesuffix(".params.jsonl")
     log_ = ParamLog(directory / record["params_file"], Masker.PARAM_NAMES)
     with log_:
         for row in rows:
             params = None if not row["face_found"] else {k: row[k] for k in Masker.PARAM_NAMES}
             log_.write(row["frame"], row["time"], row["face_found"], params)
+    name = record["params_file"].removesuffix(".params.jsonl") + ".json"
+    _write_text(directory / name, json.dumps(record, indent=1))
+    return [record["params_file"], name]
+
+
+def _save(directory: Path, record: dict[str, Any], rows: list[dict[str, Any]]) -> tuple[dict[str, Any], list[str]]:
+    """Write the record, its frames, results and report."""
+    from dmask_rt.exam.report import report_html
+
+    names = _write_measured(directory, record, rows)
+    stem = record["params_file"].removesuffix(".params.jsonl")
     results = _analyse(record, rows, final=True)
     texts = {
-        f"{stem}.json": json.dumps(record, indent=1),
         f"{stem}.results.json": json.dumps(results, indent=1, allow_nan=False),
         f"{stem}.report.html": report_html(results, record),
     }
     for name, text in texts.items():
-        out = AtomicFile(directory / name)
-        try:
-            out.tmp.write_text(text, encoding="utf-8")
-        except BaseException:
-            out.discard()
-            raise
-        out.commit()
-    return results, [record["params_file"], *texts]
+        _write_text(directory / name, text)
+    return results, [*names, *texts]
+
+
+def _write_text(path: Path, text: str) -> None:
+    out = AtomicFile(path)
+    try:
+        out.tmp.write_text(text, encoding="utf-8")
+    except BaseException:
+        out.discard()
+        raise
+    out.commit()
 
 
 def _screen(message: dict[str, Any]) -> dict[str, Any] | None:

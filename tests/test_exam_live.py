@@ -228,3 +228,28 @@ def test_steps_are_timed_by_the_pages_clock_not_by_when_its_messages_arrive(tmp_
     assert [s["start_s"] for s in steps] == pytest.approx([1.02, 4.02, 7.02], abs=1e-3)
     assert [s["end_s"] - s["start_s"] for s in steps] == pytest.approx([3.0, 3.0, 3.0], abs=1e-3)
     assert t0 + steps[0]["start_s"] == pytest.approx(page + 500.0 + 1.02, abs=1e-3)
+
+
+def test_what_was_measured_is_on_disk_after_each_step(tmp_path: Path, face: GenericFace) -> None:
+    """A crash mid-exam (this process killed) keeps every finished step: the record and its
+    frames are written after each one, and `dmask exam` reads them."""
+    async def scenario() -> RoomExam:
+        clock = Clock()
+        exam = RoomExam(tmp_path, Pages(), clock)
+        exam.doctor({"type": "exam", "action": "start"})
+        exam.patient({"type": "exam", **SCREEN})
+        for index in range(3):
+            await run_steps(exam, clock, face, [index])
+            await exam._analysis   # this step's writing and figures
+        return exam
+
+    exam = asyncio.run(scenario())
+    assert exam.state == "running" and not exam.files  # nothing ended
+    stem = exam.record["params_file"].removesuffix(".params.jsonl")
+    record = json.loads((tmp_path / f"{stem}.json").read_text())
+    assert [s["status"] for s in record["steps"]] == ["done"] * 3
+    assert len((tmp_path / exam.record["params_file"]).read_text().splitlines()) == len(exam.rows)
+    assert dmask_main(["exam", str(tmp_path / f"{stem}.json"), "--json", str(tmp_path / "r.json"),
+                       "--html", str(tmp_path / "r.html")]) == 0
+    statuses = {s["name"]: s["status"] for s in json.loads((tmp_path / "r.json").read_text())["steps"]}
+    assert statuses["calibration_left"] == "measured" and statuses["calibration_up"] == "not reached"
