@@ -226,5 +226,5 @@ def test_slow_and_idle_clients_do_not_stop_the_relay_and_are_dropped(tmp_path: P
 def test_serve_sets_the_idle_connection_limit(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     seen: dict[str, Any] = {}
     monkeypatch.setattr(server.app.web, "run_app", lambda app, **options: seen.update(options))
-    server.app.serve(server.app.ServeConfig(recordings=tmp_path))
+    server.app.serve(server.app.ServeConfig(recordings=tmp_path / "recordings", data=tmp_path / "data"))
     assert seen["keepalive_timeout"] == server.app.IDLE_CONNECTION_S <= 60
