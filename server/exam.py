@@ -90,6 +90,7 @@ class RoomExam:
         self._runs: list[dict[str, Any]] = []  # every step run, in the page's clock
         self._page_offset = math.inf  # relay clock - page clock, least delayed message
         self._analysis: asyncio.Task[None] | None = None
+        self._saving: asyncio.Task[None] | None = None
 
     # --- the doctor ----------------------------------------------------------------------
     def doctor(self, message: dict[str, Any]) -> None:
@@ -117,7 +118,7 @@ class RoomExam:
         self.record = {
             "format": "dmask-exam", "version": 1,
             "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "protocol": protocol_json(), "screen": None, "steps": [],
+            "protocol": protocol_json(), "screen": None,
             "params_file": f"exam-{stamp}.params.jsonl",
         }
         self.rows, self.results, self.files, self._current, self._runs = [], None, [], None, []
@@ -222,7 +223,7 @@ class RoomExam:
         self._end_run("stopped" if state == "stopped" else "done", self._now() - self._offset() if at is None else at)
         self.state, self.message = state, message
         if self.record is not None:
-            asyncio.ensure_future(self._save())
+            self._saving = asyncio.ensure_future(self._save())
 
     async def _save(self) -> None:
         record, rows = self.record_now(), list(self.rows)
@@ -251,11 +252,10 @@ class RoomExam:
 
     async def close(self) -> None:
         """The room is closing: an exam in progress ends, and its files are written."""
-        if self.state in ("waiting", "running", "paused") and self.record is not None:
-            self._end_run("stopped", self._now() - self._offset())
-            self.state = "stopped"
-            loop = asyncio.get_running_loop()
-            await loop.run_in_executor(self._executor, _save, self.directory, self.record_now(), list(self.rows))
+        if self.state in ("waiting", "running", "paused"):
+            self._finish("stopped", "The consultation ended during the examination.")
+        if self._saving is not None:
+            await self._saving
         self._executor.shutdown(wait=False)
 
 

@@ -98,7 +98,7 @@ def _check_offer(sdp: str) -> None:
         raise OfferError("a video section without VP8: the relay's video is VP8 only (no H.264)")
 
 
-def _wire_patient(room: Room, session: Session, offer_sdp: str) -> RTCRtpTransceiver:
+def _wire_patient(room: Room, session: Session) -> RTCRtpTransceiver:
     pc = session.pc
     masked = room.engine.track()
     camera = pc.addTransceiver(masked, "sendrecv")
@@ -110,7 +110,8 @@ def _wire_patient(room: Room, session: Session, offer_sdp: str) -> RTCRtpTransce
     return camera
 
 
-def _wire_doctor(room: Room, session: Session, offer_sdp: str) -> RTCRtpTransceiver:
+def _wire_doctor(room: Room, session: Session, closeup: bool) -> RTCRtpTransceiver:
+    """`closeup`: the page offers the close-up's section (aiortc cannot leave a transceiver unused)."""
     pc = session.pc
     masked = room.engine.track()
     video = pc.addTransceiver(masked, "sendonly")
@@ -118,7 +119,7 @@ def _wire_doctor(room: Room, session: Session, offer_sdp: str) -> RTCRtpTranscei
     pc.addTransceiver(patient_audio, "sendrecv")
     pc.addTransceiver("video", "recvonly")
     session.tracks += [masked, patient_audio]
-    if offer_sdp.count("\nm=video") >= 3:  # a page with the close-up (aiortc cannot leave a transceiver unused)
+    if closeup:
         closeup = room.engine.closeup_track()
         pc.addTransceiver(closeup, "sendonly")
         session.tracks.append(closeup)
@@ -195,7 +196,10 @@ async def answer(room: Room, role: str, offer_sdp: str, config: RTCConfiguration
             await room.leave(session)
 
     try:
-        sending = (_wire_patient if role == "patient" else _wire_doctor)(room, session, offer_sdp)
+        if role == "patient":
+            sending = _wire_patient(room, session)
+        else:
+            sending = _wire_doctor(room, session, closeup=offer_sdp.count("\nm=video") >= 3)
         if frame_reports and role == "doctor":
             sending.sender.track.on_frame = lambda report: session.send({"type": "frame", **report})
         for transceiver in pc.getTransceivers():

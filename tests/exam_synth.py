@@ -15,13 +15,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from dmask_rt.exam.geometry import Screen, head_rotation, target_point
+from dmask_rt.exam.geometry import Screen, target_point
 from dmask_rt.exam.protocol import STEPS, Step, protocol_json
 from dmask_rt.measure.alignment import fixation_angles
 from dmask_rt.measure.frame import MEASURE_NAMES
 from dmask_rt.model.eyeball import IRIS_DEPTH_MM
 from dmask_rt.model.generic_face import N_EXPRESSION, GenericFace
-from dmask_rt.model.params import param_names
+from dmask_rt.model.params import head_rotation, param_names
 
 FPS = 30.0
 GAP_S = 0.3  # between steps: the live side's transition

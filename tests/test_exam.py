@@ -19,13 +19,14 @@ from exam_synth import PARAM_NAMES, Patient, esotropia, exam, reading, schedule
 from dmask_rt.cli import main
 from dmask_rt.exam.analysis import analyse
 from dmask_rt.exam.calibration import FAILED, GENERIC_GAIN_SD, fit_gain, gain_failure, visual_axis
-from dmask_rt.exam.geometry import Screen, head_rotation, target_point
+from dmask_rt.exam.geometry import Screen, target_point
 from dmask_rt.exam.live import calibrated_values, eye_model
 from dmask_rt.exam.report import report_html
 from dmask_rt.exam.protocol import STEPS
 from dmask_rt.measure.alignment import fixation_angles
 from dmask_rt.model.eyeball import IRIS_DEPTH_MM
 from dmask_rt.model.generic_face import GenericFace
+from dmask_rt.model.params import euler_angles, head_rotation
 from dmask_rt.paramlog import ParamLog, read_params
 
 ET_PRIMARY_PD = 100 * math.tan(math.radians(10))  # 17.6
@@ -94,6 +95,8 @@ def test_target_place_and_fixation_angles() -> None:
     translations, point = np.array([p[3] for p in poses]), np.array([30.0, 120.0, 0.0])
     batched = fixation_angles(face, rotations, translations, point)
     assert np.allclose(batched, [fixation_angles(face, rotations[i], translations[i], point) for i in range(2)])
+    for rotation in rotations:  # the logged angles give back the rotation they came from
+        assert np.allclose(head_rotation(*np.degrees(euler_angles(rotation))), rotation)
 
 
 def test_eye_model_round_trip_and_gain_fit() -> None:

@@ -49,7 +49,8 @@ from ..measure.blinks import blink_rate_per_minute, lid_events
 from ..measure.series import MeasureSeries, _plain, nystagmus_verdict
 from ..model.generic_face import GenericFace
 from . import calibration, cover, lids, uncertainty
-from .geometry import Screen, head_rotation, target_point
+from ..model.params import head_rotation
+from .geometry import Screen, target_point
 from .protocol import CENTRE, Step, protocol_json
 from .steps import MIN_FRAMES, Frames, StepRun, nan_ok, step_runs
 

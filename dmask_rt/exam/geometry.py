@@ -23,7 +23,7 @@ The angles at which each eye looks at a target follow from the fitted head pose,
 is R C_e + t, the direction to the target in the head frame R^T (T - (R C_e + t)), and
 its horizontal and vertical angles are those the avatar's eye would have to point at it.
 The head rotation is rebuilt from the logged angles, R = Rz(roll) Ry(yaw) Rx(pitch)
-(`model/params.euler_angles`).
+(`model/params.head_rotation`, the inverse of `euler_angles`).
 """
 from __future__ import annotations
 
@@ -76,14 +76,3 @@ def target_point(
     y = screen.camera_y_mm + np.asarray(camera_dy_mm, float) + np.asarray(v, float) * screen.height_px * mm
     x, y = np.broadcast_arrays(x, y)
     return np.stack([x, y, np.zeros_like(x)], axis=-1)
-
-
-def head_rotation(yaw_deg: np.ndarray, pitch_deg: np.ndarray, roll_deg: np.ndarray) -> np.ndarray:
-    """(..., 3, 3) R = Rz(roll) Ry(yaw) Rx(pitch) from the logged angles (degrees)."""
-    y, p, r = (np.radians(np.asarray(a, float)) for a in (yaw_deg, pitch_deg, roll_deg))
-    cy, sy, cp, sp, cr, sr = np.cos(y), np.sin(y), np.cos(p), np.sin(p), np.cos(r), np.sin(r)
-    return np.stack([
-        np.stack([cr * cy, cr * sy * sp - sr * cp, cr * sy * cp + sr * sp], axis=-1),
-        np.stack([sr * cy, sr * sy * sp + cr * cp, sr * sy * cp - cr * sp], axis=-1),
-        np.stack([-sy, cy * sp, cy * cp], axis=-1),
-    ], axis=-2)

@@ -47,6 +47,18 @@ def euler_angles(rotation: np.ndarray) -> tuple[float, float, float]:
     return yaw, pitch, roll
 
 
+def head_rotation(yaw_deg: np.ndarray, pitch_deg: np.ndarray, roll_deg: np.ndarray) -> np.ndarray:
+    """(..., 3, 3) R = Rz(roll) Ry(yaw) Rx(pitch) from the logged angles in degrees: the inverse of
+    `euler_angles`, batched."""
+    y, p, r = (np.radians(np.asarray(a, float)) for a in (yaw_deg, pitch_deg, roll_deg))
+    cy, sy, cp, sp, cr, sr = np.cos(y), np.sin(y), np.cos(p), np.sin(p), np.cos(r), np.sin(r)
+    return np.stack([
+        np.stack([cr * cy, cr * sy * sp - sr * cp, cr * sy * cp + sr * sp], axis=-1),
+        np.stack([sr * cy, sr * sy * sp + cr * cp, sr * sy * cp - cr * sp], axis=-1),
+        np.stack([-sy, cy * sp, cy * cp], axis=-1),
+    ], axis=-2)
+
+
 @dataclass
 class AvatarParams:
     rotation: np.ndarray     # (3, 3) head frame -> camera frame

@@ -160,7 +160,6 @@ export class PatientExam {
       if (t <= t0) { [u, v] = [u0, v0]; break; }
       if (t <= t1) { const a = t1 > t0 ? (t - t0) / (t1 - t0) : 1; [u, v] = [u0 + a * (u1 - u0), v0 + a * (v1 - v0)]; break; }
     }
-    if (path.length === 1) [u, v] = [path[0][1], path[0][2]];
     this.target.style.left = `${u * 100}%`;
     this.target.style.top = `${v * 100}%`;
   }
