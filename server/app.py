@@ -56,7 +56,7 @@ from .accounts import Accounts
 from .auth import CLINICIAN, Auth, clinician_only, own_origin
 from .db import open_db
 from .media import MaskerFactory, default_masker
-from .metrics import Metrics
+from .metrics import Metrics, count_errors
 from .recording import NAME_RE, recover
 from .rooms import ROLES, LimitReached, Limits, MediaSettings, Room, RoomLike, RoomRegistry
 from .store import RoomStore
@@ -472,6 +472,7 @@ def create_app(config: ServeConfig | None = None, masker_factory: MaskerFactory 
     app.on_startup.append(on_startup)
     app.on_shutdown.append(on_shutdown)
     app.on_cleanup.append(on_cleanup)
+    count_errors(app, relay.metrics)
     return app
 
 

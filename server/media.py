@@ -36,7 +36,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from dmask_rt.render.placeholder import placeholder_frame
 
-from .metrics import Metrics
+from .metrics import FREEZE_S, Metrics
 
 if TYPE_CHECKING:
     from dmask_rt.pipeline import FrameResult
@@ -111,6 +111,7 @@ class MaskEngine:
         self._seq = 0
         self.latest: Masked | None = None
         self.last_frame_at = 0.0
+        self.source_since: float | None = None  # the attached camera's first frame
         self.failures = 0
         self.closed = False
         #: (width, height) of the eye close-up to render with each frame; None: none (no cost).
@@ -124,6 +125,7 @@ class MaskEngine:
     def attach(self, track: MediaStreamTrack) -> None:
         """Mask frames of `track` from now on (a reconnecting patient brings a new one)."""
         self.detach()
+        self.source_since = None
         self._source_task = asyncio.ensure_future(self._drain(track))
         if self._worker_task is None:
             self.preload()  # while ICE connects, if not done before
@@ -142,6 +144,8 @@ class MaskEngine:
                 frame = await track.recv()
                 now = time.monotonic()
                 self.last_frame_at = now
+                if self.source_since is None:
+                    self.source_since = now
                 self._metrics.frame_in()
                 if self._mailbox is not None:
                     self._metrics.dropped()
@@ -292,6 +296,7 @@ class MaskedVideoTrack(MediaStreamTrack):
         self._last_return = 0.0
         self._size = DEFAULT_SIZE
         self._fresh: Masked | None = None  # the new result the next frame carries, if any
+        self._fresh_at = 0.0                # when the last one was taken
         self.face_found = False
         # Opt-in per-frame reports (times and ids, never pixels): how the latency harness
         # matches each frame its doctor receives to the camera frame it came from.
@@ -352,12 +357,22 @@ class MaskedVideoTrack(MediaStreamTrack):
             return placeholder_frame(*self._size, WAITING_MESSAGE)
         if masked.seq != self._seq:
             # In the relay: camera frame received -> its avatar handed to this encoder.
-            self._metrics.stage(self.stage_prefix + "relay_latency", (time.monotonic() - masked.received) * 1e3)
-            self._fresh = masked
+            now = time.monotonic()
+            self._metrics.stage(self.stage_prefix + "relay_latency", (now - masked.received) * 1e3)
+            self._count_freeze(now)
+            self._fresh, self._fresh_at = masked, now
         self._seq = masked.seq
         self.face_found = masked.face_found
         assert picture is not None
         return picture
+
+    def _count_freeze(self, now: float) -> None:
+        """A gap of over FREEZE_S between new avatar frames while one camera kept sending
+        (not a patient away and back) is a freeze the doctor saw."""
+        since = self._engine.source_since
+        if (not self.stage_prefix and self._fresh_at and now - self._fresh_at > FREEZE_S
+                and since is not None and since <= self._fresh_at):
+            self._metrics.freeze()
 
     def _next_pts(self) -> int:
         now = time.monotonic()

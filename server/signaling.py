@@ -26,6 +26,7 @@ import re
 import json
 from typing import TYPE_CHECKING, Any
 
+from aiortc import sdp as aiortc_sdp
 from aiortc import RTCConfiguration, RTCDataChannel, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamTrack
 from aiortc.rtcrtptransceiver import RTCRtpTransceiver
@@ -81,20 +82,30 @@ def _vp8_only(transceiver: RTCRtpTransceiver) -> None:
 
 
 def _check_offer(sdp: str) -> None:
+    """Refuse, with a clear reason, offers that aiortc would half apply.
+
+    The offer is read by aiortc's own SDP parser, so the checks see the mids and codecs
+    exactly as `setRemoteDescription` will.
+    """
     if not sdp.startswith("v=0"):
         raise OfferError("not an SDP offer")
     if sdp.count("\nm=") > MAX_MEDIA_SECTIONS:
         raise OfferError(f"at most {MAX_MEDIA_SECTIONS} media sections")
-    sections = re.split(r"\r?\nm=", sdp)[1:]
-    # aiortc moves every bundled section onto the first mid's transport: a first mid that names
-    # no section (each section's last a=mid counts, as in aiortc) leaves them all without one,
-    # and its createAnswer() and close() then fail.
-    bundle = re.search(r"\na=group:BUNDLE[ \t]+(\S+)", sdp.split("\nm=")[0])
-    mids = [re.findall(r"\na=mid:(\S+)", section)[-1:] for section in sections]
-    if bundle and [bundle.group(1)] not in mids:
-        raise OfferError("the BUNDLE group's first mid names no media section")
+    try:
+        description = aiortc_sdp.SessionDescription.parse(sdp)
+    except Exception as err:  # noqa: BLE001 - its parser asserts, and raises KeyError, ValueError...
+        raise OfferError(f"unusable offer: {err!r}") from err
+    # aiortc moves every bundled section onto the transport of the first mid's section; that
+    # section must be one aiortc gives a transport (audio, video, or the first data section),
+    # else they are all left without one and its createAnswer() and close() fail.
+    with_transport = [m.rtp.muxId for m in description.media if m.kind in ("audio", "video")]
+    with_transport += [m.rtp.muxId for m in description.media if m.kind == "application"][:1]
+    bundle = next((g for g in description.group if g.semantic == "BUNDLE" and g.items), None)
+    if bundle is not None and bundle.items[0] not in with_transport:
+        raise OfferError("the BUNDLE group's first mid names no audio, video or data section")
     # Said here, not as aiortc's "Failed to set remote video description send parameters".
-    if any(section.startswith("video") and not re.search(r"\na=rtpmap:\d+ VP8/90000", section, re.I) for section in sections):
+    if any(m.kind == "video" and not any(c.mimeType.lower() == "video/vp8" and c.clockRate == 90000 for c in m.rtp.codecs)
+           for m in description.media):
         raise OfferError("a video section without VP8: the relay's video is VP8 only (no H.264)")
 
 

@@ -45,7 +45,7 @@ from aiohttp import web
 
 from . import ice, jitter, signaling
 from .media import MaskerFactory
-from .metrics import Metrics
+from .metrics import Metrics, count_errors
 from .recording import recover
 from .rooms import ROLES, MediaSettings, Room, role_for
 
@@ -366,6 +366,7 @@ def worker_app(settings: WorkerSettings, done: asyncio.Event) -> web.Application
         await room.close(ended=False)
 
     app.on_shutdown.append(on_shutdown)
+    count_errors(app, metrics)
     return app
 
 

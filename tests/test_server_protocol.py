@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import re
 import stat
 import time
@@ -32,7 +33,7 @@ from server import ice, jitter, tls
 from server.app import RELAY, ROOM_HEADER, Relay, ServeConfig, create_app
 from server.auth import CSRF_HEADER
 from server.media import MAX_FPS, MaskedVideoTrack, MaskEngine, MaskerFactory, default_masker
-from server.metrics import Metrics
+from server.metrics import ErrorCount, Metrics
 from server.relay import FrameRelay, RelayTrack
 from server.rooms import Limits
 from server.signaling import munge_answer
@@ -220,7 +221,8 @@ def test_healthz_and_metrics_parse(tmp_path: Path) -> None:
             assert match, line
             samples[match.group(1) + (match.group(2) or "")] = float(match.group(3))
         for name in ("dmask_rooms", "dmask_sessions", "dmask_frames_in_total", "dmask_frames_out_total",
-                     "dmask_frames_in_per_second", "dmask_frames_out_per_second", "dmask_frames_dropped_total"):
+                     "dmask_frames_in_per_second", "dmask_frames_out_per_second", "dmask_frames_dropped_total",
+                     "dmask_freezes_total", "dmask_errors_total"):
             assert name in samples, name
         assert samples["dmask_rooms"] == 1
 
@@ -515,6 +517,65 @@ def test_masked_track_never_raises_and_drops_stale_frames() -> None:
     sizes = {(f.width, f.height) for f in frames}
     assert {(640, 360), (322, 182)} <= sizes   # follows the camera's size changes
     assert metrics.frames_dropped > 0 and metrics.frames_in == sent  # the worker skipped stale frames
+
+
+class _StallingCamera(_Camera):
+    """Frames at ~60 fps, with a stall of `stall_s` after frame 20."""
+
+    def __init__(self, stall_s: float) -> None:
+        super().__init__([(320, 240)])
+        self.stall_s = stall_s
+
+    async def recv(self) -> av.VideoFrame:
+        if self.count == 20:
+            await asyncio.sleep(self.stall_s)
+        return await super().recv()
+
+
+class _QuickMasker(_FlakyMasker):
+    def process(self, rgb: np.ndarray) -> FrameResult:
+        return FrameResult(np.full_like(rgb, 50), True, None)
+
+
+def test_freezes_count_a_stalled_camera_not_a_patient_who_left() -> None:
+    async def doctor_for(seconds: float, engine: MaskEngine, track: MaskedVideoTrack) -> None:
+        start = time.monotonic()
+        while time.monotonic() - start < seconds:
+            await track.recv()
+
+    async def scenario() -> tuple[int, int]:
+        counts = []
+        for stall_s, rejoin in ((0.8, False), (0.3, False), (0.0, True)):
+            metrics = Metrics()
+            engine = MaskEngine(metrics, _QuickMasker)
+            engine.attach(_StallingCamera(stall_s))
+            track = MaskedVideoTrack(engine)
+            await doctor_for(1.5, engine, track)
+            if rejoin:   # the patient leaves for 1 s, then a new camera: no freeze
+                engine.detach()
+                await doctor_for(1.0, engine, track)
+                engine.attach(_StallingCamera(0.0))
+                await doctor_for(1.0, engine, track)
+            await engine.close()
+            counts.append(metrics.freezes)
+        return counts
+
+    assert run(scenario()) == [1, 0, 0]
+
+
+def test_logged_errors_are_counted_in_metrics(tmp_path: Path) -> None:
+    async def scenario() -> tuple[float, float]:
+        async with relay_server(tmp_path) as server:
+            values = []
+            for _ in range(2):
+                status, text = await server.request("GET", "/metrics")
+                values.append(float(re.search(r"^dmask_errors_total (\S+)$", text, re.M).group(1)))
+                logging.getLogger("server.test").error("a test error")
+            return values
+
+    before, after = run(scenario())
+    assert after == before + 1
+    assert not any(isinstance(h, ErrorCount) for h in logging.getLogger().handlers)  # removed with the app
 
 
 def test_masked_track_sends_the_placeholder_when_anything_fails() -> None:
