@@ -339,7 +339,8 @@ def cmd_latency(args: argparse.Namespace) -> int:
 
     clip = _input_path_or(args.clip, SHARED_VIDEOS / "p09_webcam.mp4")
     options = runner.Options(clip=clip, seconds=args.seconds, sweep=args.sweep, max_sessions=args.max_sessions,
-                             soak_minutes=args.soak, progress=not args.quiet)
+                             soak_minutes=args.soak, soak_sessions=args.soak_sessions, rejoin_every_s=args.rejoin_every,
+                             progress=not args.quiet)
     result = asyncio.run(runner.run(options))
     written = report.write(result, Path(args.out))
     print(report.summary(result))
@@ -473,7 +474,10 @@ def build_parser() -> argparse.ArgumentParser:
     latency_cmd.add_argument("--seconds", type=float, default=20.0, metavar="S", help="measured seconds per run (default: 20)")
     latency_cmd.add_argument("--sweep", action="store_true", help="capacity sweep: 1, 2, 4, ... concurrent sessions")
     latency_cmd.add_argument("--max-sessions", type=_positive_int, default=16, metavar="N", help="the sweep's maximum (default: 16)")
-    latency_cmd.add_argument("--soak", type=float, metavar="MINUTES", help="also one session for MINUTES: drift and relay memory")
+    latency_cmd.add_argument("--soak", type=float, metavar="MINUTES", help="also a soak for MINUTES: drift, relay memory, files, threads")
+    latency_cmd.add_argument("--soak-sessions", type=_positive_int, default=4, metavar="N", help="consultations in the soak (default: 4)")
+    latency_cmd.add_argument("--rejoin-every", type=float, default=120.0, metavar="S",
+                             help="in the soak, each patient leaves and rejoins every S seconds (default: 120)")
     latency_cmd.add_argument("--out", default="out/latency", metavar="DIR", help="JSON and plots (default: out/latency)")
     latency_cmd.add_argument("-q", "--quiet", action="store_true", help="no progress line")
     latency_cmd.set_defaults(run=cmd_latency)

@@ -20,7 +20,7 @@ import os
 import secrets
 import sys
 import tempfile
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -118,16 +118,44 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def tree_cpu_seconds(pid: int) -> float:
-    """CPU time of process `pid` and of its running descendants (the room workers), in seconds."""
-    total, stack = 0.0, [pid]
+def tree_pids(pid: int) -> list[int]:
+    """Process `pid` and its running descendants (the room workers)."""
+    pids, stack = [], [pid]
     while stack:
         current = stack.pop()
         with contextlib.suppress(OSError, ValueError):  # a worker that just ended
-            total += cpu_seconds(current)
             for task in Path(f"/proc/{current}/task").iterdir():
                 stack += [int(child) for child in (task / "children").read_text().split()]
+            pids.append(current)
+    return pids
+
+
+def _tree_sum(pid: int, read: Callable[[int], float]) -> float:
+    total = 0.0
+    for current in tree_pids(pid):
+        with contextlib.suppress(OSError, ValueError):
+            total += read(current)
     return total
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU time of process `pid` and of its running descendants, in seconds."""
+    return _tree_sum(pid, cpu_seconds)
+
+
+def tree_rss_mib(pid: int) -> float:
+    """Resident memory of process `pid` and its running descendants, in MiB."""
+    return _tree_sum(pid, rss_mib)
+
+
+def tree_open_files(pid: int) -> int:
+    """File descriptors open in process `pid` and its running descendants."""
+    return int(_tree_sum(pid, lambda p: len(os.listdir(f"/proc/{p}/fd"))))
+
+
+def tree_threads(pid: int) -> int:
+    """Threads of process `pid` and its running descendants."""
+    return int(_tree_sum(pid, lambda p: len(os.listdir(f"/proc/{p}/task"))))
 
 
 def machine_cpu_seconds() -> float:

@@ -68,17 +68,18 @@ def _plots(result: dict[str, Any], out: Path) -> list[Path]:
     if "soak" in result:
         soak = result["soak"]
         series = np.array(soak["series"]).reshape(-1, 2)
-        fig, (left, under) = plt.subplots(2, 1, figsize=(9, 5.5), sharex=True, height_ratios=(3, 1))
-        left.plot(series[:, 0] / 60, series[:, 1], ".", ms=2, color="tab:orange")
-        left.set(ylabel="latency (ms)", title="Soak: latency, relay memory, machine load")
-        under.set(xlabel="minutes", ylabel="machine CPU %")
-        if soak["rss_mib"]:
-            memory = np.array(soak["rss_mib"])
-            right = left.twinx()
-            right.plot(memory[:, 0] / 60, memory[:, 1], "-", color="tab:purple")
-            right.set_ylabel("relay RSS (MiB)")
-            busy = np.array(soak["machine_cpu_percent"])
-            under.plot(busy[:, 0] / 60, busy[:, 1], "-", color="tab:gray")
+        relay = np.array(soak["relay"]["samples"]).reshape(-1, 5)
+        fig, axes = plt.subplots(4, 1, figsize=(9, 9), sharex=True, height_ratios=(3, 1.5, 1.5, 1))
+        axes[0].plot(series[:, 0] / 60, series[:, 1], ".", ms=1, color="tab:orange")
+        for rejoin in soak["rejoins"]["each"]:
+            axes[0].axvline(rejoin["at_s"] / 60, color="tab:gray", lw=0.5, alpha=0.5)
+        axes[0].set(ylabel="latency (ms)", title=f"Soak: {soak['sessions']} consultations, patients rejoining (grey lines)")
+        for ax, column, label in ((axes[1], 1, "relay RSS (MiB)"), (axes[2], 2, "open files / threads")):
+            ax.plot(relay[:, 0] / 60, relay[:, column], "-", color="tab:purple")
+            ax.set_ylabel(label)
+        axes[2].plot(relay[:, 0] / 60, relay[:, 3], "-", color="tab:green")
+        axes[3].plot(relay[:, 0] / 60, relay[:, 4], "-", color="tab:gray")
+        axes[3].set(xlabel="minutes", ylabel="machine CPU %")
         written.append(_save(fig, out / "soak.png"))
     return written
 
@@ -136,12 +137,34 @@ def summary(result: dict[str, Any]) -> str:
         lines.append(f"sessions per machine at >= {sweep['criteria']['min_fps']:g} fps and p99 <= {sweep['criteria']['max_p99_ms']:g} ms: "
                      f"{sweep['sessions_per_machine']}{more} (target >= {TARGET_SESSIONS}: {_verdict(sweep['sessions_per_machine'] >= TARGET_SESSIONS)})")
     if "soak" in result:
-        soak = result["soak"]
-        drift = soak["drift_ms"]
-        lines.append("")
-        if drift:
-            lines.append(f"soak {soak['minutes']:g} min: p50 first minute {_ms(soak['first_minute_ms'], 'p50')} ms, last {_ms(soak['last_minute_ms'], 'p50')} ms, "
-                         f"drift p50 {drift['p50']:+.1f} ms, p99 {drift['p99']:+.1f} ms (target |p50 drift| <= {TARGET_DRIFT_MS:g}: {_verdict(abs(drift['p50']) <= TARGET_DRIFT_MS)})")
-        if soak["rss_growth_mib"] is not None:
-            lines.append(f"relay memory: {soak['rss_mib'][0][1]:.0f} -> {soak['rss_mib'][-1][1]:.0f} MiB ({soak['rss_growth_mib']:+.1f} MiB)")
+        lines += ["", *_soak_summary(result["soak"])]
     return "\n".join(lines)
+
+
+def _soak_summary(soak: dict[str, Any]) -> list[str]:
+    lines = [f"soak: {soak['sessions']} consultations for {soak['minutes']:g} min, each patient away {soak['away_s']:g} s "
+             f"every {soak['rejoin_every_s']:g} s"]
+    drift = soak["drift_ms"]
+    if drift:
+        lines.append(f"  latency p50 first minute {_ms(soak['first_minute_ms'], 'p50')} ms, last {_ms(soak['last_minute_ms'], 'p50')} ms: "
+                     f"drift p50 {drift['p50']:+.1f} ms, p99 {drift['p99']:+.1f} ms (target |p50 drift| <= {TARGET_DRIFT_MS:g}: "
+                     f"{_verdict(abs(drift['p50']) <= TARGET_DRIFT_MS)})")
+    fps = [m["fps_out_mean"] for m in soak["per_minute"]]
+    if fps:
+        lines.append(f"  output fps per session, minute means: {min(fps):.1f}-{max(fps):.1f}")
+    relay = soak["relay"]
+    if relay["samples"]:
+        first, last = relay["samples"][0], relay["samples"][-1]
+        lines.append(f"  relay (serving process and room workers): memory {first[1]:.0f} -> {last[1]:.0f} MiB "
+                     f"({relay['rss_mib_per_minute']} MiB/min over the second half), open files {first[2]} -> {last[2]}, "
+                     f"threads {first[3]} -> {last[3]}")
+    rejoins = soak["rejoins"]
+    after = rejoins["avatar_after_s"]
+    lines.append(f"  rejoins: {rejoins['count']}, failed {len(rejoins['failed'])}" + (
+        f"; avatar again after {after['min']:.2f}-{after['max']:.2f} s (median {after['p50']:.2f})" if after else ""))
+    if soak["metrics"]:
+        m0, m1 = soak["metrics"][0], soak["metrics"][-1]
+        lines.append("  /metrics over the soak: " + ", ".join(
+            f"{name.removeprefix('dmask_')} {m1.get(name, 0) - m0.get(name, 0):+g}"
+            for name in ("dmask_frames_dropped_total", "dmask_freezes_total", "dmask_errors_total", "dmask_room_worker_restarts")))
+    return lines

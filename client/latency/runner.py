@@ -1,4 +1,4 @@
-"""The harness's three measurements: side by side, capacity sweep, soak.
+"""The harness's measurements: side by side and capacity sweep, then the soak (`soak`).
 
 Every measurement opens fresh consultations, lets them settle for `warmup` seconds
 (the first frames of a room include loading the face models), then measures a window.
@@ -16,14 +16,13 @@ from typing import Any
 import aiohttp
 import numpy as np
 
-from . import stats
+from . import soak, stats
 from .clip import Clip, load_clip
 from .relay import RelayProcess, child_relays, cpu_seconds, machine_cpu_seconds, rss_mib, tree_cpu_seconds
 from .session import Consultation, Progress, consultations, measure
 
 MIN_FPS = 25.0        # capacity: every session's output at least this ...
 MAX_P99_MS = 150.0    # ... and the pooled p99 latency at most this
-SOAK_SAMPLE_S = 10.0  # relay memory sampled this often
 
 
 @dataclass
@@ -34,6 +33,8 @@ class Options:
     sweep: bool = False
     max_sessions: int = 16
     soak_minutes: float | None = None
+    soak_sessions: int = 4
+    rejoin_every_s: float = 120.0
     progress: bool = True
 
 
@@ -114,40 +115,6 @@ async def sweep(url: str, login: tuple[str, str], pid: int, clip: Clip, options:
             "limited_by_max_sessions": bad is None, "runs": {str(k): runs[k] for k in sorted(runs)}}
 
 
-async def soak(url: str, login: tuple[str, str], pid: int, clip: Clip, minutes: float, options: Options, progress: Progress) -> dict[str, Any]:
-    """One consultation for `minutes`: latency drift (first minute vs last) and relay memory.
-
-    Every `SOAK_SAMPLE_S`: the relay's resident memory, and the whole machine's CPU use
-    since the previous sample (a latency bump with a busy machine is someone else's load).
-    """
-    samples: list[list[float]] = []  # [time, relay MiB, machine CPU %]
-    previous = (time.monotonic(), machine_cpu_seconds())
-
-    def sample(now: float) -> None:
-        nonlocal previous
-        if not samples or now >= samples[-1][0] + SOAK_SAMPLE_S:
-            cpu = machine_cpu_seconds()
-            busy = 100 * (cpu - previous[1]) / max(now - previous[0], 1e-3)
-            samples.append([now, round(rss_mib(pid), 1), round(busy, 1)])
-            previous = (now, cpu)
-
-    async with consultations(url, login, clip, 1) as opened:
-        begin, end = await measure(opened, options.warmup, minutes * 60, "soak", progress, sample)
-        series = _series(opened, begin, end)
-        window = opened[0].window(begin, end)
-    minute = min(60.0, (end - begin) / 2)
-    first = [ms for t, ms in series if t < minute]
-    last = [ms for t, ms in series if t >= end - begin - minute]
-    measured = [[round(t - begin, 1), mib] for t, mib, _ in samples if t >= begin]
-    machine = [[round(t - begin, 1), busy] for t, _, busy in samples if t >= begin]
-    return {
-        "minutes": minutes, "window": window, "series": series, "rss_mib": measured, "machine_cpu_percent": machine,
-        "first_minute_ms": stats.percentiles(first), "last_minute_ms": stats.percentiles(last),
-        "drift_ms": {p: round(stats.percentiles(last)[p] - stats.percentiles(first)[p], 2) for p in ("p50", "p99")} if first and last else {},
-        "rss_growth_mib": round(measured[-1][1] - measured[0][1], 1) if len(measured) > 1 else None,
-    }
-
-
 @contextlib.asynccontextmanager
 async def _relays(relay: RelayProcess | None) -> AsyncIterator[RelayProcess]:
     if relay is not None:
@@ -172,7 +139,8 @@ async def run(options: Options, relay: RelayProcess | None = None) -> dict[str, 
         if options.sweep:
             result["sweep"] = await sweep(relays.urls["mask"], relays.login, relays.pid, clip, options, progress)
         if options.soak_minutes:
-            result["soak"] = await soak(relays.urls["mask"], relays.login, relays.pid, clip, options.soak_minutes, options, progress)
+            result["soak"] = await soak.soak(relays.urls["mask"], relays.login, relays.pid, clip, options.soak_minutes,
+                                             options.soak_sessions, options.rejoin_every_s, options.warmup, progress)
         result["relay_rss_mib_end"] = round(rss_mib(relays.pid), 1)
     result["wall_seconds"] = round(time.time() - started, 1)
     return result

@@ -6,6 +6,7 @@ import contextlib
 import sys
 import time
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -56,37 +57,91 @@ class Clinician:
                 pass
 
 
+@dataclass
+class Leg:
+    """One connection of the patient: its camera, and where its frames begin among the
+    doctor's reports and arrivals (each connection has its own pts constants)."""
+
+    camera: ClipTrack
+    patient: Peer
+    reports_from: int = 0
+    arrivals_from: int = 0
+    hops: tuple[int, int] | None = None
+
+
 class Consultation:
-    """One room: the patient plays the clip, the doctor times what arrives."""
+    """One room: the patient plays the clip, the doctor times what arrives. The patient
+    may leave and join again (`rejoin`): each connection is a `Leg`."""
 
     def __init__(self, clinician: Clinician, room: str, tokens: dict[str, str], clip: Clip, keep_images: int = 0) -> None:
-        self.clinician, self.room, self.tokens = clinician, room, tokens
-        base_url = clinician.base_url
-        self.camera = ClipTrack(clip)
-        self.patient = Peer(base_url, room, "patient", tokens["patient"], video=self.camera, keep_frames=1)
-        self.doctor = DoctorProbe(base_url, room, tokens["doctor"], keep_images)
-        self._hops: tuple[int, int] | None = None
+        self.clinician, self.room, self.tokens, self.clip = clinician, room, tokens, clip
+        self.doctor = DoctorProbe(clinician.base_url, room, tokens["doctor"], keep_images)
+        self.legs = [self._leg()]
+
+    def _leg(self) -> Leg:
+        camera = ClipTrack(self.clip)
+        patient = Peer(self.clinician.base_url, self.room, "patient", self.tokens["patient"], video=camera, keep_frames=1)
+        return Leg(camera, patient, len(self.doctor.reports), len(self.doctor.arrivals))
+
+    @property
+    def patient(self) -> Peer:
+        return self.legs[-1].patient
+
+    @property
+    def camera(self) -> ClipTrack:
+        return self.legs[-1].camera
+
+    def sent(self) -> list[tuple[int, int, float]]:
+        """Every camera frame delivered, all legs."""
+        return [frame for leg in self.legs for frame in leg.camera.sent.frames]
 
     def timings(self, recent: int | None = None) -> list[FrameTiming]:
         """The camera frames matched so far to their arrival at the doctor.
 
-        `recent`: only among the last `recent` frames (cheap, for the progress line: it
-        runs on the event loop that also times the frames).
+        `recent`: only among the last leg's last `recent` frames (cheap, for the progress
+        line: it runs on the event loop that also times the frames).
         """
-        sent, reports, arrivals = self.camera.sent.frames, self.doctor.reports, self.doctor.arrivals
-        if self._hops is None:
-            self._hops = matching.offsets(sent, reports, arrivals)
-        if recent is not None:
-            sent, reports, arrivals = sent[-recent:], reports[-recent:], arrivals[-recent:]
-        return matching.match(sent, reports, arrivals, self._hops)
+        legs = self.legs[-1:] if recent is not None else self.legs
+        ends = [(leg.reports_from, leg.arrivals_from) for leg in self.legs[1:]] + [(len(self.doctor.reports), len(self.doctor.arrivals))]
+        ends = ends[-len(legs):]
+        out: list[FrameTiming] = []
+        for leg, (reports_to, arrivals_to) in zip(legs, ends):
+            sent = leg.camera.sent.frames
+            reports = self.doctor.reports[leg.reports_from:reports_to]
+            arrivals = self.doctor.arrivals[leg.arrivals_from:arrivals_to]
+            if leg.hops is None:
+                leg.hops = matching.offsets(sent, reports, arrivals)
+            if recent is not None:
+                sent, reports, arrivals = sent[-recent:], reports[-recent:], arrivals[-recent:]
+            out += matching.match(sent, reports, arrivals, leg.hops)
+        return out
 
     def window(self, begin: float, end: float) -> dict[str, Any]:
-        return stats.window(self.timings(), self.camera.sent.frames, self.doctor.arrivals, begin, end)
+        return stats.window(self.timings(), self.sent(), self.doctor.arrivals, begin, end)
+
+    async def rejoin(self, away_s: float) -> float:
+        """The patient leaves, comes back after `away_s` with a new connection (as a reload
+        does) to the same room; returns the seconds from its new connect to its first avatar."""
+        await self._leave()
+        await asyncio.sleep(away_s)
+        leg = self._leg()
+        self.legs.append(leg)
+        started = time.monotonic()
+        await leg.patient.connect()
+        await leg.patient.wait_connected(30)
+        while not any(r.get("input_pts") is not None for r in self.doctor.reports[leg.reports_from:]):
+            if time.monotonic() - started > FIRST_FRAME_TIMEOUT_S:
+                raise TimeoutError(f"room {self.room}: no avatar {FIRST_FRAME_TIMEOUT_S:.0f} s after the patient rejoined")
+            await asyncio.sleep(0.02)
+        return time.monotonic() - started
+
+    async def _leave(self) -> None:
+        self.camera.stop()
+        await self.patient.close()
 
     async def close(self) -> None:
         await self.clinician.end_room(self.room, self.tokens["doctor"])
-        self.camera.stop()
-        await self.patient.close()
+        await self._leave()
         await self.doctor.close()
 
 
@@ -143,7 +198,7 @@ class Progress:
 def _live_line(label: str, elapsed: float, total: float, opened: list[Consultation]) -> str:
     recent = time.monotonic() - 2.0
     latencies = [f.latency_ms for c in opened for f in c.timings(90) if f.delivered >= recent]
-    sent = sum(len(c.camera.sent.frames) for c in opened)
+    sent = sum(len(leg.camera.sent.frames) for c in opened for leg in c.legs)
     delivered = sum(len(c.doctor.reports) for c in opened)
     p50 = f"{np.median(latencies):.0f} ms" if latencies else "-"
     return f"{label}: {elapsed:5.1f}/{total:.0f} s  sessions {len(opened)}  sent {sent}  masked {delivered}  latency p50 (2 s) {p50}"
