@@ -6,6 +6,9 @@ pass-through one in the same run.
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import threading
 import time
 
 import av
@@ -13,7 +16,7 @@ import numpy as np
 
 from client.latency import matching, runner
 from client.latency.clip import Clip, tagged_pts
-from client.latency.relay import PassThrough, relays
+from client.latency.relay import PassThrough, relays, tree_pids
 from client.latency.session import Progress, consultations, measure
 from conftest import DATA
 from dmask_rt.pipeline import FrameResult
@@ -103,3 +106,34 @@ def test_short_run_gives_numbers_and_a_slow_relay_shows_more_latency() -> None:
     assert runs["mask"]["latency_ms"]["p50"] > runs["pass"]["latency_ms"]["p50"]
     assert runs["added_ms"]["p50"] > 0
     assert result["relay_rss_mib_start"] > 0
+
+
+def test_relay_tree_keeps_children_while_threads_come_and_go() -> None:
+    """The relay's CPU, memory, files and threads are read over its process tree; a worker
+    started by a thread, while other threads end, must be counted at every reading."""
+    stop = threading.Event()
+
+    def churn() -> None:
+        while not stop.is_set():
+            workers = [threading.Thread(target=time.sleep, args=(0.001,)) for _ in range(8)]
+            for w in workers:
+                w.start()
+            for w in workers:
+                w.join()
+
+    started: list[subprocess.Popen] = []
+    starter = threading.Thread(target=lambda: started.append(subprocess.Popen(["sleep", "30"])))
+    starter.start()
+    starter.join()   # the child's parent thread has ended: it is now another thread's child
+    churners = [threading.Thread(target=churn) for _ in range(2)]
+    for c in churners:
+        c.start()
+    try:
+        readings = [tree_pids(os.getpid()) for _ in range(300)]
+    finally:
+        stop.set()
+        for c in churners:
+            c.join()
+        started[0].kill()
+        started[0].wait()
+    assert all(os.getpid() in r and started[0].pid in r for r in readings)

@@ -123,10 +123,15 @@ def tree_pids(pid: int) -> list[int]:
     pids, stack = [], [pid]
     while stack:
         current = stack.pop()
-        with contextlib.suppress(OSError, ValueError):  # a worker that just ended
-            for task in Path(f"/proc/{current}/task").iterdir():
+        try:
+            tasks = list(Path(f"/proc/{current}/task").iterdir())
+        except OSError:  # a process that just ended
+            continue
+        pids.append(current)
+        for task in tasks:
+            # each thread lists the children it started; one that just ended takes none along
+            with contextlib.suppress(OSError, ValueError):
                 stack += [int(child) for child in (task / "children").read_text().split()]
-            pids.append(current)
     return pids
 
 
