@@ -13,8 +13,9 @@ import time
 
 import av
 import numpy as np
+import pytest
 
-from client.latency import matching, runner
+from client.latency import matching, runner, soak
 from client.latency.clip import Clip, tagged_pts
 from client.latency.relay import PassThrough, relays, tree_pids
 from client.latency.session import Progress, consultations, measure
@@ -137,3 +138,29 @@ def test_relay_tree_keeps_children_while_threads_come_and_go() -> None:
         started[0].kill()
         started[0].wait()
     assert all(os.getpid() in r and started[0].pid in r for r in readings)
+
+
+def test_soak_patients_rejoin_and_their_frames_are_matched_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(soak, "QUIET_END_S", 10.0)  # rejoins until 10 s before the end of a 1-minute soak
+
+    async def scenario() -> dict:
+        async with relays({"pass": PassThrough}) as started:
+            clip = Clip(WEBCAM, 30.0, _numbered_clip().frames)
+            result = await soak.soak(started.urls["pass"], started.login, started.pid, clip, 1.0, 2, 20.0, 1.0,
+                                     Progress(False))
+            return result
+
+    result = asyncio.run(scenario())
+    rejoins = result["rejoins"]
+    assert rejoins["failed"] == [] and rejoins["count"] == 4          # rooms 0, 1, 0, 1 at 10, 20, 30, 40 s
+    assert sorted(r["room"] for r in rejoins["each"]) == [0, 0, 1, 1]
+    assert 0 < rejoins["avatar_after_s"]["max"] < 10
+    late = [t for t, _ in result["series"] if t > 45]                 # after every rejoin: matched again
+    assert len(late) > 2 * 30 * 10                                    # both rooms, most of 15 s at 30 fps
+    assert all(0 < ms < 1000 for _, ms in result["series"])
+    assert len(result["per_minute"]) == 1 and result["per_minute"][0]["fps_out_mean"] > 20
+    samples = result["relay"]["samples"]
+    assert len(samples) >= 5 and all(s[1] > 0 and s[2] > 0 and s[3] > 0 for s in samples)
+    last = result["metrics"][-1]
+    assert last["dmask_rooms"] == 2 and last["dmask_sessions"] == 4
+    assert {"dmask_freezes_total", "dmask_errors_total", "dmask_frames_dropped_total"} <= set(last)

@@ -19,6 +19,7 @@ import numpy as np
 
 from . import stats
 from .clip import Clip
+from .matching import FrameTiming
 from .relay import machine_cpu_seconds, tree_open_files, tree_rss_mib, tree_threads
 from .session import TAIL_S, Consultation, Progress, consultations
 
@@ -44,12 +45,13 @@ def _slope_per_minute(samples: list[list[float]], column: int) -> float | None:
     return round(float(np.polyfit(t, [s[column] for s in half], 1)[0]), 3)
 
 
-def _per_minute(opened: list[Consultation], begin: float, end: float) -> list[dict[str, Any]]:
+def _per_minute(opened: list[Consultation], timings: list[list[FrameTiming]], begin: float, end: float) -> list[dict[str, Any]]:
+    """Latency and output fps of each minute; `timings`: each consultation's matched frames."""
     rows = []
     for start in np.arange(begin, end - 1, 60.0):
         stop = min(start + 60.0, end)
-        windows = [c.window(start, stop) for c in opened]
-        latencies = [f.latency_ms for c in opened for f in c.timings() if start <= f.captured < stop]
+        windows = [stats.window(t, c.sent(), c.doctor.arrivals, start, stop) for c, t in zip(opened, timings)]
+        latencies = [f.latency_ms for t in timings for f in t if start <= f.captured < stop]
         rows.append({"minute": int((start - begin) // 60), "latency_ms": stats.percentiles(latencies),
                      "fps_out_mean": round(float(np.mean([w["fps_out"] for w in windows])), 2),
                      "fps_out_min": min(w["fps_out"] for w in windows)})
@@ -95,10 +97,11 @@ async def soak(url: str, login: tuple[str, str], pid: int, clip: Clip, minutes: 
         progress.done(f"soak: done, {len(rejoins)} rejoins")
         for task in away.values():
             task.cancel()
-        per_minute = _per_minute(opened, begin, end)
+        timings = [c.timings() for c in opened]
+        per_minute = _per_minute(opened, timings, begin, end)
         series = sorted([round(f.captured - begin, 3), round(f.latency_ms, 1)]
-                        for c in opened for f in c.timings() if begin <= f.captured < end)
-        windows = [c.window(begin, end) for c in opened]
+                        for t in timings for f in t if begin <= f.captured < end)
+        windows = [stats.window(t, c.sent(), c.doctor.arrivals, begin, end) for c, t in zip(opened, timings)]
     measured = [[round(t - begin, 1), *rest] for t, *rest in samples if t >= begin]
     first = [ms for t, ms in series if t < 60]
     last = [ms for t, ms in series if t >= end - begin - 60]
