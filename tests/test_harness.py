@@ -59,6 +59,8 @@ def test_hop_offset_survives_drops_and_rounding() -> None:
     constant = sent[10]
     received = [(sent[k] - constant + int(rng.integers(-1, 2))) % matching.MOD for k in kept]
     assert abs(matching.hop_offset(sent, received) - constant) <= 1
+    for few in range(1, matching.MIN_VOTES):  # too few to tell (a rejoined patient's first frames): no constant
+        assert matching.hop_offset(sent, received[:few]) is None
     unrelated = [int(v) for v in rng.integers(0, matching.MOD, 200)]
     assert matching.hop_offset(sent, unrelated) is None
 

@@ -48,7 +48,7 @@ def hop_offset(sent: Sequence[int], received: Sequence[int]) -> int | None:
     votes = (np.searchsorted(differences, differences + TOLERANCE, "right")
              - np.searchsorted(differences, differences - TOLERANCE, "left"))
     best = int(np.argmax(votes))
-    if votes[best] < min(MIN_VOTES, len(r)):
+    if votes[best] < MIN_VOTES:  # a few frames agree with any constant: a new connection's first report
         return None
     near = differences[np.abs(differences - differences[best]) <= TOLERANCE]
     return int(np.median(near))
@@ -102,7 +102,9 @@ def match(sent: Sequence[tuple[int, int, float]], reports: Sequence[dict[str, An
         if report is None:
             continue
         camera = by_pts.get((report["input_pts"] + to_relay) % MOD)
-        if camera is None or camera[0] in matched:
+        # a camera frame taken after the relay received its frame cannot be it: a chance
+        # coincidence of pts (seen once or twice a rejoin in the soak, 70-115 s "early")
+        if camera is None or camera[0] in matched or camera[1] > report["received"]:
             continue
         k, captured = camera
         matched[k] = FrameTiming(k, captured, report["received"], report["sent"], delivered, pts, report["timings_ms"])
