@@ -9,9 +9,12 @@ application, started by the harness in its own process), with aiortc peers:
   per-frame reports.
 - `matching`: which camera frame each received frame came from.
 - `relay`: the harness-only relays (mask on, and pass-through) in a child process.
-- `session`: N concurrent consultations for a measured window.
+- `session`: N concurrent consultations for a measured window; a patient may leave and
+  rejoin (each connection a leg with its own constants).
 - `stats`: latency percentiles, frame rates, drops, per-stage times of a window.
-- `runner`: side by side (pass-through vs mask), capacity sweep, soak.
+- `runner`: side by side (pass-through vs mask), capacity sweep.
+- `soak`: consultations for many minutes, patients rejoining; the relay's memory, files,
+  threads and `/metrics` over time.
 - `report`: JSON, PNG plots and the one-screen summary.
 
 Matching frames across re-encoding and the mask: pixels cannot carry an id through
