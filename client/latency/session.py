@@ -91,6 +91,11 @@ class Consultation:
     def camera(self) -> ClipTrack:
         return self.legs[-1].camera
 
+    @property
+    def frames_sent(self) -> int:
+        """Camera frames delivered so far, all legs (cheap: for progress lines)."""
+        return sum(len(leg.camera.sent.frames) for leg in self.legs)
+
     def sent(self) -> list[tuple[int, int, float]]:
         """Every camera frame delivered, all legs."""
         return [frame for leg in self.legs for frame in leg.camera.sent.frames]
@@ -198,7 +203,7 @@ class Progress:
 def _live_line(label: str, elapsed: float, total: float, opened: list[Consultation]) -> str:
     recent = time.monotonic() - 2.0
     latencies = [f.latency_ms for c in opened for f in c.timings(90) if f.delivered >= recent]
-    sent = sum(len(leg.camera.sent.frames) for c in opened for leg in c.legs)
+    sent = sum(c.frames_sent for c in opened)
     delivered = sum(len(c.doctor.reports) for c in opened)
     p50 = f"{np.median(latencies):.0f} ms" if latencies else "-"
     return f"{label}: {elapsed:5.1f}/{total:.0f} s  sessions {len(opened)}  sent {sent}  masked {delivered}  latency p50 (2 s) {p50}"

@@ -90,7 +90,7 @@ async def soak(url: str, login: tuple[str, str], pid: int, clip: Clip, minutes: 
                 if i not in away and now >= due[i] and now < end - QUIET_END_S:
                     away[i] = asyncio.ensure_future(consultation.rejoin(AWAY_S))
                     due[i] += rejoin_every_s
-            sent = sum(len(leg.camera.sent.frames) for c in opened for leg in c.legs)
+            sent = sum(c.frames_sent for c in opened)
             progress.show(f"soak: {now - start:6.0f}/{end + TAIL_S - start:.0f} s  sessions {sessions}  sent {sent}  "
                           f"rejoined {len(rejoins)}  relay {samples[-1][1]:.0f} MiB {samples[-1][2]} files {samples[-1][3]} threads")
             await asyncio.sleep(1.0)
