@@ -36,9 +36,9 @@ def lid(t: np.ndarray, peak: float, width: float, skew: float = 0.0) -> np.ndarr
 def draw_eye(width: float, up: float, low: float, iris: tuple[float, float, float] | None,
              size: tuple[int, int] = (120, 160), origin: tuple[float, float] = (40.0, 60.0),
              seed: int = 0, catch_lights: bool = False, iris_colour: tuple = IRIS,
-             lower_margin: tuple = LOWER_MARGIN, strip: float = 0.03) -> np.ndarray:
-    """An RGB eye: corners at origin and origin + (width, 0); upper lid peaks `up` W above
-    the axis, lower lid `low` W below; iris (s, h, r) in pixels from the left corner;
+             lower_margin: tuple = LOWER_MARGIN, strip: float = 0.03, up_skew: float = 0.3) -> np.ndarray:
+    """An RGB eye: corners at origin and origin + (width, 0); upper lid `up` W above the
+    axis at mid-eye (its skew `up_skew`), lower lid `low` W below; iris (s, h, r) in pixels from the left corner;
     catch_lights: a ring-light's reflection, six bright dots in the iris's lower half;
     lower_margin, strip: the colour and width (fissure widths) of the strip along the lower margin."""
     import cv2
@@ -48,7 +48,7 @@ def draw_eye(width: float, up: float, low: float, iris: tuple[float, float, floa
     x, y = (xs + 0.5) / SS - 0.5 - origin[0], (ys + 0.5) / SS - 0.5 - origin[1]
     t = x / width
     inside_t = (t > 0) & (t < 1)
-    top, bottom = -lid(np.clip(t, 0, 1), up, width, 0.3), lid(np.clip(t, 0, 1), low, width)
+    top, bottom = -lid(np.clip(t, 0, 1), up, width, up_skew), lid(np.clip(t, 0, 1), low, width)
     img = np.empty((h * SS, w * SS, 3), float)
     img[:] = SKIN
     opening = inside_t & (y > top) & (y < bottom)
@@ -72,11 +72,11 @@ def draw_eye(width: float, up: float, low: float, iris: tuple[float, float, floa
 
 
 def outline_of(width: float, up: float, low: float, iris: tuple[float, float, float],
-               origin: tuple[float, float] = (40.0, 60.0)) -> EyeOutline:
+               origin: tuple[float, float] = (40.0, 60.0), up_skew: float = 0.3) -> EyeOutline:
     """The outline of a drawn eye (image-left corner lateral: a subject's right eye)."""
     t = (np.arange(7) + 1.0) / 8.0
     s = t * width + origin[0]
-    upper = np.stack([s, origin[1] - lid(t, up, width, 0.3)], 1)
+    upper = np.stack([s, origin[1] - lid(t, up, width, up_skew)], 1)
     lower = np.stack([s, origin[1] + lid(t, low, width)], 1)
     corners = np.array([origin, (origin[0] + width, origin[1])], float)
     return EyeOutline(corners, upper, lower, np.array([iris[0] + origin[0], iris[1] + origin[1]]), iris[2])
@@ -225,6 +225,20 @@ def test_iris_deep_in_the_corner_is_found_where_drawn():
     start = outline_of(W, 0.17, 0.15, (41.0, 1.0, 12.0))  # pulled 0.1 W toward the middle
     got = EyeRefiner().refine(rgb, start, 0)
     assert abs(read_eye(got).place_h - want.place_h) < 0.03, (read_eye(got).place_h, want.place_h)
+
+
+def test_lid_over_a_turned_iris_stays_at_its_peak():
+    """Turned into the medial corner, the iris carries the lid's peak with it (the lid
+    drapes over the cornea), and the lid covers the iris's top; the tracker's lid keeps
+    the shape of a lid over a centred iris and falls toward the corner over the iris. The
+    refined lid over the iris reads MRD1 as drawn, not as the tracker's lower lid."""
+    truth, skew = (48.0, 1.0, 12.0), 2.0
+    rgb = draw_eye(W, 0.17, 0.15, truth, up_skew=skew)
+    want = read_eye(outline_of(W, 0.17, 0.15, truth, up_skew=skew))
+    start = outline_of(W, 0.17, 0.15, truth)
+    assert read_eye(start).mrd1 < want.mrd1 - 0.1  # the tracker's lid, too low over the iris
+    got = read_eye(EyeRefiner().refine(rgb, start, 0))
+    assert abs(got.mrd1 - want.mrd1) < 0.05, (got.mrd1, want.mrd1, read_eye(start).mrd1)
 
 
 def test_corner_on_the_iris_moves_out_of_it():

@@ -16,7 +16,10 @@ the middle. `EyeRefiner` starts from any `EyeOutline` (the tracker's, via
   the tracker's lid height enters the fit as evidence if the iris is near the fissure's
   middle (over a turned iris the tracker's lid follows the corner it pulled along): the
   image moves the lid where sclera borders it (retraction, closure), the tracker keeps
-  it on the iris; then
+  it on the iris. Over a turned iris the lid is held at the highest point the sclera
+  shows: the lid drapes over the cornea, so its peak follows the iris (labelled eyes at
+  extreme gaze: the lid stays high over the iris and falls steeply to the corner, where
+  the tracker's shape had it fall from mid-eye); then
 - the limbus to the dark-to-bright radial edges on its visible arc (`limbus`: robust
   circle fit, radius held near r/W times the fissure width W, centre height near the
   tracker's, catch lights rejected).
@@ -136,6 +139,22 @@ def refine_kernel(rgb: np.ndarray, frame: np.ndarray, width: float, u0: np.ndarr
                 hu[j], wu[j] = u0[j], ANCHOR * cap
         fit_curve(ts, hu, wu, N_COLS, pu, width, upper)
         gap = _gap(upper, lower)
+    elif gap >= OPEN_GAP:
+        # an open eye turned (module docstring): the lid over the iris at the sclera's peak,
+        # the curve's shape from the first fit, not the tracker's (drawn for a centred iris)
+        peak, any_covered = 1e9, False
+        for j in range(N_COLS):
+            if covered[j]:
+                any_covered = True
+            else:
+                peak = min(peak, curve_at(upper, ts[j]) * width)
+        if any_covered and peak < 1e9:
+            cap = wu.max()
+            for j in range(N_COLS):
+                if covered[j]:
+                    hu[j], wu[j] = peak, ANCHOR * cap
+            fit_curve(ts, hu, wu, N_COLS, upper.copy(), width, upper)
+            gap = _gap(upper, lower)
     if gap < MIN_GAP:
         iris_out[0], iris_out[1], iris_out[2] = iris[0], iris[1], r_prior
         return 0, 0.0
