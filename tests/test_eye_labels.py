@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 
 from dmask_rt.evaluate import eye_labels as el
+from dmask_rt.evaluate import label_agreement
 from dmask_rt.evaluate.label_tool import fit_circle
-from dmask_rt.track.eye_outline import EyeOutline, read_eye
+from dmask_rt.track.eye_outline import EyeOutline, eye_frame, read_eye
 
 
 def _eye(x0: float, shift_upper: float = 0.0, iris: bool = True, shut: bool = False, cls: str = "normal",
@@ -181,3 +182,45 @@ def test_the_label_file_is_well_formed() -> None:
             assert el.EyeLabel.from_dict(lab).problems() == [], (entry["clip"], entry["frame"], eye)
             assert d["corrected"] is not None
     assert sum(1 for _ in el.labelled_eyes(doc)) > 0
+
+
+def _shifted(doc: dict, dy_upper: float) -> dict:
+    """`doc` with every upper lid moved `dy_upper` px down across its eye (a second labeller's convention)."""
+    out = json.loads(json.dumps(doc))
+    for entry in out["frames"]:
+        for eye in el.EYES:
+            lab = entry["eyes"][eye]["label"]
+            n = eye_frame(np.asarray(lab["corners"], float))[2]
+            lab["upper"] = (np.asarray(lab["upper"], float) + dy_upper * n).tolist()
+    return out
+
+
+def test_the_consensus_of_two_labellings_is_their_mean_and_drops_disputed_eyes() -> None:
+    second = _shifted(DOC, 1.0)
+    # the second labeller calls frame 4's left eye open: that eye is disputed
+    entry = second["frames"][2]["eyes"]["l"]["label"]
+    entry["shut"], entry["class"] = False, "half-shut"
+    doc, disputed = label_agreement.consensus(DOC, second)
+    assert disputed == 1
+    kept = {(e["clip"], e["frame"], k): lab for e, k, lab in el.labelled_eyes(doc)}
+    assert len(kept) == 5 and ("b.mp4", 4, "l") not in kept
+    # a labelling's consensus with itself is itself, resampled at FRACTIONS of the fissure
+    itself = {(e["clip"], e["frame"], k): lab for e, k, lab in el.labelled_eyes(label_agreement.consensus(DOC, DOC)[0])}
+    firsts = {(e["clip"], e["frame"], k): lab for e, k, lab in el.labelled_eyes(DOC)}
+    for key, lab in kept.items():
+        first = firsts[key]
+        assert read_eye(itself[key].to_outline()).opening == pytest.approx(read_eye(first.to_outline()).opening, abs=0.01)
+        got, want = read_eye(lab.to_outline()), read_eye(itself[key].to_outline())
+        if first.iris_centre is not None and not first.shut:
+            # half the 1 px, in iris diameters (labels are stored to 0.01 px: 0.0006 of a 16 px iris)
+            assert got.mrd1 == pytest.approx(want.mrd1 - 0.5 / 16.0, abs=1e-3)
+            assert got.mrd2 == pytest.approx(want.mrd2, abs=1e-3)
+        assert np.allclose(lab.corners, first.corners) and lab.cls == first.cls
+
+
+def test_a_labelling_agrees_with_itself_and_a_shifted_one_by_the_shift() -> None:
+    same = label_agreement.agreement(DOC, DOC)["all"]
+    assert same.mrd1 == pytest.approx((0.0, 0.0), abs=1e-9) and same.shut_acc == 1.0
+    shifted = label_agreement.agreement(DOC, _shifted(DOC, 1.6))
+    assert shifted["all"].mrd1[0] == pytest.approx(1.6 / 16.0, abs=1e-9)
+    assert shifted["all"].mrd2 == pytest.approx((0.0, 0.0), abs=1e-9)

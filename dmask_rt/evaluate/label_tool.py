@@ -12,7 +12,8 @@ source-frame pixels with pixel centres at integers (the tracker's convention).
         --lower "..." --limbus "x,y x,y x,y ..." --class normal [--iris "cx,cy,r" | --iris none] [--shut]
     python -m dmask_rt.evaluate.label_tool check p01 40      # both eyes' labels drawn, for checking
     python -m dmask_rt.evaluate.label_tool status            # counts and the share of points corrected
-    python -m dmask_rt.evaluate.label_tool eval [--methods ...] [--json FILE]
+    python -m dmask_rt.evaluate.label_tool eval [--methods ...] [--json FILE] [--consensus SECOND]
+    python -m dmask_rt.evaluate.label_tool agree SECOND      # a second, blind labelling against this one
 
 How to (re)label one eye:
  1. `show CLIP FRAME EYE` writes <clip>_<frame>_<eye>_grid.png (magnified crop, a thin grid
@@ -32,6 +33,12 @@ different frames at once. Hand edits of the JSON are fine while nobody else is w
 Conventions (what the margin is, the limbus on a turned iris, when an eye is shut): the
 module docstring of eye_labels.py. `eval` scores today's tracker, it with the refinement,
 and the attention face mesh (stored outlines) with and without it, per class.
+
+A second labelling (tests/data/eye_labels_second.json) is made blind: copy the label
+file, clear every "label" (keep the proposals), and label with `--labels COPY` without
+looking at the first. `agree` reads it against the first (the floor below which a
+method's error cannot be measured) and `eval --consensus` scores against the mean of
+the two (label_agreement.py).
 """
 from __future__ import annotations
 
@@ -48,6 +55,7 @@ import numpy as np
 
 from ..track.eye_outline import EyeOutline, read_eye
 from . import eye_labels as el
+from . import label_agreement
 
 #: Where the crops go (outside the repo): $DMASK_LABEL_CROPS, else a folder in the temp dir.
 SCRATCH = Path(os.environ.get("DMASK_LABEL_CROPS", Path(tempfile.gettempdir()) / "dmask-labels"))
@@ -473,6 +481,10 @@ def cmd_eval(args: argparse.Namespace) -> None:
     from ..track.eye_refine import EyeRefiner
 
     doc = el.load(Path(args.labels))
+    if args.consensus:
+        doc, disputed = label_agreement.consensus(doc, el.load(Path(args.consensus)))
+        print(f"against the consensus of {args.labels} and {args.consensus}: "
+              f"{sum(1 for _ in el.labelled_eyes(doc))} eyes labelled in both, {disputed} left out (shut or iris disputed)\n")
     labelled = {(e["clip"], e["frame"]) for e, _, _ in el.labelled_eyes(doc)}
     doc = {**doc, "frames": [e for e in doc["frames"] if (e["clip"], e["frame"]) in labelled]}
     attention = el.stored_method(el.load_attention_outlines(Path(args.attention)))
@@ -488,6 +500,12 @@ def cmd_eval(args: argparse.Namespace) -> None:
     if args.json:
         Path(args.json).write_text(json.dumps({m: {g: s.__dict__ for g, s in r.items()} for m, r in results.items()},
                                               indent=1))
+
+
+def cmd_agree(args: argparse.Namespace) -> None:
+    first, second = el.load(Path(args.labels)), el.load(Path(args.second))
+    print(f"{args.second} read against {args.labels} (eyes labelled in both):\n")
+    print(el.markdown_table({"second labelling": label_agreement.agreement(first, second)}))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -529,7 +547,12 @@ def main(argv: list[str] | None = None) -> None:
     s.add_argument("--attention", default=str(el.ATTENTION_PATH),
                    help="the attention mesh's stored outlines (attention_mesh_dump.py --eyes-json)")
     s.add_argument("--json", help="also write the summaries here")
+    s.add_argument("--consensus", metavar="SECOND",
+                   help="score against the consensus of the labels and this second labelling (label_agreement.py)")
     s.set_defaults(fn=cmd_eval)
+    s = sub.add_parser("agree")
+    s.add_argument("second", help="a second, blind labelling of the same frames")
+    s.set_defaults(fn=cmd_agree)
     args = p.parse_args(argv)
     args.fn(args)
 
