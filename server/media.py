@@ -16,9 +16,9 @@ doctor shows it, goes the same way with its own encoder; a recording takes a
 - Fail closed: consumers only ever get what the engine published, which is the
   Masker's output (the avatar, or its placeholder) or a placeholder the engine makes
   itself; camera pixels have no other way out of this module.
-- `MaskedVideoTrack.recv()` (and `EncodedVideoTrack.recv()`) never raises (except `MediaStreamError` once stopped, which
-  is how aiortc ends a sender): an exception in a track's recv() silently freezes
-  aiortc's sender for good.
+- `MaskedVideoTrack.recv()` (and `EncodedVideoTrack.recv()`) never raises (except
+  `MediaStreamError` once stopped, which is how aiortc ends a sender): an exception in a
+  track's recv() silently freezes aiortc's sender for good.
 """
 from __future__ import annotations
 
