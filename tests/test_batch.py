@@ -25,17 +25,24 @@ CUT = 20  # frames per short clip
 
 
 def cut(source: Path, dest: Path, frames: int) -> Path:
-    """The first `frames` frames of `source` re-encoded into `dest` (a temporary folder, never the repo)."""
-    with av.open(str(source)) as inp, av.open(str(dest), "w") as out:
-        stream = inp.streams.video[0]
-        o = out.add_stream("libx264", rate=stream.average_rate)
-        o.width, o.height, o.pix_fmt = stream.width, stream.height, "yuv420p"
-        for i, frame in enumerate(inp.decode(stream)):
-            if i == frames:
-                break
-            new = av.VideoFrame.from_ndarray(frame.to_ndarray(format="rgb24"), format="rgb24")
-            new.pts = i
-            out.mux(o.encode(new))
+    """The first `frames` frames of `source` (played again from its start while it is
+    shorter) re-encoded into `dest` (a temporary folder, never the repo)."""
+    with av.open(str(dest), "w") as out:
+        o = None
+        i = 0
+        while i < frames:
+            with av.open(str(source)) as inp:
+                stream = inp.streams.video[0]
+                if o is None:
+                    o = out.add_stream("libx264", rate=stream.average_rate)
+                    o.width, o.height, o.pix_fmt = stream.width, stream.height, "yuv420p"
+                for frame in inp.decode(stream):
+                    if i == frames:
+                        break
+                    new = av.VideoFrame.from_ndarray(frame.to_ndarray(format="rgb24"), format="rgb24")
+                    new.pts = i
+                    out.mux(o.encode(new))
+                    i += 1
         out.mux(o.encode(None))
     return dest
 
@@ -132,7 +139,10 @@ def test_glob_input_masks_what_it_matches(clips: Path, tmp_path: Path) -> None:
 
 
 def test_interrupted_batch_leaves_no_partial_file(tmp_path: Path) -> None:
-    long = cut(P08, tmp_path / "long.mp4", 400)
+    # Long enough (about a minute of masking) that the batch cannot end between the test
+    # seeing its partial file and the signal landing, however loaded the machine: p08's
+    # own 228 frames took 2-4 s and, under load, twice ended first (exit 2, not 130).
+    long = cut(P08, tmp_path / "long.mp4", 3000)
     work = tmp_path / "work"
     work.mkdir()
     job = subprocess.Popen([*DMASK, "mask", long, long.with_name("missing.mp4"), "--workers", "1", "--quiet"],
