@@ -1,8 +1,11 @@
-"""The masking engine of a room and the masked video track its consumers receive.
+"""The masking engine of a room and the masked video tracks its consumers receive.
 
-Patient camera (remote track) -> `MaskEngine` -> `MaskedVideoTrack` (one per consumer:
-the patient's own preview, the doctor, a recording; and the doctor's eye close-up, a
-second view of the same parameters rendered only while the doctor shows it).
+Patient camera (remote track) -> `MaskEngine` -> `MaskedVideoTrack` (the avatar's
+pictures, paced) -> `encoding.SharedEncoder` (VP8, once per picture) -> one
+`EncodedVideoTrack` per WebRTC consumer (the patient's own preview, each doctor). The
+doctor's eye close-up, a second view of the same parameters rendered only while the
+doctor shows it, goes the same way with its own encoder; a recording takes a
+`MaskedVideoTrack` of its own and encodes it itself.
 
 - Latest frame wins: the engine drains the camera track as fast as frames arrive into a
   one-slot mailbox; the worker always takes the newest frame and the ones it had no
@@ -13,9 +16,9 @@ second view of the same parameters rendered only while the doctor shows it).
 - Fail closed: consumers only ever get what the engine published, which is the
   Masker's output (the avatar, or its placeholder) or a placeholder the engine makes
   itself; camera pixels have no other way out of this module.
-- `MaskedVideoTrack.recv()` never raises (except `MediaStreamError` once stopped, which
-  is how aiortc ends a sender): an exception in a track's recv() silently freezes
-  aiortc's sender for good.
+- `MaskedVideoTrack.recv()` (and `EncodedVideoTrack.recv()`) never raises (except
+  `MediaStreamError` once stopped, which is how aiortc ends a sender): an exception in a
+  track's recv() silently freezes aiortc's sender for good.
 """
 from __future__ import annotations
 
@@ -36,6 +39,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from dmask_rt.render.placeholder import placeholder_frame
 
+from .encoding import EncodedVideoTrack, SharedEncoder
 from .metrics import FREEZE_S, Metrics
 
 if TYPE_CHECKING:
@@ -116,6 +120,8 @@ class MaskEngine:
         self.closed = False
         #: (width, height) of the eye close-up to render with each frame; None: none (no cost).
         self.closeup_size: tuple[int, int] | None = None
+        self.avatar_encoder = SharedEncoder(lambda: MaskedVideoTrack(self), metrics)
+        self.closeup_encoder = SharedEncoder(lambda: CloseupVideoTrack(self), metrics, CloseupVideoTrack.stage_prefix)
 
     def preload(self) -> None:
         """Load the Masker (models, GL context) on the engine's thread now, before a camera comes."""
@@ -217,13 +223,17 @@ class MaskEngine:
         with contextlib.suppress(ValueError):
             self._listeners.remove(listener)
 
-    def track(self) -> "MaskedVideoTrack":
-        """A new masked video track for one consumer."""
-        return MaskedVideoTrack(self)
+    def track(self) -> EncodedVideoTrack:
+        """A new track of the avatar, VP8-encoded, for one WebRTC sender (`EncodedVideoTrack.bind` it)."""
+        return self.avatar_encoder.consumer()
 
-    def closeup_track(self) -> "CloseupVideoTrack":
-        """A new track of the eye close-up (frames only while `closeup_size` is set)."""
-        return CloseupVideoTrack(self)
+    def closeup_track(self) -> EncodedVideoTrack:
+        """A new track of the eye close-up, VP8-encoded (frames only while `closeup_size` is set)."""
+        return self.closeup_encoder.consumer()
+
+    def picture_track(self) -> "MaskedVideoTrack":
+        """A new track of the avatar's pictures (frames), for a consumer that encodes them itself."""
+        return MaskedVideoTrack(self)
 
     @property
     def live(self) -> bool:
@@ -249,6 +259,8 @@ class MaskEngine:
             return
         self.closed = True
         self.detach()
+        self.avatar_encoder.close()
+        self.closeup_encoder.close()
         if self._worker_task is not None:
             self._worker_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -274,12 +286,13 @@ def bounded_size(width: int, height: int) -> tuple[int, int]:
 
 
 class MaskedVideoTrack(MediaStreamTrack):
-    """The avatar as a video track: the engine's newest result, paced to `MAX_FPS`.
+    """The avatar's pictures as a video track: the engine's newest result, paced to `MAX_FPS`.
 
     recv() returns as soon as a newer result exists (no added latency), repeats the last
     picture every `KEEPALIVE_S` while nothing new comes, and shows a "waiting"
     placeholder while the camera is away. Timestamps follow the wall clock in a 90 kHz
-    time base, strictly increasing.
+    time base, strictly increasing. Its consumer encodes what recv() returns: a
+    `SharedEncoder` (which also measures the encode) or a recording.
     """
 
     kind = "video"
@@ -298,17 +311,15 @@ class MaskedVideoTrack(MediaStreamTrack):
         self._fresh: Masked | None = None  # the new result the next frame carries, if any
         self._fresh_at = 0.0                # when the last one was taken
         self.face_found = False
-        # Opt-in per-frame reports (times and ids, never pixels): how the latency harness
-        # matches each frame its doctor receives to the camera frame it came from.
+        # Opt-in per-frame reports (times and ids, never pixels), for every new result sent:
+        # how the latency harness matches each frame its doctor receives to the camera frame
+        # it came from. "sent" is when the picture went to its encoder.
         self.on_frame: Callable[[dict[str, Any]], None] | None = None
 
     async def recv(self) -> av.VideoFrame:
         if self.readyState != "live" or self._engine.closed:
             raise MediaStreamError
         try:
-            if self._last_return:
-                # Time the sender spent since the last frame: encoding and packetizing.
-                self._metrics.stage(self.stage_prefix + "encode", (time.monotonic() - self._last_return) * 1e3)
             image = await self._next_image()
             frame = av.VideoFrame.from_ndarray(image, format="rgb24")
         except Exception:  # noqa: BLE001 - see the module docstring

@@ -92,7 +92,7 @@ class Recorder:
         self._video.pix_fmt = "yuv420p"
         self._video.codec_context.time_base = VIDEO_TIME_BASE
         self._video_size: tuple[int, int] | None = None
-        self._tracks: list[tuple[MediaStreamTrack, av.stream.Stream | None]] = [(engine.track(), self._video)]
+        self._tracks: list[tuple[MediaStreamTrack, av.stream.Stream | None]] = [(engine.picture_track(), self._video)]
         for relay in audio:
             stream = self._container.add_stream("aac", rate=AUDIO_RATE)
             stream.layout = "stereo"

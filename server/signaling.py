@@ -14,6 +14,8 @@ offer them, so each m-line lands on a transceiver whose outgoing track is fixed 
              video recvonly  doctor's camera in -> patient
              video sendonly  the avatar's eye close-up out (frames only while the doctor shows it)
 
+The outgoing avatar and close-up are the engine's shared encoders' packets (one encode
+for every connection; each sender is bound to take its receiver's keyframe requests).
 The patient's camera track goes to the engine only: nothing sent on the doctor's
 connection (or recorded) comes from anywhere but the engine and the audio relays.
 """
@@ -113,6 +115,7 @@ def _wire_patient(room: Room, session: Session) -> RTCRtpTransceiver:
     pc = session.pc
     masked = room.engine.track()
     camera = pc.addTransceiver(masked, "sendrecv")
+    masked.bind(camera.sender)
     doctor_audio = room.doctor_audio.subscribe(AUDIO_MAILBOX)
     audio = pc.addTransceiver(doctor_audio, "sendrecv")
     doctor_camera = room.doctor_video.subscribe(1)
@@ -126,14 +129,15 @@ def _wire_doctor(room: Room, session: Session, closeup: bool) -> RTCRtpTransceiv
     pc = session.pc
     masked = room.engine.track()
     video = pc.addTransceiver(masked, "sendonly")
+    masked.bind(video.sender)
     patient_audio = room.patient_audio.subscribe(AUDIO_MAILBOX)
     pc.addTransceiver(patient_audio, "sendrecv")
     pc.addTransceiver("video", "recvonly")
     session.tracks += [masked, patient_audio]
     if closeup:
-        closeup = room.engine.closeup_track()
-        pc.addTransceiver(closeup, "sendonly")
-        session.tracks.append(closeup)
+        closeup_track = room.engine.closeup_track()
+        closeup_track.bind(pc.addTransceiver(closeup_track, "sendonly").sender)
+        session.tracks.append(closeup_track)
     return video
 
 

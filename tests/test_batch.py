@@ -135,8 +135,12 @@ def test_interrupted_batch_leaves_no_partial_file(tmp_path: Path) -> None:
     long = cut(P08, tmp_path / "long.mp4", 400)
     work = tmp_path / "work"
     work.mkdir()
+    # Ctrl-C at a terminal: the child starts with SIGINT at its default. Run from a background
+    # job without job control (a CI runner's `cmd &`), pytest and its children inherit it
+    # ignored, and Python then leaves it ignored: the batch ran to its end (exit 2).
     job = subprocess.Popen([*DMASK, "mask", long, long.with_name("missing.mp4"), "--workers", "1", "--quiet"],
-                           cwd=work, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                           cwd=work, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                           preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 60
     while not list((work / "out").glob(".long.masked.*.part.mp4")):  # the worker is writing
         assert job.poll() is None and time.monotonic() < deadline, "the batch ended before it was interrupted"

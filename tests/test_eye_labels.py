@@ -224,3 +224,21 @@ def test_a_labelling_agrees_with_itself_and_a_shifted_one_by_the_shift() -> None
     shifted = label_agreement.agreement(DOC, _shifted(DOC, 1.6))
     assert shifted["all"].mrd1[0] == pytest.approx(1.6 / 16.0, abs=1e-9)
     assert shifted["all"].mrd2 == pytest.approx((0.0, 0.0), abs=1e-9)
+
+
+def test_the_second_labelling_covers_the_first_blind_and_well_formed() -> None:
+    """Every eye of the label set is labelled twice; the second labelling is well-formed and
+    was made from the same proposals (the tracker's), not from the first labels."""
+    first, second = el.load(), el.load(el.LABELS_PATH.with_name("eye_labels_second.json"))
+    ones = {(e["clip"], e["frame"], k): (e, lab) for e, k, lab in el.labelled_eyes(first)}
+    twos = {(e["clip"], e["frame"], k): (e, lab) for e, k, lab in el.labelled_eyes(second)}
+    assert set(ones) == set(twos)
+    for key, (entry, lab) in twos.items():
+        assert lab.problems() == [], key
+        assert entry["eyes"][key[2]]["proposal"] == ones[key][0]["eyes"][key[2]]["proposal"], key
+    # blind: the second is not the first copied (its points mostly differ)
+    pairs = [(ones[k][1].upper, twos[k][1].upper) for k in ones]
+    same = sum(a.shape == b.shape and np.allclose(a, b) for a, b in pairs)
+    assert same < 0.05 * len(ones)
+    agree = label_agreement.agreement(first, second)["all"]
+    assert agree.n == len(ones) and np.isfinite(agree.mrd1[0]) and 0.0 < agree.mrd1[0] < 0.2

@@ -267,7 +267,7 @@ def test_doctor_receives_the_avatar_never_the_camera(tmp_path: Path) -> None:
             room = server.relay.rooms.get(room_id)
             # The doctor's connection sends the masked track and patient audio, nothing else.
             senders = [s.track for s in room.sessions["doctor"].pc.getSenders() if s.track is not None]
-            assert sorted(type(t).__name__ for t in senders) == ["MaskedVideoTrack", "RelayTrack"]
+            assert sorted(type(t).__name__ for t in senders) == ["EncodedVideoTrack", "RelayTrack"]  # the engine's encoded avatar
             assert [t.kind for t in senders if isinstance(t, RelayTrack)] == ["audio"]
             received = _frames(doctor)
             own_view = _frames(patient)

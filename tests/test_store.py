@@ -216,7 +216,7 @@ class Track(MediaStreamTrack):
 
 class Engine:
     def __init__(self): self.ref = [None]
-    def track(self): return Track(self.ref)
+    def picture_track(self): return Track(self.ref)
 
 async def main():
     engine = Engine()

@@ -19,25 +19,11 @@ from __future__ import annotations
 
 import copy
 
-import numpy as np
-
-from ..track.eye_outline import EyeOutline, eye_frame
+from ..track.eye_outline import EyeOutline
 from . import eye_labels as el
 
-#: Where the consensus lids are sampled, as fractions of the fissure from the lateral corner.
+#: Where the consensus lids are sampled, as fractions of the fissure.
 FRACTIONS = tuple((k + 1) / 10 for k in range(9))
-
-
-def _lid_at(label: el.EyeLabel, lid: str, fractions: np.ndarray) -> np.ndarray:
-    """Points of a label's `lid` polyline (corner-margin-corner) at `fractions` of its own
-    corner axis, lateral to medial: points at the same anatomical place in two labels."""
-    origin, a, n, width = eye_frame(label.corners)
-    chain = np.concatenate([label.corners[:1], getattr(label, lid), label.corners[1:]]) - origin
-    s, h = chain @ a, chain @ n
-    order = np.argsort(s, kind="stable")
-    lateral_at_origin = bool(np.allclose(label.corners[0], origin))
-    q = (fractions if lateral_at_origin else 1.0 - fractions) * width
-    return origin + q[:, None] * a + np.interp(q, s[order], h[order])[:, None] * n
 
 
 def mean_label(first: el.EyeLabel, second: el.EyeLabel) -> el.EyeLabel | None:
@@ -45,10 +31,11 @@ def mean_label(first: el.EyeLabel, second: el.EyeLabel) -> el.EyeLabel | None:
     on shut or on whether an iris shows. The class is the first labelling's."""
     if first.shut != second.shut or (first.iris_centre is None) != (second.iris_centre is None):
         return None
-    f = np.asarray(FRACTIONS)
+    # both labels' lids at the same fractions of their own fissures (from the image-left
+    # corner: the same anatomical side in both labels of one eye)
+    a, b = el.resample(first.to_outline(), FRACTIONS), el.resample(second.to_outline(), FRACTIONS)
     corners = 0.5 * (first.corners + second.corners)
-    upper = 0.5 * (_lid_at(first, "upper", f) + _lid_at(second, "upper", f))
-    lower = 0.5 * (_lid_at(first, "lower", f) + _lid_at(second, "lower", f))
+    upper, lower = 0.5 * (a.upper + b.upper), 0.5 * (a.lower + b.lower)
     if first.iris_centre is None or second.iris_centre is None:
         centre, radius = None, None
     else:

@@ -133,28 +133,17 @@ def refine_kernel(rgb: np.ndarray, frame: np.ndarray, width: float, u0: np.ndarr
         # an open eye whose lid covers a centred iris: there the lid's edge is lashes on a
         # dark iris (weak, or the lashes' top) and the tracker's lid, fitted to the iris's top,
         # stands in for it, so the sclera's edges on either side cannot bend the lid into the iris
-        cap = wu.max()
-        for j in range(N_COLS):
-            if covered[j]:
-                hu[j], wu[j] = u0[j], ANCHOR * cap
-        fit_curve(ts, hu, wu, N_COLS, pu, width, upper)
+        _refit_covered(ts, hu, wu, covered, u0, pu, width, upper)
         gap = _gap(upper, lower)
-    elif gap >= OPEN_GAP:
+    elif gap >= OPEN_GAP and covered.any() and not covered.all():
         # an open eye turned (module docstring): the lid over the iris at the sclera's peak,
         # the curve's shape from the first fit, not the tracker's (drawn for a centred iris)
-        peak, any_covered = 1e9, False
+        peak = 1e9
         for j in range(N_COLS):
-            if covered[j]:
-                any_covered = True
-            else:
+            if not covered[j]:
                 peak = min(peak, curve_at(upper, ts[j]) * width)
-        if any_covered and peak < 1e9:
-            cap = wu.max()
-            for j in range(N_COLS):
-                if covered[j]:
-                    hu[j], wu[j] = peak, ANCHOR * cap
-            fit_curve(ts, hu, wu, N_COLS, upper.copy(), width, upper)
-            gap = _gap(upper, lower)
+        _refit_covered(ts, hu, wu, covered, np.full(N_COLS, peak), upper.copy(), width, upper)
+        gap = _gap(upper, lower)
     if gap < MIN_GAP:
         iris_out[0], iris_out[1], iris_out[2] = iris[0], iris[1], r_prior
         return 0, 0.0
@@ -168,6 +157,19 @@ def refine_kernel(rgb: np.ndarray, frame: np.ndarray, width: float, u0: np.ndarr
             return n, 0.0
         share = fit_circle(pts, wts, n, iris_out[0], iris_out[1], r_prior, iris[1], iris_out)
     return n, share
+
+
+@njit(cache=True)
+def _refit_covered(ts: np.ndarray, hu: np.ndarray, wu: np.ndarray, covered: np.ndarray, heights: np.ndarray,
+                   prior: np.ndarray, width: float, upper: np.ndarray) -> None:
+    """Fit the upper lid again (into `upper`) with each covered column's evidence the given
+    height, weighted ANCHOR times the strongest edge: where the lid lies on the iris the
+    image shows no edge to trust."""
+    cap = wu.max()
+    for j in range(N_COLS):
+        if covered[j]:
+            hu[j], wu[j] = heights[j], ANCHOR * cap
+    fit_curve(ts, hu, wu, N_COLS, prior, width, upper)
 
 
 @njit(cache=True)
