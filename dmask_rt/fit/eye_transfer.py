@@ -231,7 +231,18 @@ def _solve_lid(chain, fields, lid, start, goals, at, with_mid, min_closure, corn
                 else:
                     jac[q, k - 1] = (h - r[q]) / _DIFF
         jac[2, 1] = SHAPE_DAMPING   # r[2] = 0: damps the shape's steps, not where it ends
-        step = np.linalg.lstsq(jac, -r)[0]
+        # The least-squares step, (J^T J) step = -J^T r, solved in closed form (2x2).
+        a00 = a01 = a11 = b0 = b1 = 0.0
+        for q in range(3):
+            a00 += jac[q, 0] * jac[q, 0]
+            a01 += jac[q, 0] * jac[q, 1]
+            a11 += jac[q, 1] * jac[q, 1]
+            b0 -= jac[q, 0] * r[q]
+            b1 -= jac[q, 1] * r[q]
+        det = a00 * a11 - a01 * a01
+        if abs(det) < 1e-12:
+            break
+        step = np.array([(a11 * b0 - a01 * b1) / det, (a00 * b1 - a01 * b0) / det])
         shape = min(max(lid[1] + step[1], -MAX_SHAPE), MAX_SHAPE)
         if shape != lid[1] + step[1] and abs(jac[0, 0]) > 1e-9:
             # the shape at its reach: the closure for MRD alone, which comes first
