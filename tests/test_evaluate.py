@@ -218,6 +218,19 @@ def test_pixels_refuse_a_drawing_they_do_not_show(avatar):
     assert "iris centre" in avatar_pixels.read_pixels(open_image, turned_drawn[0]).reasons
 
 
+def test_a_shut_eye_reads_open_only_on_a_colour_no_skin_shade_explains(avatar):
+    """One pixel painted into a shut eye's closed lid: the faded end of a lash line seen in
+    a p02 close-up, (56, 41, 34), is as near an iris shade as a brow shade (8-bit rounding)
+    and leaves the eye shut; the iris's own colour, or the sclera's, opens it."""
+    image, drawn = avatar(upper=0.7, lower=0.3)
+    row, col = np.round(0.5 * (drawn[0].upper[3] + drawn[0].lower[3])).astype(int)[::-1]
+    for colour, shut in (((56, 41, 34), True), ((84, 56, 40), False), ((240, 237, 230), False)):
+        painted = image.copy()
+        painted[row, col] = colour
+        pixel = avatar_pixels.read_pixels(painted, drawn[0])
+        assert (pixel.eyeball_px == 0) == shut and pixel.confirmed == shut
+
+
 def test_palette_classes_on_flat_colours():
     from dmask_rt.render import palette
 

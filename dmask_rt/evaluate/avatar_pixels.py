@@ -20,8 +20,9 @@ enclose.
 
 Read per eye, in the eye frame of `track/eye_outline.py` (s along the corners, h down):
 
-    eyeball pixels   how many of the region's pixels are sclera, iris or pupil: a shut
-                     eye must show none, an open one some
+    eyeball pixels   how many of the region's pixels are sclera, iris or pupil, not
+                     counting colours a skin-side class explains as well (AMBIGUOUS_*):
+                     a shut eye must show none, an open one some
     top(s), bottom(s)  along the line s = const, where it enters the first and leaves
                      the last eyeball pixel (sampled every 0.25 px): the visible opening
     limbus           the boundary between the iris disc (iris and pupil pixels, holes
@@ -103,6 +104,13 @@ SCLERA, IRIS, PUPIL = 0, 1, 2
 GLINT_WHITE = 60.0
 GLINT_RESIDUAL = 2.0
 GLINT_REACH_PX = 2
+#: A colour that an eyeball class and a skin-side class both explain within 8-bit
+#: rounding (one unit per channel, squared) is ambiguous: dark shades of the brown iris
+#: with a faint highlight and the lash line faded into the skin meet there (seen: a
+#: lash line's end, (56, 41, 34), at 0.8 of a unit from an iris shade and 1.0 from a brow
+#: shade). Such pixels still shape the opening but are not counted as eyeball pixels, so
+#: they cannot make a shut eye read open.
+AMBIGUOUS_RESIDUAL = 3.0
 _GLINT = (np.array([palette.IRIS_RGB], float), np.array([[0.04, 1.0]]), np.array([[0.0, GLINT_WHITE]]))
 
 
@@ -133,29 +141,30 @@ def _residuals(c: np.ndarray, colours: np.ndarray = _COLOURS, k_range: np.ndarra
     return best
 
 
-#: Packed 24-bit colour -> class index, and -> whether it is the iris's highlight colour.
-#: The avatar's colours repeat from frame to frame, so each is worked out once.
-_CLASS_OF: dict[int, int] = {}
+#: Packed 24-bit colour -> (class index, whether it is the iris's highlight colour,
+#: whether it is ambiguous). The avatar's colours repeat from frame to frame, so each is
+#: worked out once.
+_KIND_OF: dict[int, tuple[int, bool, bool]] = {}
 _CACHE_LIMIT = 1_000_000
-_GLINT_OF: dict[int, bool] = {}
 
 
-def _lookup(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(class index, glint colour) of each pixel of an (h, w, 3) uint8 image."""
+def _lookup(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(class index, glint colour, ambiguous colour: AMBIGUOUS_RESIDUAL) of each pixel of
+    an (h, w, 3) uint8 image."""
     packed = (rgb[..., 0].astype(np.int64) << 16) | (rgb[..., 1].astype(np.int64) << 8) | rgb[..., 2]
     colours, inverse = np.unique(packed.ravel(), return_inverse=True)
-    if len(_CLASS_OF) > _CACHE_LIMIT:  # about 18 000 colours after p02's 536 frames: a bound, not a case
-        _CLASS_OF.clear()
-        _GLINT_OF.clear()
-    new = np.array([c for c in colours.tolist() if c not in _CLASS_OF], np.int64)
+    if len(_KIND_OF) > _CACHE_LIMIT:  # about 18 000 colours after p02's 536 frames: a bound, not a case
+        _KIND_OF.clear()
+    new = np.array([c for c in colours.tolist() if c not in _KIND_OF], np.int64)
     if len(new):
         c = np.column_stack([new >> 16, (new >> 8) & 255, new & 255]).astype(float)
-        for key, cls, glint in zip(new.tolist(), np.argmin(_residuals(c), axis=1).tolist(),
-                                   (_residuals(c, *_GLINT)[:, 0] < GLINT_RESIDUAL).tolist()):
-            _CLASS_OF[key], _GLINT_OF[key] = cls, glint
-    classes = np.array([_CLASS_OF[c] for c in colours.tolist()], np.int64)
-    glints = np.array([_GLINT_OF[c] for c in colours.tolist()], bool)
-    return classes[inverse].reshape(rgb.shape[:2]), glints[inverse].reshape(rgb.shape[:2])
+        r = _residuals(c)
+        ambiguous = (r[:, : PUPIL + 1].min(axis=1) <= AMBIGUOUS_RESIDUAL) & (r[:, PUPIL + 1:].min(axis=1) <= AMBIGUOUS_RESIDUAL)
+        for key, cls, glint, amb in zip(new.tolist(), np.argmin(r, axis=1).tolist(),
+                                        (_residuals(c, *_GLINT)[:, 0] < GLINT_RESIDUAL).tolist(), ambiguous.tolist()):
+            _KIND_OF[key] = (cls, glint, amb)
+    kinds = np.array([_KIND_OF[c] for c in colours.tolist()], np.int64)[inverse].reshape(*rgb.shape[:2], 3)
+    return kinds[..., 0], kinds[..., 1].astype(bool), kinds[..., 2].astype(bool)
 
 
 def classify(rgb: np.ndarray) -> np.ndarray:
@@ -281,11 +290,12 @@ class _Lines:
 def read_pixels(frame: np.ndarray, drawn: EyeOutline) -> PixelEye:
     """One eye of an avatar frame read from its pixels and checked against `drawn` (module docstring)."""
     x0, y0, x1, y1 = _region(drawn, frame.shape)
-    labels, glint = _lookup(frame[y0:y1, x0:x1]) if x1 > x0 and y1 > y0 else (np.zeros((0, 0), int), np.zeros((0, 0), bool))
+    empty = np.zeros((0, 0), bool)
+    labels, glint, ambiguous = _lookup(frame[y0:y1, x0:x1]) if x1 > x0 and y1 > y0 else (empty.astype(int), empty, empty)
     eyeball = _eyeball(glint, labels)
     offset = np.array([x0, y0], float)
     drawn_reading = read_eye(drawn)
-    count = int(eyeball.sum())
+    count = int(_eyeball(glint, np.where(ambiguous, len(CLASSES), labels)).sum()) if ambiguous.any() else int(eyeball.sum())
     reasons: list[str] = []
     if drawn_reading.shut != (count == 0):
         reasons.append("shut drawn, eyeball pixels seen" if drawn_reading.shut else "open drawn, no eyeball pixel")

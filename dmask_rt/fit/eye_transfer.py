@@ -10,20 +10,26 @@ it draws (`model/drawn_eye.py`) reads, by `track/eye_outline.read_eye`, as the
 patient's eye did:
 
     theta, phi   solve  place(drawn(theta, phi)) = place_patient   (Newton, 2x2)
-    c_upper      solve  h_p - U(s_p; c_upper) = MRD1_patient * D_drawn   (secant)
-    c_lower      solve  L(s_p; c_lower) - h_p = MRD2_patient * D_drawn
+    c_u, k_u     solve  h_p - U(s_p; c_u, k_u) = MRD1_patient * D_drawn
+                        -U(W/2; c_u, k_u) = upper_mid_patient * D_drawn   (Gauss-Newton)
+    c_l, k_l     solve  L(s_p; c_l, k_l) - h_p = MRD2_patient * D_drawn
+                        L(W/2; c_l, k_l) = lower_mid_patient * D_drawn
 
-with (s_p, h_p) the drawn iris centre in the eye's corner frame and D_drawn the drawn
-iris diameter; the corners never move with these parameters, so the three solves are
-independent once the rotation is set. A shut eye (its widest lid gap under
+with (s_p, h_p) the drawn iris centre in the eye's corner frame, D_drawn the drawn iris
+diameter, c a lid's closure and k its shape term (`model/eyelid.py`: it tilts the lid
+along the eye and leaves its height at the fissure's middle alone; while the iris sits
+in the middle k has no say in either height and the fit's stays, SHAPE_DAMPING); the
+corners never move with these parameters, so the solves are
+independent once the rotation is set. Matching MRD at the iris alone, an iris deep in a
+corner, where the template lid falls to the corner, was drawn under a lid raised all
+along the eye: a retraction the patient does not have. A shut eye (its widest lid gap under
 `eye_outline.SHUT_OPENING` of the width) is drawn shut: the upper lid meets the lower
-one along the whole margin (closures summing to one, no shape term), which leaves the
-eyeball no pixel. While an eye is nearly shut (opening under PLACE_MIN_OPENING) its
+one along the whole margin and laps a little over it (closures summing to just over one,
+no shape term), which leaves the eyeball no pixel. While an eye is nearly shut (opening under PLACE_MIN_OPENING) its
 rotation stays the fit's, which holds the last well-seen one while the lids hide the iris. Retraction needs no special case: a lid above its template
 position is a negative closure.
 
-Both eyes are solved independently, so a squint stays a squint. The lid shape terms
-(where along the eye the lid peaks) are kept from the fit. Guards: a place beyond the
+Both eyes are solved independently, so a squint stays a squint. Guards: a place beyond the
 corners is drawn at the corner (a misread, not an eye); retraction stops where the
 drawn margin still shows where it is (MIN_CLOSURE); an eye read open is never drawn
 shut (MIN_OPEN_DRAWN).
@@ -69,6 +75,10 @@ MIN_CLOSURE = (-0.9, -1.0)
 #: narrowed eye is never drawn shut: matching MRD at the iris centre alone can close
 #: the lids further along the eye.
 MIN_OPEN_DRAWN = SHUT_OPENING + 0.01
+#: A shut eye's upper lid laps this share of the template opening over the lower one:
+#: margins that only coincide let the eyeball through a crack of their seam (seen: 3 px at
+#: a lateral corner in the 960x360 close-up).
+SHUT_OVERLAP = 0.03
 #: Below this opening (fissure widths) too little iris shows to place it: the fit's
 #: rotation, which holds the last well-seen one, is kept.
 PLACE_MIN_OPENING = 0.1
@@ -76,6 +86,15 @@ PLACE_MIN_OPENING = 0.1
 #: allowed stretch; the iris must be within IRIS_CENTRAL of the fissure's middle.
 STRETCH_RATE = 0.05
 STRETCH_RANGE = (-0.2, 0.3)
+#: Damping of a lid's shape-term steps, against an error of one iris diameter: with the
+#: iris in the middle of the fissure the shape has no say in either height, and stays.
+SHAPE_DAMPING = 0.02
+#: Weight of the lid's height at the fissure's middle against MRD's at the iris: MRD is
+#: the clinical reading and comes first where the drawn eye cannot show both (an iris deep
+#: in a corner, where the generic fissure narrows faster than most patients').
+MID_WEIGHT = 0.3
+#: The shape term's reach (the closure then varies by 0.75 of it either way along the lid).
+MAX_SHAPE = 1.0
 _NEWTON_STEPS = 5
 _DIFF = 1e-3
 
@@ -85,9 +104,10 @@ class EyeTransfer:
 
     def __init__(self, geometry: EyeGeometry) -> None:
         self._geometry = geometry
-        # Per eye, the closure fields of its upper and lower margin (7 vertices each), head frame.
+        # Per eye, the (closure, shape) fields of its upper and lower margin (7 vertices each), head frame.
         fields = geometry.lids.reshape(8, 2, -1, 3)
-        self._fields = np.stack([np.stack([fields[4 * e, e, 2:9], fields[4 * e + 2, e, 9:16]]) for e in range(2)])
+        self._fields = np.stack([np.stack([fields[4 * e: 4 * e + 2, e, 2:9], fields[4 * e + 2: 4 * e + 4, e, 9:16]])
+                                 for e in range(2)])   # (2 eyes, 2 lids, 2 kinds, 7, 3)
         self._stretch_fields = geometry.fissures.reshape(2, 2, -1, 3)[[0, 1], [0, 1]]   # (2, 16, 3) own eye
         self.reset()
 
@@ -117,22 +137,24 @@ class EyeTransfer:
             upper, lower = 4 * e, 4 * e + 2   # closure indices; shape terms follow each
             if reading.shut:
                 out.lids[lower] = float(np.clip(out.lids[lower], -0.2, 0.4))
-                out.lids[upper] = 1.0 - out.lids[lower]
+                out.lids[upper] = 1.0 + SHUT_OVERLAP - out.lids[lower]
                 out.lids[upper + 1] = out.lids[lower + 1] = 0.0
                 continue
             # The iris between the corners: a place beyond them is a misread, not an eye.
-            target = np.array([min(max(reading.place_h, 0.0), 1.0), reading.place_v, reading.mrd1, reading.mrd2])
-            if not np.all(np.isfinite(target)):
+            target = np.array([min(max(reading.place_h, 0.0), 1.0), reading.place_v, reading.mrd1, reading.mrd2,
+                               reading.upper_mid, reading.lower_mid])
+            if not np.all(np.isfinite(target[:4])):
                 continue  # nothing readable: the eye stays as fitted
-            closures = np.array([out.lids[upper], out.lids[lower]])
+            lids = np.array([[out.lids[upper], out.lids[upper + 1]], [out.lids[lower], out.lids[lower + 1]]])
             angles = out.eyes[e].copy()
             _solve_eye(
                 verts[e], self._fields[e] @ rot.T, rot @ self._geometry.eye_centres[e] + t, rot, cam, target,
-                reading.opening >= PLACE_MIN_OPENING, angles, closures,
+                reading.opening >= PLACE_MIN_OPENING, angles, lids,
             )
             out.eyes[e] = angles
             # Lids may meet but not cross.
-            out.lids[upper], out.lids[lower] = min(closures[0], 1.0 - closures[1]), closures[1]
+            out.lids[upper], out.lids[lower] = min(lids[0, 0], 1.0 - lids[1, 0]), lids[1, 0]
+            out.lids[upper + 1], out.lids[lower + 1] = lids[0, 1], lids[1, 1]
         return out
 
     def _learn_stretch(self, e: int, reading: EyeReadings, verts: np.ndarray, iris_depth: float,
@@ -165,8 +187,14 @@ def _iris(centre, rot, theta, phi, cam, origin, a, n):
 
 
 @njit(cache=True)
-def _margin_height(chain, field, dc, corners, cam, origin, a, n, s_p):
-    """Height h at s_p of the polyline corner, chain + dc * field (projected), corner."""
+def _moved(chain, fields, dc, dk):
+    """A margin's 7 vertices moved by dc of its closure field and dk of its shape field."""
+    return chain + dc * fields[0] + dk * fields[1]
+
+
+@njit(cache=True)
+def _margin_height(chain, corners, cam, origin, a, n, s_p):
+    """Height h at s_p of the polyline corner, chain (projected), corner."""
     m = chain.shape[0] + 2
     s = np.empty(m)
     h = np.empty(m)
@@ -174,9 +202,7 @@ def _margin_height(chain, field, dc, corners, cam, origin, a, n, s_p):
         if k == 0 or k == m - 1:
             u, v = corners[0 if k == 0 else 1]
         else:
-            j = k - 1
-            u, v = _project(cam[0], cam[1], cam[2], cam[3], chain[j, 0] + dc * field[j, 0],
-                            chain[j, 1] + dc * field[j, 1], chain[j, 2] + dc * field[j, 2])
+            u, v = _project(cam[0], cam[1], cam[2], cam[3], chain[k - 1, 0], chain[k - 1, 1], chain[k - 1, 2])
         du, dv = u - origin[0], v - origin[1]
         s[k] = du * a[0] + dv * a[1]
         h[k] = du * n[0] + dv * n[1]
@@ -185,10 +211,55 @@ def _margin_height(chain, field, dc, corners, cam, origin, a, n, s_p):
 
 
 @njit(cache=True)
-def _solve_eye(verts, fields, centre, rot, cam, target, place, angles, closures):
+def _solve_lid(chain, fields, lid, start, goals, at, with_mid, min_closure, corners, cam, origin, a, n, diameter):
+    """Closure and shape (lid[0], lid[1], in place; closure within [min_closure, 1]) of one
+    margin whose height at s = at[0] should be goals[0] and, when `with_mid`, at at[1]
+    goals[1]: Gauss-Newton on the errors in iris diameters, the shape's steps damped
+    (SHAPE_DAMPING)."""
+    for _ in range(8):
+        r = np.zeros(3)
+        jac = np.zeros((3, 2))
+        for k in range(3):
+            dc = lid[0] - start[0] + (_DIFF if k == 1 else 0.0)
+            dk = lid[1] - start[1] + (_DIFF if k == 2 else 0.0)
+            moved = _moved(chain, fields, dc, dk)
+            for q in range(2 if with_mid else 1):
+                h = (_margin_height(moved, corners, cam, origin, a, n, at[q]) - goals[q]) / diameter
+                h *= 1.0 if q == 0 else MID_WEIGHT
+                if k == 0:
+                    r[q] = h
+                else:
+                    jac[q, k - 1] = (h - r[q]) / _DIFF
+        jac[2, 1] = SHAPE_DAMPING   # r[2] = 0: damps the shape's steps, not where it ends
+        # The least-squares step, (J^T J) step = -J^T r, solved in closed form (2x2).
+        a00 = a01 = a11 = b0 = b1 = 0.0
+        for q in range(3):
+            a00 += jac[q, 0] * jac[q, 0]
+            a01 += jac[q, 0] * jac[q, 1]
+            a11 += jac[q, 1] * jac[q, 1]
+            b0 -= jac[q, 0] * r[q]
+            b1 -= jac[q, 1] * r[q]
+        det = a00 * a11 - a01 * a01
+        if abs(det) < 1e-12:
+            break
+        step = np.array([(a11 * b0 - a01 * b1) / det, (a00 * b1 - a01 * b0) / det])
+        shape = min(max(lid[1] + step[1], -MAX_SHAPE), MAX_SHAPE)
+        if shape != lid[1] + step[1] and abs(jac[0, 0]) > 1e-9:
+            # the shape at its reach: the closure for MRD alone, which comes first
+            step[1] = shape - lid[1]
+            step[0] = -(r[0] + jac[0, 1] * step[1]) / jac[0, 0]
+        lid[0] = min(max(lid[0] + step[0], min_closure), 1.0)
+        lid[1] = shape
+        if abs(step[0]) < 1e-4 and abs(step[1]) < 1e-4:
+            break
+
+
+@njit(cache=True)
+def _solve_eye(verts, fields, centre, rot, cam, target, place, angles, lids):
     """Solve one eye in place: `angles` (theta, phi) for target[:2] (place) when `place`,
-    then `closures` (upper, lower) for target[2:] (MRD1, MRD2). verts (16, 3): camera-frame
-    corners, upper and lower margin; fields (2, 7, 3): the closure fields, camera frame."""
+    then `lids` ((upper closure, shape), (lower closure, shape)) for target[2:] (MRD1,
+    MRD2, upper_mid, lower_mid; the mids may be NaN: closures alone then). verts (16, 3):
+    camera-frame corners, upper and lower margin; fields (2 lids, 2 kinds, 7, 3), camera frame."""
     corners = np.empty((2, 2))
     for k in range(2):
         corners[k, 0], corners[k, 1] = _project(cam[0], cam[1], cam[2], cam[3], verts[k, 0], verts[k, 1], verts[k, 2])
@@ -221,46 +292,33 @@ def _solve_eye(verts, fields, centre, rot, cam, target, place, angles, closures)
         if abs(step0) < 1e-4 and abs(step1) < 1e-4:
             break
     s_p, h_p, diameter = _iris(centre, rot, angles[0], angles[1], cam, origin, a, n)
-    c_start = closures.copy()
-    goals = (h_p - target[2] * diameter, h_p + target[3] * diameter)
+    start = lids.copy()
+    at = np.array([s_p, 0.5 * width])
     for lid in range(2):
-        chain = verts[2 + 7 * lid : 9 + 7 * lid]
-        field = fields[lid]
-        c0 = closures[lid]
-        c = c0
-        h = _margin_height(chain, field, 0.0, corners, cam, origin, a, n, s_p)
-        for _ in range(3):
-            slope = (_margin_height(chain, field, c + 0.05 - c0, corners, cam, origin, a, n, s_p) - h) / 0.05
-            if abs(slope) < 1e-9:
-                break
-            c = min(max(c + (goals[lid] - h) / slope, MIN_CLOSURE[lid]), 1.0)
-            h = _margin_height(chain, field, c - c0, corners, cam, origin, a, n, s_p)
-            if abs(h - goals[lid]) < 0.01:
-                break
-        closures[lid] = c
+        sign = -1.0 if lid == 0 else 1.0   # the upper lid's heights are above the line (h < 0)
+        goals = np.array([h_p + sign * target[2 + lid] * diameter, sign * target[4 + lid] * diameter])
+        _solve_lid(verts[2 + 7 * lid: 9 + 7 * lid], fields[lid], lids[lid], start[lid], goals, at,
+                   math.isfinite(target[4 + lid]), MIN_CLOSURE[lid], corners, cam, origin, a, n, diameter)
     # Never drawn shut while read open: lift the upper lid until the widest gap is MIN_OPEN_DRAWN.
-    upper, lower = verts[2:9], verts[9:16]
+    lower = _moved(verts[9:16], fields[1], lids[1, 0] - start[1, 0], lids[1, 1] - start[1, 1])
     for _ in range(4):
-        gap = _widest_gap(upper, fields[0], closures[0] - c_start[0], lower, fields[1], closures[1] - c_start[1],
-                          corners, cam, origin, a, n) / width
+        upper = _moved(verts[2:9], fields[0], lids[0, 0] - start[0, 0], lids[0, 1] - start[0, 1])
+        gap = _widest_gap(upper, lower, corners, cam, origin, a, n) / width
         if gap >= MIN_OPEN_DRAWN:
             break
-        wider = _widest_gap(upper, fields[0], closures[0] - 0.05 - c_start[0], lower, fields[1],
-                            closures[1] - c_start[1], corners, cam, origin, a, n) / width
+        wider = _widest_gap(_moved(upper, fields[0], -0.05, 0.0), lower, corners, cam, origin, a, n) / width
         if wider <= gap:
             break
-        closures[0] = max(closures[0] - 0.05 * (MIN_OPEN_DRAWN - gap) / (wider - gap), MIN_CLOSURE[0])
+        lids[0, 0] = max(lids[0, 0] - 0.05 * (MIN_OPEN_DRAWN - gap) / (wider - gap), MIN_CLOSURE[0])
 
 
 @njit(cache=True)
-def _widest_gap(upper, f_upper, du, lower, f_lower, dl, corners, cam, origin, a, n):
-    """Widest lid gap (pixels) of the drawn margins, upper + du f_upper and lower + dl f_lower,
-    sampled at the upper margin's vertices."""
+def _widest_gap(upper, lower, corners, cam, origin, a, n):
+    """Widest lid gap (pixels) of the drawn margins (7 vertices each), sampled at the upper margin's vertices."""
     best = 0.0
     for j in range(upper.shape[0]):
-        u, v = _project(cam[0], cam[1], cam[2], cam[3], upper[j, 0] + du * f_upper[j, 0],
-                        upper[j, 1] + du * f_upper[j, 1], upper[j, 2] + du * f_upper[j, 2])
+        u, v = _project(cam[0], cam[1], cam[2], cam[3], upper[j, 0], upper[j, 1], upper[j, 2])
         s_j = (u - origin[0]) * a[0] + (v - origin[1]) * a[1]
         h_j = (u - origin[0]) * n[0] + (v - origin[1]) * n[1]
-        best = max(best, _margin_height(lower, f_lower, dl, corners, cam, origin, a, n, s_j) - h_j)
+        best = max(best, _margin_height(lower, corners, cam, origin, a, n, s_j) - h_j)
     return best

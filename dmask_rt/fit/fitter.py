@@ -49,6 +49,11 @@ class FitConfig:
     #: Shape priors, per unit^2 against residuals in mm^2 summed over the landmarks.
     expression_prior: float = 0.3
     lid_prior: float = 0.05
+    #: The lids' shape terms (model/eyelid.py) are held at zero: the eye transfer sets them
+    #: from the clinical readings. Fitted to the landmark models' lid contours, which keep a
+    #: centred eye's shape over a turned iris, they traded off against the eye rotation
+    #: (fitted alone, p02's right eye read a 2 Hz "nystagmus" at 11-13 s).
+    lid_shape_prior: float = 100.0
     eye_prior: float = 0.01
     #: A closed eye shows no iris: its rotation is then held at the last seen value.
     closed_eye_hold: float = 1e4
@@ -92,6 +97,7 @@ class FaceFitter:
         self._prior_w = np.zeros(self._n)
         self._prior_w[N_POSE : N_POSE + k_e] = config.expression_prior
         self._prior_w[N_POSE + k_e : N_POSE + k] = config.lid_prior
+        self._prior_w[N_POSE + k_e + 1 : N_POSE + k : 2] = config.lid_shape_prior
         self._iod_mm = float(np.linalg.norm(face.eye_centres[1] - face.eye_centres[0]))
         self._own_shape = OwnShape(config.own_shape_frames)
         self._previous: AvatarParams | None = None  # the last fit, unsmoothed: the warm start

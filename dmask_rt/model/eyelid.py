@@ -5,15 +5,18 @@ Each lid margin is the chain of seven mesh vertices between the eye corners
 the lower lid. With U_i and L_i their template positions, the shapes are
 
     upper closure:  dU_i = (L_i - U_i)                  1 = closed onto the lower lid
-    upper shape:    dU_i = (L_i - U_i) * sin(2 pi s_i)  moves the lid's peak along the eye
+    upper shape:    dU_i = (L_i - U_i) * (2 s_i - 1)    tilts the lid along the eye
     lower closure:  dL_i = (U_i - L_i)                  1 = raised onto the upper lid
-    lower shape:    dL_i = (U_i - L_i) * sin(2 pi s_i)
+    lower shape:    dL_i = (U_i - L_i) * (2 s_i - 1)
 
 with s_i = (i + 1) / 8 running from the lateral to the medial corner. Closure is
 therefore the fraction of the template's opening covered by that lid at each point, so
 it reads directly as a blink (upper closure near 1) or a retraction (below 0, the lid
-above its template position, as in thyroid eye disease); the shape term captures a lid
-whose highest point sits off-centre (lateral flare, or the medial peak of some ptoses).
+above its template position, as in thyroid eye disease); the shape term makes the
+closure vary linearly from one corner to the other and leaves the lid's height at the
+fissure's middle alone: a lid whose highest point sits off-centre (lateral flare, the
+medial peak of some ptoses, a lid draped over an iris turned into a corner). (A sine
+profile, sin(2 pi s), dented the lid at a quarter of the eye when it had to move far.)
 Corners stay put: they are canthal tendon attachments, not lid.
 
 Skin next to a margin follows it with a weight falling off linearly with distance d,
@@ -58,7 +61,7 @@ def lid_blendshapes(mean: np.ndarray) -> np.ndarray:
     n = mean.shape[0]
     shapes = np.zeros((N_LID_SHAPES, n, 3))
     s = np.arange(1, 8) / 8.0
-    profile = np.sin(2 * np.pi * s)[:, None]
+    profile = (2.0 * s - 1.0)[:, None]
     margin = set(np.concatenate([UPPER_LID.ravel(), LOWER_LID.ravel(), EYE_CORNERS.ravel()]).tolist())
     others = np.array([v for v in range(n) if v not in margin])
     for e in range(2):

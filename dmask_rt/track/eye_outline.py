@@ -18,6 +18,9 @@ points, corner):
     place  = ((s_p - s_lat) / (s_med - s_lat),  h_p / W)
              the iris centre between the corners: 0 at the lateral corner, 1 at the
              medial one; and below the line through the corners, in fissure widths
+    upper_mid = -U(W/2) / D            the upper lid above the line through the corners
+    lower_mid = L(W/2) / D             and the lower lid below it, at the fissure's middle,
+                                       iris diameters (the lids' shape beside MRD's place)
     opening = max_s (L(s) - U(s)) / W  the widest lid gap, in fissure widths
     width  = W / D                     the fissure's length in iris diameters
     shut    = opening < SHUT_OPENING
@@ -90,6 +93,8 @@ class EyeReadings:
     opening: float
     shut: bool
     width: float = math.nan
+    upper_mid: float = math.nan
+    lower_mid: float = math.nan
 
     @property
     def sclera_above(self) -> bool:
@@ -142,6 +147,8 @@ def read_eye(outline: EyeOutline) -> EyeReadings:
         opening=opening,
         shut=opening < SHUT_OPENING,
         width=width / diameter,
+        upper_mid=-float(np.interp(0.5 * width, su, hu)) / diameter,
+        lower_mid=float(np.interp(0.5 * width, sl, hl)) / diameter,
     )
 
 
