@@ -7,6 +7,7 @@ in order, from a keyframe, and decoded by libvpx without an error.
 from __future__ import annotations
 
 import asyncio
+import fractions
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -254,3 +255,32 @@ def test_reports_carry_the_pts_of_the_packet_they_come_with() -> None:
     for pts, report in pairs:
         assert report["pts"] == pts, (pts, report)
         assert report["input_pts"] % 3000 == 0 and report["sent"] >= report["received"]
+
+
+
+def test_the_avatar_options_take_effect_over_aiortcs_own(monkeypatch: pytest.MonkeyPatch) -> None:
+    """libvpx is deterministic on one thread: with no options of ours the shared encoder's
+    stream is aiortc's byte for byte; with AVATAR_OPTIONS it is another, which decodes."""
+    from aiortc.codecs.vpx import Vp8Encoder
+
+    class Aiortcs(Vp8Encoder):   # aiortc's encoder, its frames whole as ours are
+        @classmethod
+        def _packetize(cls, buffer: bytes, picture_id: int) -> list[bytes]:
+            return [buffer]
+
+    rng = np.random.default_rng(1)
+    frames = []
+    for k in range(12):   # noisy pictures, which the denoiser would work on
+        frame = av.VideoFrame.from_ndarray(rng.integers(0, 256, (SIZE[1], SIZE[0], 3), dtype=np.uint8), format="rgb24")
+        frame.pts, frame.time_base = 3000 * k, fractions.Fraction(1, 90000)
+        frames.append(frame)
+
+    def stream(encoder: Vp8Encoder) -> list[bytes]:
+        return [b"".join(encoder.encode(f)[0]) for f in frames]
+
+    ours = stream(encoding._WholeFrameVp8())
+    assert ours != stream(Aiortcs())
+    decoder = av.CodecContext.create("libvpx", "r")
+    assert sum(len(decoder.decode(av.Packet(data))) for data in ours) == len(frames)
+    monkeypatch.setattr(encoding, "AVATAR_OPTIONS", {})
+    assert stream(encoding._WholeFrameVp8()) == stream(Aiortcs())
