@@ -243,13 +243,25 @@ def test_narrowed_eye_is_never_drawn_shut(face, geometry, transfer):
     assert got[1].shut and got[1].opening < 1e-6
 
 
-def test_a_place_beyond_the_corner_is_drawn_at_the_corner(face, geometry, transfer):
+def test_an_iris_read_beyond_the_corner_keeps_its_last_place_and_the_lids_their_middle(face, geometry, transfer):
+    """An iris read beyond a corner is a misread (p02 frame 461: place 1.20, MRD1 -0.22,
+    which drew the iris hidden under a lowered lid): the eye keeps its last well-placed
+    rotation, and each lid is drawn at its read height at the fissure's middle; its
+    MRDs, measured from the misread iris, are not used."""
     camera = Camera.for_image(640, 480)
-    beyond = readings(0.4, 0.4, 1.2, 0.0)
-    at_corner = readings(0.4, 0.4, 1.0, 0.0)
-    a = transfer.apply(neutral(face), camera, (beyond, beyond))
-    b = transfer.apply(neutral(face), camera, (at_corner, at_corner))
-    assert np.allclose(a.eyes, b.eyes) and np.allclose(a.lids, b.lids)
+    seen = EyeReadings(0.3, 0.45, 0.8, 0.0, opening=0.45, shut=False, upper_mid=0.55, lower_mid=0.6)
+    misread = EyeReadings(-0.22, 0.22, 1.2, 0.0, opening=0.45, shut=False, upper_mid=0.55, lower_mid=0.6)
+    before = transfer.apply(neutral(face), camera, (seen, seen))
+    after = transfer.apply(neutral(face), camera, (misread, seen))
+    assert np.allclose(after.eyes, before.eyes)
+    drawn = read_eye(geometry.outlines(after, camera)[0])
+    assert drawn.upper_mid == pytest.approx(0.55, abs=0.01) and drawn.lower_mid == pytest.approx(0.6, abs=0.01)
+    assert drawn.mrd1 > 0.2   # the iris is not hidden under the lid
+    # With no well-placed frame before it, the eye keeps its fitted rotation.
+    start = neutral(face)
+    start.eyes[:] = 0.1
+    first = EyeTransfer(geometry).apply(start, camera, (misread, misread))
+    assert np.allclose(first.eyes, start.eyes)
 
 
 def test_strong_retraction_is_drawn_as_its_pixels_show_it(face, geometry, transfer, big_render):

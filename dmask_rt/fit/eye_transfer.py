@@ -29,8 +29,11 @@ no shape term), which leaves the eyeball no pixel. While an eye is nearly shut (
 rotation stays the fit's, which holds the last well-seen one while the lids hide the iris. Retraction needs no special case: a lid above its template
 position is a negative closure.
 
-Both eyes are solved independently, so a squint stays a squint. Guards: a place beyond the
-corners is drawn at the corner (a misread, not an eye); retraction stops where the
+Both eyes are solved independently, so a squint stays a squint. Guards: an iris read
+beyond the corners is a misread, not an eye (seen once in the dev clips, p02 frame 461,
+mid-saccade: place 1.20 and MRD1 -0.22, which drew the iris hidden under a lowered lid),
+so neither its place nor the MRDs measured from it are used: the eye keeps its last
+well-placed rotation and each lid is drawn by its height at the fissure's middle alone; retraction stops where the
 drawn margin still shows where it is (MIN_CLOSURE); an eye read open is never drawn
 shut (MIN_OPEN_DRAWN).
 
@@ -112,9 +115,10 @@ class EyeTransfer:
         self.reset()
 
     def reset(self) -> None:
-        """Forget the stream's fissure proportions (a new face may be another person)."""
+        """Forget the stream's fissure proportions and eye rotations (a new face may be another person)."""
         self._stretch = np.zeros(2)
         self._learnt = np.zeros(2, dtype=np.int64)
+        self._placed: list[np.ndarray | None] = [None, None]   # each eye's last well-placed rotation
 
     def apply(
         self, params: AvatarParams, camera: Camera, readings: tuple[EyeReadings | None, EyeReadings | None]
@@ -140,17 +144,24 @@ class EyeTransfer:
                 out.lids[upper] = 1.0 + SHUT_OVERLAP - out.lids[lower]
                 out.lids[upper + 1] = out.lids[lower + 1] = 0.0
                 continue
-            # The iris between the corners: a place beyond them is a misread, not an eye.
-            target = np.array([min(max(reading.place_h, 0.0), 1.0), reading.place_v, reading.mrd1, reading.mrd2,
+            target = np.array([reading.place_h, reading.place_v, reading.mrd1, reading.mrd2,
                                reading.upper_mid, reading.lower_mid])
-            if not np.all(np.isfinite(target[:4])):
-                continue  # nothing readable: the eye stays as fitted
+            misread = not 0.0 <= reading.place_h <= 1.0   # an iris beyond the corners (module docstring)
+            if misread:
+                target[2:4] = np.nan
+                if not np.all(np.isfinite(target[4:])):
+                    continue  # nothing readable: the eye stays as fitted
+            elif not np.all(np.isfinite(target[:4])):
+                continue
             lids = np.array([[out.lids[upper], out.lids[upper + 1]], [out.lids[lower], out.lids[lower + 1]]])
-            angles = out.eyes[e].copy()
+            placed = not misread and reading.opening >= PLACE_MIN_OPENING
+            angles = out.eyes[e].copy() if placed or self._placed[e] is None else self._placed[e].copy()
             _solve_eye(
                 verts[e], self._fields[e] @ rot.T, rot @ self._geometry.eye_centres[e] + t, rot, cam, target,
-                reading.opening >= PLACE_MIN_OPENING, angles, lids,
+                placed, angles, lids,
             )
+            if placed:
+                self._placed[e] = angles.copy()
             out.eyes[e] = angles
             # Lids may meet but not cross.
             out.lids[upper], out.lids[lower] = min(lids[0, 0], 1.0 - lids[1, 0]), lids[1, 0]
@@ -258,7 +269,8 @@ def _solve_lid(chain, fields, lid, start, goals, at, with_mid, min_closure, corn
 def _solve_eye(verts, fields, centre, rot, cam, target, place, angles, lids):
     """Solve one eye in place: `angles` (theta, phi) for target[:2] (place) when `place`,
     then `lids` ((upper closure, shape), (lower closure, shape)) for target[2:] (MRD1,
-    MRD2, upper_mid, lower_mid; the mids may be NaN: closures alone then). verts (16, 3):
+    MRD2, upper_mid, lower_mid; the mids may be NaN: closures alone then; the MRDs may be
+    NaN: the mids alone). verts (16, 3):
     camera-frame corners, upper and lower margin; fields (2 lids, 2 kinds, 7, 3), camera frame."""
     corners = np.empty((2, 2))
     for k in range(2):
@@ -296,9 +308,15 @@ def _solve_eye(verts, fields, centre, rot, cam, target, place, angles, lids):
     at = np.array([s_p, 0.5 * width])
     for lid in range(2):
         sign = -1.0 if lid == 0 else 1.0   # the upper lid's heights are above the line (h < 0)
-        goals = np.array([h_p + sign * target[2 + lid] * diameter, sign * target[4 + lid] * diameter])
-        _solve_lid(verts[2 + 7 * lid: 9 + 7 * lid], fields[lid], lids[lid], start[lid], goals, at,
-                   math.isfinite(target[4 + lid]), MIN_CLOSURE[lid], corners, cam, origin, a, n, diameter)
+        mrd, mid = target[2 + lid], target[4 + lid]
+        if math.isfinite(mrd):
+            goals = np.array([h_p + sign * mrd * diameter, sign * mid * diameter])
+            where = at
+        else:   # a misread iris: the lid's height at the fissure's middle alone
+            goals = np.array([sign * mid * diameter, sign * mid * diameter])
+            where = np.array([at[1], at[1]])
+        _solve_lid(verts[2 + 7 * lid: 9 + 7 * lid], fields[lid], lids[lid], start[lid], goals, where,
+                   math.isfinite(mrd) and math.isfinite(mid), MIN_CLOSURE[lid], corners, cam, origin, a, n, diameter)
     # Never drawn shut while read open: lift the upper lid until the widest gap is MIN_OPEN_DRAWN.
     lower = _moved(verts[9:16], fields[1], lids[1, 0] - start[1, 0], lids[1, 1] - start[1, 1])
     for _ in range(4):
