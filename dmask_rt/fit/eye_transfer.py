@@ -29,7 +29,7 @@ no shape term), which leaves the eyeball no pixel. While an eye is nearly shut (
 rotation stays the fit's, which holds the last well-seen one while the lids hide the iris. Retraction needs no special case: a lid above its template
 position is a negative closure.
 
-Both eyes are solved independently, so a squint stays a squint. Guards: an iris read
+Both eyes are solved independently, so a squint stays a squint. Guards: an open eye's iris read
 beyond the corners is a misread, not an eye (seen once in the dev clips, p02 frame 461,
 mid-saccade: place 1.20 and MRD1 -0.22, which drew the iris hidden under a lowered lid),
 so neither its place nor the MRDs measured from it are used: the eye keeps its last
@@ -144,9 +144,12 @@ class EyeTransfer:
                 out.lids[upper] = 1.0 + SHUT_OVERLAP - out.lids[lower]
                 out.lids[upper + 1] = out.lids[lower + 1] = 0.0
                 continue
-            target = np.array([reading.place_h, reading.place_v, reading.mrd1, reading.mrd2,
+            # An iris beyond the corners (module docstring); a nearly shut eye's iris is not
+            # placed, and its MRDs, summing to its opening, hold where it is read.
+            placeable = reading.opening >= PLACE_MIN_OPENING
+            misread = placeable and not 0.0 <= reading.place_h <= 1.0
+            target = np.array([min(max(reading.place_h, 0.0), 1.0), reading.place_v, reading.mrd1, reading.mrd2,
                                reading.upper_mid, reading.lower_mid])
-            misread = not 0.0 <= reading.place_h <= 1.0   # an iris beyond the corners (module docstring)
             if misread:
                 target[2:4] = np.nan
                 if not np.all(np.isfinite(target[4:])):
@@ -154,8 +157,8 @@ class EyeTransfer:
             elif not np.all(np.isfinite(target[:4])):
                 continue
             lids = np.array([[out.lids[upper], out.lids[upper + 1]], [out.lids[lower], out.lids[lower + 1]]])
-            placed = not misread and reading.opening >= PLACE_MIN_OPENING
-            angles = out.eyes[e].copy() if placed or self._placed[e] is None else self._placed[e].copy()
+            placed = placeable and not misread
+            angles = self._placed[e].copy() if misread and self._placed[e] is not None else out.eyes[e].copy()
             _solve_eye(
                 verts[e], self._fields[e] @ rot.T, rot @ self._geometry.eye_centres[e] + t, rot, cam, target,
                 placed, angles, lids,
