@@ -285,6 +285,9 @@ def test_clinical_compare_known_answers():
     assert result["deviation_h_pd"]["mean"] == pytest.approx(100 * np.tan(np.radians(5.0)))
     assert result["deviation_h_pd"]["within_tolerance"] == 0.0 and result["deviation_v_pd"]["mean"] == pytest.approx(0.0, abs=1e-9)
     assert result["mrd1"]["mean"] == pytest.approx(0.2)  # half the eyes off by 0.4
+    # Flat lids: the upper lid's height at the fissure's middle moves with it, the lower stays.
+    assert result["upper_mid"]["mean"] == pytest.approx(0.2) and result["lower_mid"]["mean"] == pytest.approx(0.0, abs=1e-9)
+    assert same["upper_mid"]["mean"] == 0.0 and same["upper_mid"]["n"] == 2 * (n - 4)
     assert result["sclera_above"]["agreement"] == pytest.approx(0.5)
     assert result["place_h"]["mean"] == pytest.approx(RULER * 6 * np.sin(np.radians(5.0)) / 30 / 2)
     assert result["closures"]["f1"] == 0.0

@@ -8,6 +8,9 @@ open eyes and counts against it in the closure events; elsewhere it does not cou
 
     MRD1, MRD2        |out - orig| in iris diameters, per eye, where the original's eye
                       is not shut
+    lid middles       |out - orig| of each lid's height above (upper) or below (lower)
+                      the corner line at the fissure's middle, in iris diameters, where
+                      the original's eye is not shut: the lid's shape beside MRD's place
     place             |out - orig| of the iris centre's place between the corners
                       (horizontal, 0 lateral .. 1 medial) and below the corner line
                       (vertical), in fissure widths, where the original eye is open at
@@ -72,7 +75,7 @@ from .fidelity import event_f1, stats
 
 DEVIATION_TOLERANCE_PD = 2.0
 #: Per-eye values of a frame, in this order.
-VALUES = ("mrd1", "mrd2", "place_h", "place_v", "opening")
+VALUES = ("mrd1", "mrd2", "place_h", "place_v", "opening", "upper_mid", "lower_mid")
 SIDES = ("right", "left")
 
 
@@ -97,7 +100,7 @@ class EyeTrack:
 
     times: np.ndarray    # (n,) s
     found: np.ndarray    # (n,) bool
-    values: np.ndarray   # (n, 2, 5) VALUES per eye (right, left)
+    values: np.ndarray   # (n, 2, len(VALUES)) VALUES per eye (right, left)
     shut: np.ndarray     # (n, 2) bool
     angles: np.ndarray   # (n, 2, 2) eye_angles per eye, degrees
 
@@ -107,7 +110,7 @@ class EyeTrack:
         """From per-frame (readings, outlines) of (right, left); None = no face. The angles
         come from the outlines, the rest from the readings."""
         n = len(times)
-        track = cls(np.asarray(times, float), np.zeros(n, bool), np.full((n, 2, 5), np.nan), np.zeros((n, 2), bool),
+        track = cls(np.asarray(times, float), np.zeros(n, bool), np.full((n, 2, len(VALUES)), np.nan), np.zeros((n, 2), bool),
                     np.full((n, 2, 2), np.nan))
         for i, frame in enumerate(frames):
             if frame is None:
@@ -116,7 +119,7 @@ class EyeTrack:
             track.found[i] = True
             for e in range(2):
                 r = readings[e]
-                track.values[i, e] = r.mrd1, r.mrd2, r.place_h, r.place_v, r.opening
+                track.values[i, e] = [getattr(r, name) for name in VALUES]
                 track.shut[i, e] = r.shut
                 track.angles[i, e] = eye_angles(outlines[e])
         return track
@@ -148,8 +151,9 @@ def compare(original: EyeTrack, output: EyeTrack) -> dict:
     both = ref & output.found
     not_shut = both[:, None] & ~original.shut                       # (n, 2)
     placeable = both[:, None] & (original.values[:, :, 4] >= PLACE_MIN_OPENING)
-    err = np.abs(output.values - original.values)                   # (n, 2, 5)
+    err = np.abs(output.values - original.values)                   # (n, 2, len(VALUES))
     mrd = np.where(not_shut[:, :, None], err[:, :, :2], np.nan)
+    mid = np.where(not_shut[:, :, None], err[:, :, 5:7], np.nan)
     place = np.where(placeable[:, :, None], err[:, :, 2:4], np.nan)
     show = {}
     for k, name in enumerate(("above", "below")):
@@ -167,6 +171,7 @@ def compare(original: EyeTrack, output: EyeTrack) -> dict:
     shut_out = np.where(output.found[ref, None], output.shut[ref], False)
     events_o, events_m = closure_events(times, original.shut[ref]), closure_events(times, shut_out)
     per_frame = {"mrd1": mrd[:, :, 0], "mrd2": mrd[:, :, 1], "place_h": place[:, :, 0], "place_v": place[:, :, 1],
+                 "upper_mid": mid[:, :, 0], "lower_mid": mid[:, :, 1],
                  "sclera_above": show["above"], "sclera_below": show["below"],
                  "deviation_h_pd": deviation[:, 0], "deviation_v_pd": deviation[:, 1]}
     out = _summary(per_frame)
@@ -180,7 +185,7 @@ def compare(original: EyeTrack, output: EyeTrack) -> dict:
 
 def _summary(per_frame: dict[str, np.ndarray]) -> dict:
     out: dict = {}
-    for name in ("mrd1", "mrd2", "place_h", "place_v", "deviation_h_pd", "deviation_v_pd"):
+    for name in ("mrd1", "mrd2", "upper_mid", "lower_mid", "place_h", "place_v", "deviation_h_pd", "deviation_v_pd"):
         out[name] = stats(per_frame[name])
     for name in ("sclera_above", "sclera_below"):
         v = per_frame[name][np.isfinite(per_frame[name])]
