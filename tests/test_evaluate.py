@@ -179,6 +179,7 @@ def _agrees(pixel: avatar_pixels.PixelEye, drawn: EyeOutline) -> None:
     assert pixel.confirmed, pixel.reasons
     assert abs(p.mrd1 - d.mrd1) <= 2 * tol / diameter and abs(p.mrd2 - d.mrd2) <= 2 * tol / diameter
     assert abs(p.place_h - d.place_h) <= tol / width and abs(p.place_v - d.place_v) <= tol / width
+    assert abs(p.upper_mid - d.upper_mid) <= 2 * tol / diameter and abs(p.lower_mid - d.lower_mid) <= 2 * tol / diameter
 
 
 def test_pixels_confirm_open_shut_retracted_and_turned_eyes(avatar):

@@ -40,7 +40,8 @@ Read per eye, in the eye frame of `track/eye_outline.py` (s along the corners, h
                      centre stays near the ellipse's while both sides of the limbus
                      show (the residuals below include this)
     readings         MRD1 = (h_c - top(s_c)) / D, MRD2 = (bottom(s_c) - h_c) / D with
-                     (s_c, h_c) the pixel iris centre and D its diameter; place and
+                     (s_c, h_c) the pixel iris centre and D its diameter; the lids at
+                     the fissure's middle -top(W/2) / D and bottom(W/2) / D; place and
                      opening as `read_eye` defines them; shut = no eyeball pixel
 
 Confirmation of one eye: shut as drawn (`read_eye(drawn).shut`) exactly when it shows
@@ -351,7 +352,7 @@ def _pixel_readings(lines: _Lines, drawn: EyeOutline, centre: np.ndarray | None,
     diameter = 2 * (drawn.iris_radius if radius is None else radius)
     s_c, h_c = float((c - origin) @ a), float((c - origin) @ n)
     lat, med = (np.asarray(drawn.corners, float) - origin) @ a
-    span = lines.span(s_c)
+    span, middle = lines.span(s_c), lines.span(width / 2)
     gaps = [g[1] - g[0] for g in map(lines.span, np.linspace(0.0, width, 21)) if g is not None]
     return EyeReadings(
         mrd1=(h_c - span[0]) / diameter if span else np.nan,
@@ -360,6 +361,8 @@ def _pixel_readings(lines: _Lines, drawn: EyeOutline, centre: np.ndarray | None,
         place_v=h_c / width,
         opening=max(gaps, default=0.0) / width,
         shut=False,
+        upper_mid=-middle[0] / diameter if middle else np.nan,
+        lower_mid=middle[1] / diameter if middle else np.nan,
     )
 
 
