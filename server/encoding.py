@@ -55,8 +55,7 @@ class FrameSource(Protocol):
 
 #: libvpx options laid over aiortc's for a rendered picture. It has no sensor noise, so
 #: aiortc's temporal denoiser (noise-sensitivity 4) only costs time, and the faster
-#: speed step keeps the avatar's quality (measured on 300 avatar frames of p02 at
-#: 500 kbit/s, one thread: 2.5-2.7 -> 1.7 ms of CPU a frame, PSNR 41.7 dB both).
+#: speed step keeps the avatar's quality (figures in the README).
 AVATAR_OPTIONS = {"noise-sensitivity": "0", "cpu-used": "-12"}
 
 

@@ -152,10 +152,8 @@ class EyeTransfer:
                                reading.upper_mid, reading.lower_mid])
             if misread:
                 target[2:4] = np.nan
-                if not np.all(np.isfinite(target[4:])):
-                    continue  # nothing readable: the eye stays as fitted
-            elif not np.all(np.isfinite(target[:4])):
-                continue
+            if not np.all(np.isfinite(target[4:] if misread else target[:4])):
+                continue  # nothing readable: the eye stays as fitted
             lids = np.array([[out.lids[upper], out.lids[upper + 1]], [out.lids[lower], out.lids[lower + 1]]])
             placed = placeable and not misread
             angles = self._placed[e].copy() if misread and self._placed[e] is not None else out.eyes[e].copy()
