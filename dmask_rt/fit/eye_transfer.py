@@ -9,17 +9,18 @@ This step therefore sets each avatar eye's rotation and lid closures so that the
 it draws (`model/drawn_eye.py`) reads, by `track/eye_outline.read_eye`, as the
 patient's eye did:
 
-    theta, phi   solve  place(drawn(theta, phi)) = place_patient   (Newton, 2x2)
+    theta, phi   solve  (s_p - W/2) / D_drawn = (place_h - 1/2) (W/D)_patient
+                        h_p / D_drawn = place_v (W/D)_patient              (Newton, 2x2)
     c_u, k_u     solve  h_p - U(s_p; c_u, k_u) = MRD1_patient * D_drawn
                         -U(W/2; c_u, k_u) = upper_mid_patient * D_drawn   (Gauss-Newton)
     c_l, k_l     solve  L(s_p; c_l, k_l) - h_p = MRD2_patient * D_drawn
                         L(W/2; c_l, k_l) = lower_mid_patient * D_drawn
 
-with (s_p, h_p) the drawn iris centre in the eye's corner frame, D_drawn the drawn iris
-diameter, c a lid's closure and k its shape term (`model/eyelid.py`: it tilts the lid
-along the eye and leaves its height at the fissure's middle alone; while the iris sits
-in the middle k has no say in either height and the fit's stays, SHAPE_DAMPING); the
-corners never move with these parameters, so the solves are
+with (s_p, h_p) the drawn iris centre in the eye's corner frame (s from the lateral
+corner, W the drawn fissure width), D_drawn the drawn iris diameter, c a lid's closure
+and k its shape term (`model/eyelid.py`: it tilts the lid along the eye and leaves its
+height at the fissure's middle alone; while the iris sits in the middle k has no say in
+either height and the fit's stays, SHAPE_DAMPING); the corners never move with these parameters, so the solves are
 independent once the rotation is set. Matching MRD at the iris alone, an iris deep in a
 corner, where the template lid falls to the corner, was drawn under a lid raised all
 along the eye: a retraction the patient does not have. A shut eye (its widest lid gap under
@@ -51,6 +52,11 @@ learnt per stream like the iris radius:
 from open eyes with the iris near the fissure's middle only (`track/eye_refine.IRIS_CENTRAL`:
 a turned iris pulls the landmark models' corners), within STRETCH_RANGE. It is one steady number per eye, a
 clinical proportion (the horizontal fissure length), and forgotten with the face.
+A steady stretch matches each frame's drawn proportion only as nearly as the pose lets
+(yaw foreshortens the fissure, not the iris), so the iris is placed by its offsets from
+the fissure's middle in iris diameters (what the eye's angle reads), and its place in
+fissure widths follows within that mismatch. Without a read proportion (W/D unknown)
+the place itself is solved.
 """
 from __future__ import annotations
 
@@ -66,8 +72,11 @@ from ..model.params import AvatarParams
 from ..track.eye_outline import SHUT_OPENING, EyeReadings
 from ..track.eye_refine import IRIS_CENTRAL
 
-#: Reach of the solved rotation (radians): beyond what eyes do, short of the eyeball edge-on.
-MAX_HORIZONTAL = math.radians(65.0)
+#: Reach of the solved rotation (radians), short of the eyeball edge-on. The generic globe
+#: sits 1.2 mm lateral of its fissure's middle, so an iris deep in the inner corner (p01's
+#: strongest gaze, 0.85 of the fissure) needs more turn than real eyes make: 65 degrees
+#: drew it at 0.82, 10 degrees short as the eye's angle reads (`evaluate/clinical.py`).
+MAX_HORIZONTAL = math.radians(75.0)
 MAX_VERTICAL = math.radians(50.0)
 #: Retraction limits (closure below 0) of the (upper, lower) lid: as far as the drawn
 #: margin still shows where it is (the rendered pixels confirm it; beyond, the skin it
@@ -96,8 +105,9 @@ SHAPE_DAMPING = 0.02
 #: the clinical reading and comes first where the drawn eye cannot show both (an iris deep
 #: in a corner, where the generic fissure narrows faster than most patients').
 MID_WEIGHT = 0.3
-#: The shape term's reach (the closure then varies by 0.75 of it either way along the lid).
-MAX_SHAPE = 1.0
+#: The shape term's reach (the closure then varies by 0.75 of it either way along the lid):
+#: an iris at 0.85 of the generic fissure needs 1.6 to draw MRD1 and the lid's middle as read.
+MAX_SHAPE = 1.6
 _NEWTON_STEPS = 5
 _DIFF = 1e-3
 
@@ -159,7 +169,7 @@ class EyeTransfer:
             angles = self._placed[e].copy() if misread and self._placed[e] is not None else out.eyes[e].copy()
             _solve_eye(
                 verts[e], self._fields[e] @ rot.T, rot @ self._geometry.eye_centres[e] + t, rot, cam, target,
-                placed, angles, lids,
+                reading.width, placed, angles, lids,
             )
             if placed:
                 self._placed[e] = angles.copy()
@@ -267,8 +277,10 @@ def _solve_lid(chain, fields, lid, start, goals, at, with_mid, min_closure, corn
 
 
 @njit(cache=True)
-def _solve_eye(verts, fields, centre, rot, cam, target, place, angles, lids):
+def _solve_eye(verts, fields, centre, rot, cam, target, ruler, place, angles, lids):
     """Solve one eye in place: `angles` (theta, phi) for target[:2] (place) when `place`,
+    by its offsets from the fissure's middle in iris diameters when `ruler` (the patient's
+    W/D) is finite,
     then `lids` ((upper closure, shape), (lower closure, shape)) for target[2:] (MRD1,
     MRD2, upper_mid, lower_mid; the mids may be NaN: closures alone then; the MRDs may be
     NaN: the mids alone). verts (16, 3):
@@ -291,14 +303,17 @@ def _solve_eye(verts, fields, centre, rot, cam, target, place, angles, lids):
         for k in range(3):
             th = angles[0] + (_DIFF if k == 1 else 0.0)
             ph = angles[1] + (_DIFF if k == 2 else 0.0)
-            s_k, h_k, _ = _iris(centre, rot, th, ph, cam, origin, a, n)
+            s_k, h_k, d_k = _iris(centre, rot, th, ph, cam, origin, a, n)
             f[k, 0], f[k, 1] = (s_k - lateral) / span, h_k / width
+            if math.isfinite(ruler):   # the offsets from the fissure's middle in iris diameters
+                f[k, 0], f[k, 1] = (f[k, 0] - 0.5) * width / d_k, h_k / d_k
         j00, j01 = (f[1, 0] - f[0, 0]) / _DIFF, (f[2, 0] - f[0, 0]) / _DIFF
         j10, j11 = (f[1, 1] - f[0, 1]) / _DIFF, (f[2, 1] - f[0, 1]) / _DIFF
         det = j00 * j11 - j01 * j10
         if abs(det) < 1e-12:
             break
-        r0, r1 = target[0] - f[0, 0], target[1] - f[0, 1]
+        goal = (target[0], target[1]) if not math.isfinite(ruler) else ((target[0] - 0.5) * ruler, target[1] * ruler)
+        r0, r1 = goal[0] - f[0, 0], goal[1] - f[0, 1]
         step0, step1 = (j11 * r0 - j01 * r1) / det, (j00 * r1 - j10 * r0) / det
         angles[0] = min(max(angles[0] + step0, -limits[0]), limits[0])
         angles[1] = min(max(angles[1] + step1, -limits[1]), limits[1])
