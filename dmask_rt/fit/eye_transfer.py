@@ -72,11 +72,11 @@ from ..model.params import AvatarParams
 from ..track.eye_outline import SHUT_OPENING, EyeReadings
 from ..track.eye_refine import IRIS_CENTRAL
 
-#: Reach of the solved rotation (radians), short of the eyeball edge-on. The generic globe
-#: sits 1.2 mm lateral of its fissure's middle, so an iris deep in the inner corner (p01's
-#: strongest gaze, 0.85 of the fissure) needs more turn than real eyes make: 65 degrees
-#: drew it at 0.82, 10 degrees short as the eye's angle reads (`evaluate/clinical.py`).
-MAX_HORIZONTAL = math.radians(75.0)
+#: Reach of the solved rotation (radians): beyond what eyes do, short of the eyeball edge-on.
+#: (The generic globe sits 1.2 mm lateral of its fissure's middle, so an iris read deeper
+#: than 0.82 into the inner corner is drawn there at most: turned further to reach it, the
+#: avatar's eye angles, which `dmask measure` reads, would swing unequally with the gaze.)
+MAX_HORIZONTAL = math.radians(65.0)
 MAX_VERTICAL = math.radians(50.0)
 #: Retraction limits (closure below 0) of the (upper, lower) lid: as far as the drawn
 #: margin still shows where it is (the rendered pixels confirm it; beyond, the skin it
