@@ -204,6 +204,20 @@ def test_a_slit_beside_an_open_eye_is_narrowed_unless_the_tracker_sees_it_nearly
         assert read_eye(refiner.refine(slit_rgb, slit, eye)).shut
 
 
+def test_a_blink_the_tracker_reads_open_in_one_eye_is_shut_in_both():
+    """Lids that meet in both eyes while the tracker reads one of them a slit are a blink,
+    shut in both, although the tracker reads the other at 0.2 of the width (p08's low
+    resolution blinks); if it reads neither a slit (0.20 and 0.15: half-shut eyes whose
+    dark irises fill the slits, p08 frame 200 as labelled) both keep its outlines."""
+    slit_rgb = draw_eye(W, 0.0, 0.0, None)
+    iris = (30.0, 0.0, 12.0)
+    for other, shut in ((0.015, True), (0.075, False)):
+        got = EyeRefiner().refine_pair(slit_rgb, outline_of(W, 0.10, 0.10, iris), outline_of(W, other, other, iris))
+        assert [read_eye(o).shut for o in got] == [shut, shut], [read_eye(o) for o in got]
+        # each eye alone, as before the pair was seen together: the tracker's 0.2 stands
+        assert not read_eye(EyeRefiner().refine(slit_rgb, outline_of(W, 0.10, 0.10, iris), 0)).shut
+
+
 def test_retracted_lid_goes_up_to_the_real_margin():
     truth = (30.0, 3.0, 12.0)
     rgb = draw_eye(W, 0.27, 0.17, truth)  # sclera between the upper lid and the iris
@@ -301,6 +315,27 @@ def test_real_shut_and_open_frames():
         assert read_eye(got).shut == shut, (path.name, index, eye, read_eye(got))
         if shut:
             assert read_eye(got).opening < SHUT_OPENING
+
+
+@pytest.mark.skipif(not P04.exists(), reason="needs ../shared/data")
+def test_real_low_resolution_blinks_shut_both_eyes():
+    """p08 (256x256, a face of 160 px): in its blinks (frames 125-126 and 198-199) the
+    tracker reads the right eye at 0.19-0.21 of the width open, its open eyes at about 0.31;
+    through the tracker both eyes read shut there, and open in the frames around, frame
+    200 (labelled half-shut) included."""
+    from dmask_rt.track.tracker import FaceTracker
+
+    tracker = FaceTracker()
+    shut = {}
+    for i, rgb in enumerate(video_frames(DATA / "videos" / "p08_low_res_256.mp4")):
+        landmarks = tracker.track(rgb)
+        if i in (123, 125, 126, 129, 196, 198, 199, 200):
+            assert landmarks is not None
+            shut[i] = [read_eye(o).shut for o in landmarks.eyes]
+        if i == 200:
+            break
+    assert shut == {123: [False, False], 125: [True, True], 126: [True, True], 129: [False, False],
+                    196: [False, False], 198: [True, True], 199: [True, True], 200: [False, False]}
 
 
 def test_limbus_edges_skip_a_catch_light():

@@ -283,10 +283,10 @@ Outlines = dict[tuple[str, int, str], "EyeOutline | None"]
 
 
 class Refiner(Protocol):
-    """An outline refiner as the tracker runs it (`track/eye_refine.EyeRefiner`): per eye,
-    with state carried from frame to frame of one stream."""
+    """An outline refiner as the tracker runs it (`track/eye_refine.EyeRefiner`): both eyes
+    of a frame, with state carried from frame to frame of one stream."""
 
-    def refine(self, rgb: np.ndarray, outline: EyeOutline, eye: int) -> EyeOutline: ...
+    def refine_pair(self, rgb: np.ndarray, right: EyeOutline, left: EyeOutline) -> tuple[EyeOutline, EyeOutline]: ...
 
 
 def tracker_method() -> FrameMethod:
@@ -309,7 +309,7 @@ def refined(factory: MethodFactory, refiner: Callable[[], Refiner]) -> MethodFac
 
         def run(rgb: np.ndarray) -> tuple[EyeOutline, EyeOutline] | None:
             out = base(rgb)
-            return None if out is None else (stream.refine(rgb, out[0], 0), stream.refine(rgb, out[1], 1))
+            return None if out is None else stream.refine_pair(rgb, *out)
         return run
     return make
 

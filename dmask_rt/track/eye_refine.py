@@ -11,8 +11,10 @@ the middle. `EyeRefiner` starts from any `EyeOutline` (the tracker's, via
   sees clearly open are a narrowed eye whose dark iris fills the slit, and the
   tracker's outline is kept; so are lids that meet while the other eye is tracked
   clearly open, since blinks shut both eyes, unless the tracker itself sees this eye
-  nearly shut, a wink). On an open eye, where the upper lid rests on the iris the
-  image shows no trustworthy lid edge (lashes on a dark iris, catch lights), and there
+  nearly shut, a wink; and lids that meet in both eyes while the tracker sees either
+  nearly shut are a blink, shut in both, `refine_pair`). On an open eye, where the
+  upper lid rests on the iris the image shows no trustworthy lid edge (lashes on a dark
+  iris, catch lights), and there
   the tracker's lid height enters the fit as evidence if the iris is near the fissure's
   middle (over a turned iris the tracker's lid follows the corner it pulled along): the
   image moves the lid where sclera borders it (retraction, closure), the tracker keeps
@@ -34,7 +36,7 @@ circle fit is too small, and the landmark models pull a corner along with it: le
 those frames shrank the radius by up to a fifth over a clip of gaze shifts), and
 reports that radius (the circle fit itself is held near the tracker's radius), and
 each eye's latest tracked opening; `reset()` forgets them, and a single frame reports
-its own fit. `refined_outlines(rgb, landmarks)` gives both eyes for the pipeline.
+its own fit. `refined_outlines(refiner, rgb, landmarks)` gives both eyes for the pipeline.
 """
 from __future__ import annotations
 
@@ -65,6 +67,12 @@ TRACKER_OPEN = 0.18
 #: open (TRACKER_OPEN) are a narrowed eye, unless this eye's own tracked opening is a slit
 #: narrower than this (fissure widths; a wink).
 ONE_EYE_SLIT = 0.07
+#: Blinks shut both eyes: when the refined lids meet in both (MIN_GAP) and the tracker reads
+#: either eye narrower than this (fissure widths), both are shut, whatever the tracker reads
+#: of the other. At low resolution the tracker reads a shut eye open at 0.20 (p08, whose
+#: open eyes it reads at 0.31); on the labelled eyes whose lids both met, the blinks had
+#: an eye tracked at 0.00-0.08 and the half-shut eyes both at 0.15 or more.
+BLINK_SLIT = 0.11
 #: A limbus fit counts towards the stream's r/W when this many edges and this share of their weight agree.
 GOOD_EDGES, GOOD_SHARE = 10, 0.7
 #: A limbus fit with this many edges (and GOOD_SHARE) may move a corner off the iris: an iris
@@ -216,6 +224,8 @@ class EyeRefiner:
         self._ratio: list[float | None] = [None, None]
         # each eye's latest tracked opening (fissure widths): the other eye's evidence of a blink
         self._opening: list[float | None] = [None, None]
+        # this frame's (tracked opening, refined outline) of each eye whose lids met, for `refine_pair`
+        self._met: list[tuple[float, EyeOutline] | None] = [None, None]
         self._cols = T_MARGIN + (1.0 - 2.0 * T_MARGIN) * (np.arange(N_COLS) + 0.5) / N_COLS
         self._out_t = (np.arange(N_MARGIN) + 1.0) / (N_MARGIN + 1.0)
 
@@ -241,6 +251,7 @@ class EyeRefiner:
 
     def refine(self, rgb: np.ndarray, outline: EyeOutline, eye: int) -> EyeOutline:
         """The outline of eye `eye` (0 = subject's right, image left) refined against `rgb` (H, W, 3 uint8)."""
+        self._met[eye] = None
         if eye_frame(outline.corners)[3] < 4.0:  # nothing to resolve: a few pixels of eye
             return outline
         origin, a, n, width, u0, l0, upper, lower, limbus, count, share = self._run(rgb, outline)
@@ -261,6 +272,12 @@ class EyeRefiner:
             other = tracked + other - self._opening[0]
         self._opening[eye] = tracked
         gap = _gap(upper, lower)
+        ratio = self._ratio[eye]
+        if gap < MIN_GAP:
+            r = limbus.copy()
+            if ratio is not None:
+                r[2] = ratio * width
+            self._met[eye] = (tracked, _outline(outline.corners, origin, a, n, width, self._out_t, upper, lower, r))
         if (gap < OPEN_GAP and tracked >= TRACKER_OPEN) or (
                 gap < MIN_GAP and tracked >= ONE_EYE_SLIT and other is not None and other >= TRACKER_OPEN):
             # a narrowed or half-shut eye whose dark iris fills the slit looks the same to
@@ -268,10 +285,8 @@ class EyeRefiner:
             # step under the iris passes for the upper margin): the tracker's clearly open
             # eye stands, and so does an eye it sees narrowed beside an open one; its iris
             # takes the stream's radius (the iris model shrinks a half-covered iris)
-            ratio = self._ratio[eye]
             return outline if ratio is None else EyeOutline(outline.corners, outline.upper, outline.lower,
                                                             outline.iris_centre, ratio * width)
-        ratio = self._ratio[eye]
         if count >= GOOD_EDGES and share >= GOOD_SHARE and moved is None and abs(limbus[0] / width - 0.5) < IRIS_CENTRAL:
             r = limbus[2] / width
             ratio = self._ratio[eye] = r if ratio is None else (1.0 - RATIO_RATE) * ratio + RATIO_RATE * r
@@ -281,6 +296,14 @@ class EyeRefiner:
             # pushes the centre into the corner (labelled eyes, p01 and p02)
             limbus[2] = ratio * width
         return _outline(outline.corners, origin, a, n, width, self._out_t, upper, lower, limbus)
+
+    def refine_pair(self, rgb: np.ndarray, right: EyeOutline, left: EyeOutline) -> tuple[EyeOutline, EyeOutline]:
+        """Both eyes of a frame refined (`refine`), then a blink shut in both (BLINK_SLIT)."""
+        out = (self.refine(rgb, right, 0), self.refine(rgb, left, 1))
+        met = self._met
+        if met[0] is not None and met[1] is not None and min(met[0][0], met[1][0]) < BLINK_SLIT:
+            return met[0][1], met[1][1]
+        return out
 
 
 #: How far beyond the iris's edge (in radii) each corner lies at least, lateral and medial: the
@@ -338,5 +361,4 @@ def _outline(corners: np.ndarray, origin: np.ndarray, a: np.ndarray, n: np.ndarr
 
 def refined_outlines(refiner: EyeRefiner, rgb: np.ndarray, landmarks: FaceLandmarks) -> tuple[EyeOutline, EyeOutline]:
     """(right, left) eye outlines of the tracker's landmarks, refined against `rgb`."""
-    right, left = tracked_outlines(landmarks)
-    return refiner.refine(rgb, right, 0), refiner.refine(rgb, left, 1)
+    return refiner.refine_pair(rgb, *tracked_outlines(landmarks))
