@@ -20,23 +20,24 @@ with (s_p, h_p) the drawn iris centre in the eye's corner frame (s from the late
 corner, W the drawn fissure width), D_drawn the drawn iris diameter, c a lid's closure
 and k its shape term (`model/eyelid.py`: it tilts the lid along the eye and leaves its
 height at the fissure's middle alone; while the iris sits in the middle k has no say in
-either height and the fit's stays, SHAPE_DAMPING); the corners never move with these parameters, so the solves are
-independent once the rotation is set. Matching MRD at the iris alone, an iris deep in a
-corner, where the template lid falls to the corner, was drawn under a lid raised all
-along the eye: a retraction the patient does not have. A shut eye (its widest lid gap under
-`eye_outline.SHUT_OPENING` of the width) is drawn shut: the upper lid meets the lower
-one along the whole margin and laps a little over it (closures summing to just over one,
-no shape term), which leaves the eyeball no pixel. While an eye is nearly shut (opening under PLACE_MIN_OPENING) its
-rotation stays the fit's, which holds the last well-seen one while the lids hide the iris. Retraction needs no special case: a lid above its template
-position is a negative closure.
+either height and the fit's stays, SHAPE_DAMPING); the corners never move with these
+parameters, so the solves are independent once the rotation is set. Matching MRD at
+the iris alone, an iris deep in a corner, where the template lid falls to the corner,
+was drawn under a lid raised all along the eye: a retraction the patient does not have.
+A shut eye (its widest lid gap under `eye_outline.SHUT_OPENING` of the width) is drawn
+shut: the upper lid meets the lower one along the whole margin and laps a little over it
+(closures summing to just over one, no shape term), which leaves the eyeball no pixel.
+While an eye is nearly shut (opening under PLACE_MIN_OPENING) its rotation stays the
+fit's, which holds the last well-seen one while the lids hide the iris. Retraction needs
+no special case: a lid above its template position is a negative closure.
 
-Both eyes are solved independently, so a squint stays a squint. Guards: an open eye's iris read
-beyond the corners is a misread, not an eye (seen once in the dev clips, p02 frame 461,
-mid-saccade: place 1.20 and MRD1 -0.22, which drew the iris hidden under a lowered lid),
-so neither its place nor the MRDs measured from it are used: the eye keeps its last
-well-placed rotation and each lid is drawn by its height at the fissure's middle alone; retraction stops where the
-drawn margin still shows where it is (MIN_CLOSURE); an eye read open is never drawn
-shut (MIN_OPEN_DRAWN).
+Both eyes are solved independently, so a squint stays a squint. Guards: an open eye's
+iris read beyond the corners is a misread, not an eye (seen once in the dev clips, p02
+frame 461, mid-saccade: place 1.20 and MRD1 -0.22, which drew the iris hidden under a
+lowered lid), so neither its place nor the MRDs measured from it are used: the eye keeps
+its last well-placed rotation and each lid is drawn by its height at the fissure's
+middle alone; retraction stops where the drawn margin still shows where it is
+(MIN_CLOSURE); an eye read open is never drawn shut (MIN_OPEN_DRAWN).
 
 The eye's proportions. An iris offset from the fissure's middle, read in fissure widths
 (place) and in iris diameters (the eye's angle, `evaluate/clinical.py`), agrees on both
@@ -299,22 +300,25 @@ def _solve_eye(verts, fields, centre, rot, cam, target, ruler, place, angles, li
     medial = (corners[1, 0] - origin[0]) * a[0] + (corners[1, 1] - origin[1]) * a[1]
     span = medial - lateral
     limits = (MAX_HORIZONTAL, MAX_VERTICAL)
+    offsets = math.isfinite(ruler)   # solve the offsets from the fissure's middle in iris diameters
+    goal0, goal1 = ((target[0] - 0.5) * ruler, target[1] * ruler) if offsets else (target[0], target[1])
     for _ in range(_NEWTON_STEPS if place else 0):
         f = np.empty((3, 2))
         for k in range(3):
             th = angles[0] + (_DIFF if k == 1 else 0.0)
             ph = angles[1] + (_DIFF if k == 2 else 0.0)
             s_k, h_k, d_k = _iris(centre, rot, th, ph, cam, origin, a, n)
-            f[k, 0], f[k, 1] = (s_k - lateral) / span, h_k / width
-            if math.isfinite(ruler):   # the offsets from the fissure's middle in iris diameters
-                f[k, 0], f[k, 1] = (f[k, 0] - 0.5) * width / d_k, h_k / d_k
+            place_k = (s_k - lateral) / span
+            if offsets:
+                f[k, 0], f[k, 1] = (place_k - 0.5) * width / d_k, h_k / d_k
+            else:
+                f[k, 0], f[k, 1] = place_k, h_k / width
         j00, j01 = (f[1, 0] - f[0, 0]) / _DIFF, (f[2, 0] - f[0, 0]) / _DIFF
         j10, j11 = (f[1, 1] - f[0, 1]) / _DIFF, (f[2, 1] - f[0, 1]) / _DIFF
         det = j00 * j11 - j01 * j10
         if abs(det) < 1e-12:
             break
-        goal = (target[0], target[1]) if not math.isfinite(ruler) else ((target[0] - 0.5) * ruler, target[1] * ruler)
-        r0, r1 = goal[0] - f[0, 0], goal[1] - f[0, 1]
+        r0, r1 = goal0 - f[0, 0], goal1 - f[0, 1]
         step0, step1 = (j11 * r0 - j01 * r1) / det, (j00 * r1 - j10 * r0) / det
         angles[0] = min(max(angles[0] + step0, -limits[0]), limits[0])
         angles[1] = min(max(angles[1] + step1, -limits[1]), limits[1])

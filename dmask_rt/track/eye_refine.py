@@ -273,11 +273,16 @@ class EyeRefiner:
         self._opening[eye] = tracked
         gap = _gap(upper, lower)
         ratio = self._ratio[eye]
+
+        def image_outline(ratio: float | None) -> EyeOutline:
+            # the stream's radius is the one reported; the fit itself keeps the tracker's as
+            # its prior: with one arc visible (gaze into a corner) a larger prior radius
+            # pushes the centre into the corner (labelled eyes, p01 and p02)
+            iris = limbus if ratio is None else np.array([limbus[0], limbus[1], ratio * width])
+            return _outline(outline.corners, origin, a, n, width, self._out_t, upper, lower, iris)
+
         if gap < MIN_GAP:
-            r = limbus.copy()
-            if ratio is not None:
-                r[2] = ratio * width
-            self._met[eye] = (tracked, _outline(outline.corners, origin, a, n, width, self._out_t, upper, lower, r))
+            self._met[eye] = (tracked, image_outline(ratio))
         if (gap < OPEN_GAP and tracked >= TRACKER_OPEN) or (
                 gap < MIN_GAP and tracked >= ONE_EYE_SLIT and other is not None and other >= TRACKER_OPEN):
             # a narrowed or half-shut eye whose dark iris fills the slit looks the same to
@@ -290,12 +295,7 @@ class EyeRefiner:
         if count >= GOOD_EDGES and share >= GOOD_SHARE and moved is None and abs(limbus[0] / width - 0.5) < IRIS_CENTRAL:
             r = limbus[2] / width
             ratio = self._ratio[eye] = r if ratio is None else (1.0 - RATIO_RATE) * ratio + RATIO_RATE * r
-        if ratio is not None:
-            # the stream's radius is the one reported; the fit itself keeps the tracker's as
-            # its prior: with one arc visible (gaze into a corner) a larger prior radius
-            # pushes the centre into the corner (labelled eyes, p01 and p02)
-            limbus[2] = ratio * width
-        return _outline(outline.corners, origin, a, n, width, self._out_t, upper, lower, limbus)
+        return image_outline(ratio)
 
     def refine_pair(self, rgb: np.ndarray, right: EyeOutline, left: EyeOutline) -> tuple[EyeOutline, EyeOutline]:
         """Both eyes of a frame refined (`refine`), then a blink shut in both (BLINK_SLIT)."""
